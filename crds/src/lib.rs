@@ -1,0 +1,1 @@
+//! The openefs API (`openefs.io/v1alpha1`).

@@ -1,0 +1,1 @@
+//! Harnesses that run openefs against real peers nobody here wrote.

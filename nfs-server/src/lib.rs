@@ -1,0 +1,1 @@
+//! openefs-nfsd: the openefs data plane.

@@ -1,0 +1,1 @@
+//! XDR (RFC 4506), ONC RPC (RFC 5531) and NFS wire types. No I/O.

@@ -1,1 +1,114 @@
-fn main() {}
+//! `openefs-csi`: the openefs CSI plugin.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use kube::{Api, Client, Config, api::ListParams, config::KubeConfigOptions};
+use openefs_crds::AccessPoint;
+use openefs_csi::{
+    controller::{ControllerConfig, ControllerService},
+    identity::{IdentityService, ReadinessCheck},
+    server,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The openefs CSI plugin.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// CSI endpoint the plugin serves (kubelet and the sidecars connect here).
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock", global = true)]
+    endpoint: String,
+    /// Log filter, in tracing-subscriber's EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the identity and controller services (provisioning through the
+    /// Kubernetes API).
+    Controller {
+        /// Kubeconfig file; in-cluster configuration or $KUBECONFIG when absent.
+        #[arg(long, env = "OPENEFS_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// How long CreateVolume waits for an AccessPoint or FileSystem to
+        /// become ready before it deletes it again and answers DEADLINE_EXCEEDED.
+        #[arg(long, env = "OPENEFS_PROVISION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+        provision_timeout: Duration,
+    },
+    /// Serve the identity and node services (mounting on this node). Not
+    /// implemented yet.
+    Node {
+        /// This node's id as reported to the CO.
+        #[arg(long, env = "CSI_NODE_ID")]
+        node_id: String,
+    },
+}
+
+async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+        .init();
+    let socket = server::socket_path(&cli.endpoint)?;
+    match cli.command {
+        Command::Controller {
+            kubeconfig,
+            provision_timeout,
+        } => {
+            let client = client(kubeconfig).await.context("Kubernetes client configuration")?;
+            let probe_client = client.clone();
+            // Ready once the API answers for the kind the controller works on.
+            let check: ReadinessCheck = Arc::new(move || {
+                let api: Api<AccessPoint> = Api::all(probe_client.clone());
+                Box::pin(async move {
+                    api.list_metadata(&ListParams::default().limit(1))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            });
+            let identity = IdentityService::new(true, check);
+            let controller = ControllerService::new(client, ControllerConfig { provision_timeout });
+            let listener = server::bind(&socket)?;
+            tracing::info!(endpoint = %cli.endpoint, "serving identity and controller");
+            server::serve(listener, identity, Some(controller), shutdown_signal()).await?;
+        }
+        Command::Node { node_id } => {
+            bail!(
+                "openefs-csi node (node id {node_id:?}): the node service is not implemented yet; \
+                 see docs/csi.md"
+            );
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

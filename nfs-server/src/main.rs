@@ -1,1 +1,65 @@
-fn main() {}
+//! `openefs-nfsd`: serves a local directory over NFSv4.1.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use openefs_nfsd::ServeArgs;
+use openefs_nfsd::config::LogFormat;
+use openefs_vfs::LocalVfs;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// The openefs NFS server.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve a local directory over NFSv4.1.
+    Serve(ServeArgs),
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+async fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Command::Serve(args) = Cli::parse().command;
+    let config = args.into_config()?;
+    init_tracing(config.log_format);
+    let vfs = LocalVfs::new(&config.export)
+        .with_context(|| format!("opening export {}", config.export.display()))?;
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    openefs_nfsd::run(config, Arc::new(vfs), shutdown).await?;
+    signals.abort();
+    info!("stopped");
+    Ok(())
+}

@@ -5,12 +5,17 @@
 //! system work *as that identity* (per-thread fsuid/fsgid/groups), so
 //! permission checks are the kernel's.
 
+#![deny(unsafe_code)]
+
 mod error;
+mod handle;
 mod local;
+// The only module allowed `unsafe`: raw system calls no safe crate wraps.
+#[allow(unsafe_code)]
 mod sys;
 
 pub use error::VfsError;
-pub use local::LocalVfs;
+pub use local::{LocalVfs, LocalVfsOptions};
 
 use std::sync::Arc;
 
@@ -176,7 +181,8 @@ pub trait Vfs: Send + Sync + 'static {
     fn getattr(&self, fh: &FileHandle) -> VfsResult<Attr>;
     fn setattr(&self, id: &Identity, fh: &FileHandle, set: &SetAttr) -> VfsResult<Attr>;
     /// Looks `name` up in directory `dir` (no `.`/`..`; those are refused).
-    fn lookup(&self, id: &Identity, dir: &FileHandle, name: &[u8]) -> VfsResult<(FileHandle, Attr)>;
+    fn lookup(&self, id: &Identity, dir: &FileHandle, name: &[u8])
+    -> VfsResult<(FileHandle, Attr)>;
     /// Parent of `dir`; the export root's parent is the root itself.
     fn lookup_parent(&self, id: &Identity, dir: &FileHandle) -> VfsResult<(FileHandle, Attr)>;
     /// Which of the requested `access::*` bits `id` has on `fh`.
@@ -185,18 +191,51 @@ pub trait Vfs: Send + Sync + 'static {
     /// Reads up to `count` bytes; returns the data and whether EOF was reached.
     fn read(&self, file: &OpenFile, offset: u64, count: u32) -> VfsResult<(Vec<u8>, bool)>;
     /// Writes all of `data`; returns the stability actually achieved (≥ requested).
-    fn write(&self, file: &OpenFile, offset: u64, data: &[u8], stability: Stability) -> VfsResult<Stability>;
+    fn write(
+        &self,
+        file: &OpenFile,
+        offset: u64,
+        data: &[u8],
+        stability: Stability,
+    ) -> VfsResult<Stability>;
     /// Makes previously written data of `fh` durable.
     fn commit(&self, fh: &FileHandle) -> VfsResult<()>;
-    fn create(&self, id: &Identity, dir: &FileHandle, name: &[u8], mode: u32, how: CreateMode, set: &SetAttr) -> VfsResult<Created>;
+    fn create(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        name: &[u8],
+        mode: u32,
+        how: CreateMode,
+        set: &SetAttr,
+    ) -> VfsResult<Created>;
     fn mkdir(&self, id: &Identity, dir: &FileHandle, name: &[u8], mode: u32) -> VfsResult<Created>;
-    fn symlink(&self, id: &Identity, dir: &FileHandle, name: &[u8], target: &[u8]) -> VfsResult<Created>;
+    fn symlink(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        name: &[u8],
+        target: &[u8],
+    ) -> VfsResult<Created>;
     fn readlink(&self, id: &Identity, fh: &FileHandle) -> VfsResult<Vec<u8>>;
     /// Removes a non-directory or an empty directory.
     fn remove(&self, id: &Identity, dir: &FileHandle, name: &[u8]) -> VfsResult<()>;
-    fn rename(&self, id: &Identity, from_dir: &FileHandle, from: &[u8], to_dir: &FileHandle, to: &[u8]) -> VfsResult<()>;
+    fn rename(
+        &self,
+        id: &Identity,
+        from_dir: &FileHandle,
+        from: &[u8],
+        to_dir: &FileHandle,
+        to: &[u8],
+    ) -> VfsResult<()>;
     fn link(&self, id: &Identity, fh: &FileHandle, dir: &FileHandle, name: &[u8]) -> VfsResult<()>;
     /// Entries after `cookie` (0 = from the start), at most `max_entries`.
-    fn readdir(&self, id: &Identity, dir: &FileHandle, cookie: u64, max_entries: usize) -> VfsResult<DirPage>;
+    fn readdir(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        cookie: u64,
+        max_entries: usize,
+    ) -> VfsResult<DirPage>;
     fn statfs(&self, fh: &FileHandle) -> VfsResult<FsStat>;
 }

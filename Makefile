@@ -1,0 +1,36 @@
+# The single entry point. `make help` lists the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+VALIDATE := .cache/venv/bin/kubernetes-validate
+K8S_VERSION ?= 1.34.0
+EXPORT ?= $(CURDIR)/.cache/export
+LISTEN ?= 127.0.0.1:2049
+
+.PHONY: help run test deps lint crds validate-crds unit build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: ## serve $(EXPORT) over NFS on $(LISTEN) with openefs-nfsd (release build)
+	mkdir -p $(EXPORT)
+	$(CARGO) run --release -p openefs-nfsd -- serve --export $(EXPORT) --listen $(LISTEN)
+
+test: deps lint validate-crds build ## everything CI runs: deps, fmt, clippy, CRD checks, all tests
+	$(CARGO) test --workspace
+
+deps: ## install what the tests need (idempotent)
+	bash .ci/deps.sh
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+crds: ## regenerate crds/*.yaml and the chart's copy
+	$(CARGO) run -q -p openefs-crds --bin crdgen
+
+validate-crds: deps ## check the generated CRDs are current and valid Kubernetes objects
+	$(CARGO) run -q -p openefs-crds --bin crdgen -- --check
+	$(VALIDATE) --strict -k $(K8S_VERSION) crds/*.yaml charts/openefs/crds/*.yaml
+
+build: ## build every binary (the e2e tests run them)
+	$(CARGO) build --workspace --bins

@@ -1,0 +1,260 @@
+//! Command line and config file of `openefs-nfsd serve`, validated into a
+//! [`Config`]. Flags (and their env vars) override the TOML file's keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Serve a local directory over NFSv4.1.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Directory to export as the NFS root.
+    #[arg(long, env = "OPENEFS_EXPORT")]
+    pub export: Option<PathBuf>,
+    /// Address and port to accept NFS connections on.
+    #[arg(long, env = "OPENEFS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// TOML file with the same keys as these flags (kebab-case); flags win.
+    #[arg(long, env = "OPENEFS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Map uid 0 of clients to the anonymous uid/gid.
+    #[arg(long, env = "OPENEFS_ROOT_SQUASH")]
+    pub root_squash: bool,
+    /// Uid for AUTH_NONE callers and squashed root [default: 65534].
+    #[arg(long, env = "OPENEFS_ANON_UID")]
+    pub anon_uid: Option<u32>,
+    /// Gid for AUTH_NONE callers and squashed root [default: 65534].
+    #[arg(long, env = "OPENEFS_ANON_GID")]
+    pub anon_gid: Option<u32>,
+    /// How long a client's state lives without renewal, e.g. "90s".
+    #[arg(long, env = "OPENEFS_LEASE_TIME")]
+    pub lease_time: Option<humantime::Duration>,
+    /// Address and port for the Prometheus `/metrics` endpoint (off if unset).
+    #[arg(long, env = "OPENEFS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most client connections served at once [default: 1024].
+    #[arg(long, env = "OPENEFS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Log output format.
+    #[arg(long, env = "OPENEFS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    export: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    root_squash: Option<bool>,
+    anon_uid: Option<u32>,
+    anon_gid: Option<u32>,
+    lease_time: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    max_connections: Option<usize>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid lease-time {value:?}: {source}")]
+    LeaseTime {
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("lease time {0:?} is outside 10s..=1h")]
+    LeaseRange(Duration),
+    #[error("missing required setting `{0}` (flag, env var or config file)")]
+    Missing(&'static str),
+    #[error("export {path} is not a directory")]
+    ExportNotDir { path: PathBuf },
+    #[error("max-connections must be at least 1")]
+    NoConnections,
+}
+
+/// Validated server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub export: PathBuf,
+    pub listen: SocketAddr,
+    pub root_squash: bool,
+    pub anon_uid: u32,
+    pub anon_gid: u32,
+    pub lease: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub log_format: LogFormat,
+}
+
+/// Largest READ/WRITE payload we negotiate.
+pub const MAX_IO: u32 = 1 << 20;
+/// Session request/response limit: one maximal READ/WRITE plus the other
+/// operations of its compound.
+pub const MAX_MESSAGE: u32 = MAX_IO + 64 * 1024;
+
+impl Config {
+    /// Largest RPC record accepted: a maximal message plus the RPC header and
+    /// the largest credential and verifier (400 bytes each).
+    pub fn max_record(&self) -> usize {
+        MAX_MESSAGE as usize + 1024
+    }
+
+    /// Defaults for tests and embedding.
+    pub fn new(export: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            export,
+            listen,
+            root_squash: false,
+            anon_uid: 65534,
+            anon_gid: 65534,
+            lease: Duration::from_secs(90),
+            metrics_listen: None,
+            max_connections: 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let lease = match (self.lease_time, file.lease_time) {
+            (Some(d), _) => d.into(),
+            (None, Some(s)) => humantime::parse_duration(&s)
+                .map_err(|source| ConfigError::LeaseTime { value: s, source })?,
+            (None, None) => Duration::from_secs(90),
+        };
+        if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&lease) {
+            return Err(ConfigError::LeaseRange(lease));
+        }
+        let export = self
+            .export
+            .or(file.export)
+            .ok_or(ConfigError::Missing("export"))?;
+        if !export.is_dir() {
+            return Err(ConfigError::ExportNotDir { path: export });
+        }
+        let max_connections = self
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(1024);
+        if max_connections == 0 {
+            return Err(ConfigError::NoConnections);
+        }
+        Ok(Config {
+            export,
+            listen: self
+                .listen
+                .or(file.listen)
+                .ok_or(ConfigError::Missing("listen"))?,
+            root_squash: self.root_squash || file.root_squash.unwrap_or(false),
+            anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(65534),
+            anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(65534),
+            lease,
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            max_connections,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("nfsd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "export = {:?}\nlisten = \"127.0.0.1:2049\"\nlease-time = \"30s\"\nroot-squash = true\n",
+                dir.path()
+            ),
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(cfg),
+            listen: Some("127.0.0.1:3049".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = args.into_config().unwrap();
+        assert_eq!(c.listen.port(), 3049);
+        assert_eq!(c.lease, Duration::from_secs(30));
+        assert!(c.root_squash);
+        assert_eq!(
+            (c.anon_uid, c.anon_gid, c.max_connections),
+            (65534, 65534, 1024)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = || ServeArgs {
+            export: Some(dir.path().to_owned()),
+            listen: Some("127.0.0.1:2049".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ServeArgs {
+                export: None,
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::Missing("export"))
+        ));
+        assert!(matches!(
+            ServeArgs {
+                lease_time: Some("1s".parse().unwrap()),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::LeaseRange(_))
+        ));
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "no-such-key = 1\n").unwrap();
+        assert!(matches!(
+            ServeArgs {
+                config: Some(bad),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::ParseFile { .. })
+        ));
+    }
+}

@@ -1,0 +1,283 @@
+//! TCP transport: ONC RPC record marking (RFC 5531 §11) and per-connection
+//! concurrency. Each call of a connection runs as its own task (bounded by a
+//! semaphore), and replies leave in completion order, so a pipelining client
+//! is never limited to one call per round trip.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use openefs_nfs_wire::rpc::{MAX_FRAGMENT_LEN, RecordDecoder, RecordError, fragment_header};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::server::Server;
+
+/// Calls of one connection executing at once. Above the session slot count we
+/// grant (so a client using all its slots is never throttled by us), small
+/// enough that one connection cannot hold unbounded memory.
+const CALLS_PER_CONNECTION: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("reading or writing the connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Record marking as a tokio codec. Decoding refuses a record above the limit
+/// before buffering it, so a forged fragment length cannot make us allocate.
+#[derive(Debug)]
+pub struct RecordCodec(RecordDecoder);
+
+impl RecordCodec {
+    pub fn new(max_record: usize) -> Self {
+        Self(RecordDecoder::new(max_record))
+    }
+}
+
+impl Decoder for RecordCodec {
+    type Item = Bytes;
+    type Error = TransportError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, TransportError> {
+        Ok(self.0.decode(src)?)
+    }
+}
+
+impl Encoder<Bytes> for RecordCodec {
+    type Error = TransportError;
+
+    fn encode(&mut self, record: Bytes, dst: &mut BytesMut) -> Result<(), TransportError> {
+        dst.reserve(record.len() + 4 * (1 + record.len() / MAX_FRAGMENT_LEN));
+        let mut rest = record;
+        loop {
+            let n = rest.len().min(MAX_FRAGMENT_LEN);
+            let last = n == rest.len();
+            dst.extend_from_slice(&fragment_header(n, last));
+            dst.extend_from_slice(&rest.split_to(n));
+            if last {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What the RPC layer knows about the connection a call came in on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+}
+
+/// Accepts connections until `shutdown` fires, then waits for every
+/// connection to finish its in-flight calls and send their replies.
+pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(server.config().max_connections));
+    let next_id = AtomicU64::new(1);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Transient (EMFILE, ECONNABORTED): keep serving the others.
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(ConnInfo { id, peer });
+        let span = info_span!("connection", id, %peer);
+        let server = server.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(
+            async move {
+                server.metrics().connection_opened();
+                run_connection(stream, server.clone(), conn, shutdown).await;
+                server.metrics().connection_closed();
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    info!("stopped accepting connections; finishing in-flight calls");
+    connections.close();
+    connections.wait().await;
+}
+
+async fn run_connection(
+    stream: TcpStream,
+    server: Arc<Server>,
+    conn: Arc<ConnInfo>,
+    shutdown: CancellationToken,
+) {
+    debug!("connection opened");
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(error = %e, "TCP_NODELAY not set");
+    }
+    let (rd, wr) = stream.into_split();
+    let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
+    let (tx, rx) = mpsc::channel::<Bytes>(CALLS_PER_CONNECTION);
+    let writer = tokio::spawn(write_replies(
+        FramedWrite::new(wr, RecordCodec::new(usize::MAX)),
+        rx,
+    ));
+    let calls = TaskTracker::new();
+    let in_flight = Arc::new(Semaphore::new(CALLS_PER_CONNECTION));
+    loop {
+        let record = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = reader.next() => r,
+        };
+        let record = match record {
+            None => break,
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                warn!(error = %e, "closing connection");
+                break;
+            }
+        };
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = in_flight.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let tx = tx.clone();
+        let server = server.clone();
+        let conn = conn.clone();
+        calls.spawn(
+            async move {
+                if let Some(reply) = server.handle_call(&conn, record).await {
+                    // A closed writer means the peer went away; nothing to do.
+                    let _ = tx.send(reply).await;
+                }
+                drop(permit);
+            }
+            .in_current_span(),
+        );
+    }
+    calls.close();
+    calls.wait().await;
+    drop(tx);
+    if let Err(e) = writer.await {
+        warn!(error = %e, "reply writer task failed");
+    }
+    debug!("connection closed");
+}
+
+/// Sends replies as they complete, flushing only when no further reply is
+/// ready, so a burst of completions shares one syscall.
+async fn write_replies(
+    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, RecordCodec>,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    while let Some(reply) = rx.recv().await {
+        if let Err(e) = sink.feed(reply).await {
+            debug!(error = %e, "writing a reply failed");
+            return;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if let Err(e) = sink.feed(more).await {
+                debug!(error = %e, "writing a reply failed");
+                return;
+            }
+        }
+        if let Err(e) = sink.flush().await {
+            debug!(error = %e, "flushing replies failed");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openefs_nfs_wire::rpc::LAST_FRAGMENT;
+
+    fn frame(last: bool, data: &[u8]) -> Vec<u8> {
+        let mut v = ((data.len() as u32) | if last { LAST_FRAGMENT } else { 0 })
+            .to_be_bytes()
+            .to_vec();
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn joins_fragments_and_waits_for_the_rest() {
+        let mut codec = RecordCodec::new(100);
+        let mut wire = frame(false, b"abc");
+        wire.extend(frame(true, b"de"));
+        let mut buf = BytesMut::from(&wire[..wire.len() - 1]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&wire[wire.len() - 1..]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().as_deref(),
+            Some(&b"abcde"[..])
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn refuses_absurd_length_before_buffering() {
+        let mut codec = RecordCodec::new(1024);
+        let mut buf = BytesMut::from(&(LAST_FRAGMENT | 0x7fff_fff0).to_be_bytes()[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(TransportError::Record(RecordError::TooLarge { .. }))
+        ));
+        assert!(buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn many_small_fragments_cannot_exceed_the_limit() {
+        let mut codec = RecordCodec::new(10);
+        let mut wire = Vec::new();
+        for _ in 0..4 {
+            wire.extend(frame(false, b"abc"));
+        }
+        let mut buf = BytesMut::from(&wire[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(TransportError::Record(RecordError::TooLarge {
+                len: 12,
+                max: 10
+            }))
+        ));
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let mut codec = RecordCodec::new(100);
+        let mut buf = BytesMut::new();
+        codec
+            .encode(Bytes::from_static(b"hello"), &mut buf)
+            .unwrap();
+        codec.encode(Bytes::new(), &mut buf).unwrap();
+        assert_eq!(
+            codec.decode(&mut buf).unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    }
+}

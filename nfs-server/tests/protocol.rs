@@ -1,0 +1,473 @@
+//! Protocol tests over a real loopback socket against the server with the
+//! real `LocalVfs` on a temporary directory (needs root, as the server does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openefs_nfs_wire::nfs4::attr::{FATTR4_SIZE, FATTR4_TYPE};
+use openefs_nfs_wire::nfs4::ops::*;
+use openefs_nfs_wire::nfs4::types::*;
+use openefs_nfs_wire::nfs4::*;
+use openefs_nfs_wire::rpc::{AcceptedBody, AuthStat, MismatchInfo, RejectedReply, ReplyStat};
+use openefs_nfs_wire::xdr::{Decoder, Opaque, XdrDecode};
+use openefs_nfsd::client::{Client, ClientError};
+use openefs_nfsd::state::SystemClock;
+use openefs_nfsd::{Config, Server, serve_on};
+use openefs_vfs::LocalVfs;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+struct TestServer {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vfs = LocalVfs::new(dir.path()).expect("LocalVfs (run as root)");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = Arc::new(Server::new(
+            Config::new(dir.path().to_owned(), addr),
+            Arc::new(vfs),
+            Arc::new(SystemClock::default()),
+        ));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve_on(listener, server, shutdown.clone()));
+        Self {
+            addr,
+            dir,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(self.addr).await.expect("connect")
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("graceful shutdown in time")
+            .expect("server task");
+    }
+}
+
+fn accepted(stat: &ReplyStat) -> &AcceptedBody {
+    match stat {
+        ReplyStat::Accepted(a) => &a.body,
+        ReplyStat::Denied(d) => panic!("call denied: {d:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rpc_level_errors() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let (h, _) = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, &[])
+        .await
+        .unwrap();
+    assert_eq!(accepted(&h.stat), &AcceptedBody::Success);
+    let (h, _) = c.call(100005, 3, 0, &[]).await.unwrap();
+    assert_eq!(accepted(&h.stat), &AcceptedBody::ProgUnavail);
+    let (h, _) = c.call(NFS4_PROGRAM, 3, 0, &[]).await.unwrap();
+    assert_eq!(
+        accepted(&h.stat),
+        &AcceptedBody::ProgMismatch(MismatchInfo { low: 4, high: 4 })
+    );
+    let (h, _) = c.call(NFS4_PROGRAM, NFS_V4, 7, &[]).await.unwrap();
+    assert_eq!(accepted(&h.stat), &AcceptedBody::ProcUnavail);
+    // A COMPOUND whose header is cut short.
+    let (h, _) = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, &[0, 0])
+        .await
+        .unwrap();
+    assert_eq!(accepted(&h.stat), &AcceptedBody::GarbageArgs);
+    // A malformed AUTH_SYS body.
+    let (xid, mut rec) = c.encode_call(NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, &[]);
+    let mut raw = rec.to_vec();
+    // cred: flavor AUTH_SYS (offset 24), length (28) claims 8 bytes of garbage.
+    raw[28..32].copy_from_slice(&8u32.to_be_bytes());
+    raw.truncate(32);
+    raw.extend_from_slice(&[0xff; 8]);
+    raw.extend_from_slice(&[0; 8]); // verifier AUTH_NONE
+    rec = Bytes::from(raw);
+    c.send_record(rec).await.unwrap();
+    let reply = c.recv_record().await.unwrap().unwrap();
+    let h = openefs_nfs_wire::rpc::ReplyHeader::decode(&mut Decoder::new(reply)).unwrap();
+    assert_eq!(h.xid, xid);
+    assert_eq!(
+        h.stat,
+        ReplyStat::Denied(RejectedReply::AuthError(AuthStat::BadCred))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn minor_versions_other_than_one_mismatch() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    for minor in [0, 2] {
+        let res = c
+            .compound_raw(minor, vec![ArgOp::Putrootfh, ArgOp::Getfh])
+            .await
+            .unwrap();
+        assert_eq!(res.status, Err(Nfs4Error::MinorVersMismatch));
+        assert!(res.results.is_empty());
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn position_rules_and_illegal_ops() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let res = c.compound_raw(1, vec![ArgOp::Putrootfh]).await.unwrap();
+    assert_eq!(res.status, Err(Nfs4Error::OpNotInSession));
+    // An undefined op number (hand-encoded: the wire types cannot express it).
+    let mut args = Client::compound_args(1, vec![]).to_vec();
+    let n = args.len();
+    args[n - 4..].copy_from_slice(&1u32.to_be_bytes());
+    args.extend_from_slice(&9999u32.to_be_bytes());
+    let (_, body) = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, &args)
+        .await
+        .unwrap();
+    let res = Compound4Res::decode(&mut Decoder::new(body)).unwrap();
+    assert_eq!(res.status, Err(Nfs4Error::OpIllegal));
+    assert_eq!(res.results[0].opnum(), OP_ILLEGAL);
+
+    c.establish(b"position-test").await.unwrap();
+    let seq = c.sequence_op().unwrap();
+    let seq2 = c.sequence_op().unwrap();
+    let res = c
+        .compound_raw(1, vec![seq, ArgOp::Putrootfh, seq2])
+        .await
+        .unwrap();
+    assert_eq!(res.status, Err(Nfs4Error::SequencePos));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_records_close_only_that_connection() {
+    let s = TestServer::start().await;
+    // An absurd fragment length: the connection is closed, nothing allocated.
+    let mut c = s.client().await;
+    c.send_raw(&0xffff_fff0u32.to_be_bytes()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), c.recv_record())
+        .await
+        .expect("server reacts");
+    assert!(matches!(r, Ok(None) | Err(_)), "connection closed: {r:?}");
+
+    // A record too short for an xid is dropped; the connection lives on.
+    let mut c = s.client().await;
+    c.send_raw(&[0x80, 0, 0, 2, 1, 2]).await.unwrap();
+    let (h, _) = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, &[])
+        .await
+        .unwrap();
+    assert_eq!(accepted(&h.stat), &AcceptedBody::Success);
+
+    // A truncated header followed by EOF: that connection just ends.
+    let mut c = s.client().await;
+    c.send_raw(&[0x80, 0]).await.unwrap();
+    drop(c);
+
+    let mut c = s.client().await;
+    let (h, _) = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, &[])
+        .await
+        .unwrap();
+    assert_eq!(accepted(&h.stat), &AcceptedBody::Success);
+    s.stop().await;
+}
+
+fn create_dir(name: &str) -> ArgOp {
+    ArgOp::Create(Create4Args {
+        objtype: CreateType4::Dir,
+        objname: Utf8Str::from(name),
+        createattrs: Fattr4::default(),
+    })
+}
+
+#[tokio::test]
+async fn replayed_slot_returns_cached_reply_without_executing() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    c.establish(b"replay-test").await.unwrap();
+    let seq = c.sequence_op().unwrap();
+    let args = Client::compound_args(1, vec![seq, ArgOp::Putrootfh, create_dir("once")]);
+    let (_, record) = c.encode_call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, &args);
+    c.send_record(record.clone()).await.unwrap();
+    let first = c.recv_record().await.unwrap().unwrap();
+    c.send_record(record).await.unwrap();
+    let second = c.recv_record().await.unwrap().unwrap();
+    assert_eq!(first, second, "a retransmission gets the identical reply");
+    let mut dec = Decoder::new(first);
+    openefs_nfs_wire::rpc::ReplyHeader::decode(&mut dec).unwrap();
+    let res = Compound4Res::decode(&mut dec).unwrap();
+    assert_eq!(res.status, Ok(()), "{res:?}");
+    assert!(s.dir.path().join("once").is_dir());
+
+    // The next request does execute: the directory now exists.
+    let err = c
+        .compound(vec![ArgOp::Putrootfh, create_dir("once")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Op {
+                op: OP_CREATE,
+                status: Nfs4Error::Exist
+            }
+        ),
+        "{err}"
+    );
+
+    // A sequence id neither the current nor the next one.
+    c.seqid += 5;
+    let err = c.compound(vec![ArgOp::Putrootfh]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Op {
+                op: OP_SEQUENCE,
+                status: Nfs4Error::SeqMisordered
+            }
+        ),
+        "{err}"
+    );
+    s.stop().await;
+}
+
+fn getattr(bits: &[u32]) -> ArgOp {
+    ArgOp::Getattr(Bitmap4::from_bits(bits))
+}
+
+fn attrs_of(res: &ResOp) -> FileAttrs {
+    match res {
+        ResOp::Getattr(Ok(f)) => FileAttrs::decode(f).unwrap(),
+        other => panic!("not a GETATTR result: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn session_create_write_read_readdir_round_trip() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    c.establish(b"round-trip").await.unwrap();
+
+    let mode = FileAttrs {
+        mode: Some(0o640),
+        ..Default::default()
+    }
+    .encode_requested(&Bitmap4::from_bits(&[
+        openefs_nfs_wire::nfs4::attr::FATTR4_MODE,
+    ]));
+    let open = ArgOp::Open(Open4Args {
+        seqid: 0,
+        share_access: OPEN4_SHARE_ACCESS_BOTH,
+        share_deny: OPEN4_SHARE_DENY_NONE,
+        owner: StateOwner4 {
+            clientid: c.clientid.unwrap(),
+            owner: Opaque::from("owner-1"),
+        },
+        openhow: OpenFlag4::Create(CreateHow4::Guarded(mode)),
+        claim: OpenClaim4::Null(Utf8Str::from("data.bin")),
+    });
+    let r = c
+        .compound(vec![ArgOp::Putrootfh, open, ArgOp::Getfh])
+        .await
+        .unwrap();
+    let ResOp::Open(Ok(opened)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    let ResOp::Getfh(Ok(fh)) = &r[2] else {
+        panic!("{r:?}")
+    };
+    let stateid = opened.stateid;
+    assert!(!opened.cinfo.atomic);
+    assert_ne!(opened.cinfo.before, opened.cinfo.after, "directory changed");
+
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let r = c
+        .compound(vec![
+            ArgOp::Putfh(fh.clone()),
+            ArgOp::Write(Write4Args {
+                stateid,
+                offset: 0,
+                stable: StableHow::FileSync,
+                data: Opaque(Bytes::from(data.clone())),
+            }),
+            getattr(&[FATTR4_SIZE, FATTR4_TYPE]),
+        ])
+        .await
+        .unwrap();
+    let ResOp::Write(Ok(w)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(w.count as usize, data.len());
+    assert_eq!(w.committed, StableHow::FileSync);
+    let a = attrs_of(&r[2]);
+    assert_eq!(a.size, Some(data.len() as u64));
+    assert_eq!(a.file_type, Some(FileType::Reg));
+
+    let mut back = Vec::new();
+    loop {
+        let r = c
+            .compound(vec![
+                ArgOp::Putfh(fh.clone()),
+                ArgOp::Read(Read4Args {
+                    stateid,
+                    offset: back.len() as u64,
+                    count: 128 * 1024,
+                }),
+            ])
+            .await
+            .unwrap();
+        let ResOp::Read(Ok(rd)) = &r[1] else {
+            panic!("{r:?}")
+        };
+        back.extend_from_slice(rd.data.as_bytes());
+        if rd.eof {
+            break;
+        }
+        assert!(back.len() <= data.len(), "read past the end");
+    }
+    assert_eq!(back, data);
+    assert_eq!(
+        std::fs::read(s.dir.path().join("data.bin")).unwrap(),
+        data,
+        "the bytes are in the backing directory"
+    );
+
+    c.compound(vec![
+        ArgOp::Putfh(fh.clone()),
+        ArgOp::Close(Close4Args {
+            seqid: 0,
+            open_stateid: stateid,
+        }),
+    ])
+    .await
+    .unwrap();
+    let err = c
+        .compound(vec![
+            ArgOp::Putfh(fh.clone()),
+            ArgOp::Read(Read4Args {
+                stateid,
+                offset: 0,
+                count: 1,
+            }),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Op {
+                status: Nfs4Error::BadStateid,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Many entries, read in small pages: every name once, cookies advance.
+    for i in 0..40 {
+        c.compound(vec![ArgOp::Putrootfh, create_dir(&format!("dir-{i:02}"))])
+            .await
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut cookie = 0;
+    let mut cookieverf = [0; 8];
+    for _ in 0..100 {
+        let r = c
+            .compound(vec![
+                ArgOp::Putrootfh,
+                ArgOp::Readdir(Readdir4Args {
+                    cookie,
+                    cookieverf,
+                    dircount: 512,
+                    maxcount: 1024,
+                    attr_request: Bitmap4::from_bits(&[FATTR4_TYPE]),
+                }),
+            ])
+            .await
+            .unwrap();
+        let ResOp::Readdir(Ok(page)) = &r[1] else {
+            panic!("{r:?}")
+        };
+        for e in &page.entries {
+            names.push(String::from_utf8(e.name.as_bytes().to_vec()).unwrap());
+            let t = FileAttrs::decode(&e.attrs).unwrap().file_type;
+            assert!(matches!(t, Some(FileType::Dir | FileType::Reg)));
+            cookie = e.cookie;
+        }
+        cookieverf = page.cookieverf;
+        if page.eof {
+            break;
+        }
+    }
+    names.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("dir-{i:02}")).collect();
+    want.push("data.bin".into());
+    want.sort();
+    assert_eq!(names, want);
+
+    // maxcount too small for a single entry.
+    let err = c
+        .compound(vec![
+            ArgOp::Putrootfh,
+            ArgOp::Readdir(Readdir4Args {
+                cookie: 0,
+                cookieverf: [0; 8],
+                dircount: 10,
+                maxcount: 20,
+                attr_request: Bitmap4::new(),
+            }),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Op {
+                status: Nfs4Error::Toosmall,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_calls_all_get_replies() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let mut xids = Vec::new();
+    for _ in 0..50 {
+        let (xid, rec) = c.encode_call(NFS4_PROGRAM, NFS_V4, NFSPROC4_NULL, &[]);
+        xids.push(xid);
+        c.send_record(rec).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        let rec = c.recv_record().await.unwrap().unwrap();
+        let h = openefs_nfs_wire::rpc::ReplyHeader::decode(&mut Decoder::new(rec)).unwrap();
+        got.push(h.xid);
+    }
+    got.sort();
+    assert_eq!(got, xids);
+    s.stop().await;
+}

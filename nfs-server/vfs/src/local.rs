@@ -1,0 +1,1206 @@
+//! [`LocalVfs`]: a directory of the local file system, served with persistent
+//! handles, every change made as the caller.
+//!
+//! How each requirement is met:
+//! - Handles: `name_to_handle_at` bytes, authenticated (see `handle.rs`),
+//!   resolved with `open_by_handle_at` into an `O_PATH` fd, which a sharded
+//!   LRU keeps so hot objects are not resolved again.
+//! - Identity: calls that take an [`Identity`] switch the executing thread's
+//!   fsuid/fsgid/groups for their file system calls (`sys::AsIdentity`), so
+//!   the kernel checks permissions and new files belong to the caller.
+//!   Handle resolution happens before the switch (it needs fsuid 0).
+//! - Confinement: names are single components, never `.`/`..`; objects are
+//!   opened with `O_NOFOLLOW` relative to their parent's fd, so a symlink is
+//!   an object, never a path; a mount inside the export is not entered
+//!   ([`VfsError::XDev`]).
+//! - Objects are reached by fd, never by path: an fd is re-opened for I/O
+//!   through `/proc/self/fd/N` (the kernel's documented way to upgrade an
+//!   `O_PATH` fd), which checks permissions against the opener.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+use rustix::fs::{
+    Access, AtFlags, Mode, OFlags, RawDir, Statx, StatxFlags, Timespec, Timestamps, XattrFlags,
+};
+use rustix::io::Errno;
+use rustix::path::DecInt;
+use rustix::thread::{Gid, Uid};
+
+use crate::error::Context;
+use crate::handle::{self, HandleCodec};
+use crate::sys::{self, AsIdentity, BaseCreds};
+use crate::{
+    Attr, CreateMode, Created, DirEntry, DirPage, FileHandle, FileType, FsStat, Identity,
+    OpenAccess, OpenFile, SetAttr, SetTime, Stability, Timestamp, Vfs, VfsError, VfsResult, access,
+};
+
+/// Tuning of a [`LocalVfs`].
+#[derive(Clone, Debug)]
+pub struct LocalVfsOptions {
+    /// How many resolved handles keep an `O_PATH` fd open (one fd each). It is
+    /// clamped to half the process's open-file limit.
+    pub cache_capacity: usize,
+    /// Make creates, removals, renames, links and attribute changes durable
+    /// (fsync of the changed directory or object) before returning, as NFS
+    /// requires of a server that may crash (knfsd's `sync` export option).
+    pub sync_metadata: bool,
+}
+
+impl Default for LocalVfsOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 4096,
+            sync_metadata: true,
+        }
+    }
+}
+
+/// Largest read served in one call; a shorter read than asked is legal in
+/// NFS, and this bounds the buffer a request can make us allocate.
+const MAX_READ: usize = 16 << 20;
+/// Linux's NAME_MAX.
+const NAME_MAX: usize = 255;
+/// Linux's PATH_MAX, the longest symlink target.
+const PATH_MAX: usize = 4096;
+/// Readdir cookies are the file system's `d_off` plus this, so that they
+/// never collide with 0 (start), 1 and 2 (reserved by NFS).
+const COOKIE_BIAS: u64 = 3;
+/// Bytes of directory entries fetched per `getdents64`.
+const READDIR_BUF: usize = 32 << 10;
+const VERIFIER_XATTR: &CStr = c"trusted.openefs.create-verifier";
+const CACHE_SHARDS: usize = 16;
+
+/// A resolved object: an `O_PATH` fd and its change counter.
+///
+/// The `change` attribute is `ctime (ns) + changes`. `changes` starts at the
+/// instance's epoch (its start time in ns) and every modification made
+/// through this instance sets it to the next value of an instance-wide
+/// sequence that started at the same epoch. So two changes within one ctime
+/// tick still give two values, and values never repeat across restarts (a
+/// new epoch is later than the old epoch plus the number of changes made
+/// since, as long as fewer than one change per nanosecond happened).
+/// Limits: a restart changes every object's value once (clients revalidate
+/// their caches once); a change made outside this server within the ctime
+/// tick of the previous change is invisible; and a node evicted from the
+/// cache and modified again within the same ctime tick could repeat a value
+/// (recently modified nodes are the last the LRU evicts, so this needs a
+/// whole cache shard of new lookups within one tick).
+struct Node {
+    fd: OwnedFd,
+    changes: AtomicU64,
+}
+
+/// Handle → [`Node`], sharded so that threads working on different objects
+/// rarely wait for one another.
+struct NodeCache {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+type Shard = LruCache<FileHandle, Arc<Node>>;
+
+impl NodeCache {
+    fn new(capacity: usize) -> Self {
+        let per_shard =
+            NonZeroUsize::new(capacity.div_ceil(CACHE_SHARDS)).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            shards: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, fh: &FileHandle) -> MutexGuard<'_, Shard> {
+        // The last bytes of a handle are its MAC tag: already uniformly spread.
+        let i = fh.0.last().map_or(0, |b| usize::from(*b) % CACHE_SHARDS);
+        // A panic while holding the lock cannot leave the LRU inconsistent
+        // in a way that matters here (worst case, a stale entry), so poison
+        // is ignored rather than spread.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, fh: &FileHandle) -> Option<Arc<Node>> {
+        self.shard(fh).get(fh).cloned()
+    }
+
+    fn peek(&self, fh: &FileHandle) -> Option<Arc<Node>> {
+        self.shard(fh).peek(fh).cloned()
+    }
+
+    /// Inserts `node` unless the handle is cached already; returns the cached
+    /// one (keeping its change counter).
+    fn insert(&self, fh: FileHandle, node: Node) -> Arc<Node> {
+        self.shard(&fh).get_or_insert(fh, || Arc::new(node)).clone()
+    }
+
+    fn remove(&self, fh: &FileHandle) -> Option<Arc<Node>> {
+        self.shard(fh).pop(fh)
+    }
+}
+
+/// A validated single path component, NUL-terminated on the stack.
+struct Name {
+    buf: [u8; NAME_MAX + 1],
+    len: usize,
+}
+
+impl Name {
+    fn new(name: &[u8]) -> VfsResult<Self> {
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.iter().any(|&b| b == b'/' || b == 0)
+        {
+            return Err(VfsError::InvalidName);
+        }
+        if name.len() > NAME_MAX {
+            return Err(VfsError::NameTooLong);
+        }
+        let mut buf = [0; NAME_MAX + 1];
+        buf[..name.len()].copy_from_slice(name);
+        Ok(Self {
+            buf,
+            len: name.len(),
+        })
+    }
+
+    fn c(&self) -> &CStr {
+        // The constructor refused NULs and left a terminating one.
+        CStr::from_bytes_with_nul(&self.buf[..=self.len]).unwrap_or_default()
+    }
+}
+
+/// A local directory served as an export. See the module documentation.
+pub struct LocalVfs {
+    /// A real fd of the export root: the file system `open_by_handle_at`
+    /// resolves handles on (it refuses `O_PATH` fds).
+    mount_fd: OwnedFd,
+    /// `/proc/self/fd`, checked to be procfs, for re-opening `O_PATH` fds.
+    proc_fd: OwnedFd,
+    root_handle: FileHandle,
+    root_mount_id: i32,
+    fsid: u64,
+    codec: HandleCodec,
+    base: BaseCreds,
+    nodes: NodeCache,
+    epoch: u64,
+    change_seq: AtomicU64,
+    sync_metadata: bool,
+}
+
+impl std::fmt::Debug for LocalVfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalVfs")
+            .field("fsid", &self.fsid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn statx_fd(fd: impl AsFd) -> VfsResult<Statx> {
+    rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).context("statx")
+}
+
+fn file_type(st: &Statx) -> FileType {
+    use rustix::fs::FileType as K;
+    match K::from_raw_mode(st.stx_mode.into()) {
+        K::Directory => FileType::Directory,
+        K::Symlink => FileType::Symlink,
+        K::BlockDevice => FileType::BlockDevice,
+        K::CharacterDevice => FileType::CharDevice,
+        K::Fifo => FileType::Fifo,
+        K::Socket => FileType::Socket,
+        K::RegularFile | K::Unknown => FileType::Regular,
+    }
+}
+
+/// The error for an object of the wrong type where a regular file is needed.
+fn not_regular(ft: FileType) -> VfsError {
+    match ft {
+        FileType::Directory => VfsError::IsDir,
+        FileType::Symlink => VfsError::Symlink,
+        _ => VfsError::WrongType,
+    }
+}
+
+fn require_dir(st: &Statx) -> VfsResult<()> {
+    match file_type(st) {
+        FileType::Directory => Ok(()),
+        _ => Err(VfsError::NotDir),
+    }
+}
+
+fn timestamp(t: &rustix::fs::StatxTimestamp) -> Timestamp {
+    Timestamp {
+        seconds: t.tv_sec,
+        nanos: t.tv_nsec,
+    }
+}
+
+fn timespec(t: Option<SetTime>) -> VfsResult<Timespec> {
+    Ok(match t {
+        None => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        Some(SetTime::ServerNow) => Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        Some(SetTime::Client(ts)) if ts.nanos < 1_000_000_000 => Timespec {
+            tv_sec: ts.seconds,
+            tv_nsec: ts.nanos.into(),
+        },
+        Some(SetTime::Client(_)) => return Err(VfsError::Inval),
+    })
+}
+
+/// Ids from the network: -1 means "unchanged" to chown and is not an id.
+fn id_arg(id: Option<u32>) -> VfsResult<Option<u32>> {
+    match id {
+        Some(u32::MAX) => Err(VfsError::Inval),
+        other => Ok(other),
+    }
+}
+
+impl LocalVfs {
+    /// Serves `export_dir` with default options. Needs CAP_DAC_READ_SEARCH
+    /// (to resolve handles), CAP_SETUID/CAP_SETGID (to act as callers) and
+    /// CAP_SYS_ADMIN (the handle key is a `trusted.*` xattr of the root).
+    pub fn new(export_dir: impl AsRef<Path>) -> VfsResult<Self> {
+        Self::with_options(export_dir, LocalVfsOptions::default())
+    }
+
+    pub fn with_options(export_dir: impl AsRef<Path>, options: LocalVfsOptions) -> VfsResult<Self> {
+        let mount_fd = rustix::fs::open(
+            export_dir.as_ref(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening the export directory")?;
+        let proc_fd = rustix::fs::open(
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening /proc/self/fd")?;
+        // Re-opening through anything but the real procfs would open
+        // whatever that file system returns.
+        let proc_stat = rustix::fs::fstatfs(&proc_fd).context("statfs /proc/self/fd")?;
+        if proc_stat.f_type as u64 != rustix::fs::PROC_SUPER_MAGIC as u64 {
+            return Err(VfsError::Io {
+                context: "/proc is not procfs",
+                errno: libc::ENOTSUP,
+            });
+        }
+
+        let codec = HandleCodec::new(&handle::load_or_create_key(mount_fd.as_fd())?);
+        let (raw_root, root_mount_id) =
+            sys::name_to_handle_at(mount_fd.as_fd(), c"", AtFlags::EMPTY_PATH)
+                .map_err(handle_errno)?;
+        // Fail now, not on the first request, when handles cannot be
+        // resolved (no CAP_DAC_READ_SEARCH).
+        let root_fd = sys::open_by_handle_at(mount_fd.as_fd(), &raw_root, OFlags::PATH)
+            .context("resolving the export root's handle")?;
+        let vfs_stat = rustix::fs::fstatvfs(&mount_fd).context("statvfs of the export")?;
+        let st = statx_fd(&mount_fd)?;
+        let fsid = match vfs_stat.f_fsid {
+            0 => (u64::from(st.stx_dev_major) << 32) | u64::from(st.stx_dev_minor),
+            id => id,
+        };
+
+        let fd_limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let capacity = options
+            .cache_capacity
+            .min(usize::try_from(fd_limit / 2).unwrap_or(usize::MAX));
+        if capacity < options.cache_capacity {
+            tracing::warn!(
+                requested = options.cache_capacity,
+                capacity,
+                "handle cache clamped to half the open-file limit; raise RLIMIT_NOFILE"
+            );
+        }
+
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
+        let root_handle = codec.encode(&raw_root);
+        let vfs = Self {
+            mount_fd,
+            proc_fd,
+            root_handle: root_handle.clone(),
+            root_mount_id,
+            fsid,
+            codec,
+            base: BaseCreds::current()?,
+            nodes: NodeCache::new(capacity),
+            epoch,
+            change_seq: AtomicU64::new(epoch),
+            sync_metadata: options.sync_metadata,
+        };
+        vfs.nodes.insert(root_handle, vfs.new_node(root_fd));
+        Ok(vfs)
+    }
+
+    fn new_node(&self, fd: OwnedFd) -> Node {
+        Node {
+            fd,
+            changes: AtomicU64::new(self.epoch),
+        }
+    }
+
+    /// Handle → live node, with the object's current attributes.
+    fn resolve(&self, fh: &FileHandle) -> VfsResult<(Arc<Node>, Statx)> {
+        if let Some(node) = self.nodes.get(fh) {
+            // A cached fd keeps a removed object alive; it must still look
+            // gone to clients.
+            return match statx_fd(&node.fd) {
+                Ok(st) if st.stx_nlink > 0 => Ok((node, st)),
+                Ok(_) | Err(VfsError::Stale | VfsError::NotFound) => {
+                    self.nodes.remove(fh);
+                    Err(VfsError::Stale)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let raw = self.codec.decode(fh)?;
+        let fd = sys::open_by_handle_at(self.mount_fd.as_fd(), &raw, OFlags::PATH).map_err(
+            |e| match e {
+                // The handle is authentic (the tag matched), so whatever the file
+                // system no longer finds is gone, not malformed.
+                Errno::STALE | Errno::NOENT | Errno::INVAL => VfsError::Stale,
+                e => VfsError::from_errno(e.raw_os_error(), "open_by_handle_at"),
+            },
+        )?;
+        let st = statx_fd(&fd)?;
+        if st.stx_nlink == 0 {
+            return Err(VfsError::Stale);
+        }
+        Ok((self.nodes.insert(fh.clone(), self.new_node(fd)), st))
+    }
+
+    /// Gives a handle to an object reached beneath the export, and caches it.
+    fn issue(&self, fd: OwnedFd) -> VfsResult<(FileHandle, Arc<Node>)> {
+        let (raw, mount_id) =
+            sys::name_to_handle_at(fd.as_fd(), c"", AtFlags::EMPTY_PATH).map_err(handle_errno)?;
+        if mount_id != self.root_mount_id {
+            return Err(VfsError::XDev);
+        }
+        let fh = self.codec.encode(&raw);
+        let node = self.nodes.insert(fh.clone(), self.new_node(fd));
+        Ok((fh, node))
+    }
+
+    fn attr(&self, st: &Statx, changes: u64) -> Attr {
+        let ctime_ns = (st.stx_ctime.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(u64::from(st.stx_ctime.tv_nsec));
+        Attr {
+            file_type: file_type(st),
+            mode: u32::from(st.stx_mode) & 0o7777,
+            nlink: st.stx_nlink,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            size: st.stx_size,
+            space_used: st.stx_blocks.saturating_mul(512),
+            rdev: (st.stx_rdev_major, st.stx_rdev_minor),
+            fsid: self.fsid,
+            fileid: st.stx_ino,
+            atime: timestamp(&st.stx_atime),
+            mtime: timestamp(&st.stx_mtime),
+            ctime: timestamp(&st.stx_ctime),
+            change: ctime_ns.wrapping_add(changes),
+        }
+    }
+
+    fn node_attr(&self, node: &Node) -> VfsResult<Attr> {
+        let st = statx_fd(&node.fd)?;
+        Ok(self.attr(&st, node.changes.load(Ordering::Acquire)))
+    }
+
+    /// Records a modification of `node` made through this instance.
+    fn bump(&self, node: &Node) {
+        let next = self.change_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        node.changes.fetch_max(next, Ordering::AcqRel);
+    }
+
+    fn become_(&self, id: &Identity) -> VfsResult<AsIdentity<'_>> {
+        AsIdentity::switch(id, &self.base)
+    }
+
+    /// Opens the object of an `O_PATH` fd for I/O, permission-checked as
+    /// whoever the thread currently is.
+    fn reopen(&self, node: &Node, flags: OFlags) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat(
+            &self.proc_fd,
+            DecInt::from_fd(&node.fd),
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+    }
+
+    /// Opens a regular file as `id`. Like knfsd, the owner may open their own
+    /// file whatever its mode: a client that created a file with mode 0444
+    /// holds a writable open of it (POSIX `open(O_CREAT|O_RDWR, 0444)`), and
+    /// the client, not the server, enforces the mode for later opens.
+    fn open_as(&self, id: &Identity, node: &Node, st: &Statx, flags: OFlags) -> VfsResult<OwnedFd> {
+        let opened = {
+            let _as = self.become_(id)?;
+            self.reopen(node, flags)
+        };
+        match opened {
+            Err(Errno::ACCESS) if st.stx_uid == id.uid => self.reopen(node, flags),
+            other => other,
+        }
+        .context("opening a file")
+    }
+
+    /// Applies `set` as `id`: size first (as knfsd), then owner (which may
+    /// clear set-id bits), then mode, then times.
+    fn apply_set(&self, id: &Identity, node: &Node, st: &Statx, set: &SetAttr) -> VfsResult<()> {
+        let ft = file_type(st);
+        if let Some(size) = set.size {
+            if ft != FileType::Regular {
+                return Err(not_regular(ft));
+            }
+            let fd = self.open_as(id, node, st, OFlags::WRONLY)?;
+            rustix::fs::ftruncate(&fd, size).context("truncating")?;
+        }
+        let _as = self.become_(id)?;
+        let (uid, gid) = (id_arg(set.uid)?, id_arg(set.gid)?);
+        if uid.is_some() || gid.is_some() {
+            rustix::fs::chownat(
+                &node.fd,
+                c"",
+                uid.map(Uid::from_raw),
+                gid.map(Gid::from_raw),
+                AtFlags::EMPTY_PATH,
+            )
+            .context("chown")?;
+        }
+        if let Some(mode) = set.mode {
+            // Linux cannot change a symlink's mode (and it means nothing).
+            if ft == FileType::Symlink {
+                return Err(VfsError::Inval);
+            }
+            rustix::fs::chmodat(
+                &self.proc_fd,
+                DecInt::from_fd(&node.fd),
+                Mode::from_raw_mode(mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .context("chmod")?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let times = Timestamps {
+                last_access: timespec(set.atime)?,
+                last_modification: timespec(set.mtime)?,
+            };
+            rustix::fs::utimensat(&node.fd, c"", &times, AtFlags::EMPTY_PATH)
+                .context("utimensat")?;
+        }
+        Ok(())
+    }
+
+    /// The server's umask must not apply (the client applied its own): give
+    /// back permission bits the process umask took from a new object.
+    fn undo_umask(&self, id: &Identity, node: &Node, st: &Statx, mode: u32) -> VfsResult<()> {
+        let have = u32::from(st.stx_mode) & 0o7777;
+        if mode & 0o777 & !have == 0 {
+            return Ok(());
+        }
+        let set = SetAttr {
+            mode: Some(have | (mode & 0o777)),
+            ..SetAttr::default()
+        };
+        self.apply_set(id, node, st, &set)
+    }
+
+    /// Makes `node`'s metadata (a directory's entries, an object's inode)
+    /// durable when the export is synchronous.
+    fn sync_node(&self, node: &Node) -> VfsResult<()> {
+        if !self.sync_metadata {
+            return Ok(());
+        }
+        let fd = self
+            .reopen(node, OFlags::RDONLY | OFlags::NONBLOCK)
+            .context("opening for fsync")?;
+        rustix::fs::fsync(&fd).context("fsync")
+    }
+
+    /// The handle `name` in `dir` has now, if any (no caching): used to find
+    /// the cached node of an object about to be removed or replaced.
+    fn handle_at(&self, dir: &Node, name: &Name) -> Option<FileHandle> {
+        let (raw, _) = sys::name_to_handle_at(dir.fd.as_fd(), name.c(), AtFlags::empty()).ok()?;
+        Some(self.codec.encode(&raw))
+    }
+
+    fn read_verifier(&self, node: &Node) -> VfsResult<Option<[u8; 8]>> {
+        let fd = self
+            .reopen(node, OFlags::RDONLY)
+            .context("opening to read the verifier")?;
+        let mut verf = [0u8; 8];
+        match rustix::fs::fgetxattr(&fd, VERIFIER_XATTR, &mut verf[..]) {
+            Ok(8) => Ok(Some(verf)),
+            Ok(_) | Err(Errno::NODATA) | Err(Errno::RANGE) => Ok(None),
+            Err(e) => Err(VfsError::from_errno(
+                e.raw_os_error(),
+                "reading the create verifier",
+            )),
+        }
+    }
+
+    /// Stores an exclusive create's verifier with the file: a `trusted.*`
+    /// xattr, which clients cannot see or change, rather than knfsd's atime
+    /// and mtime, so it needs no clean-up by a later SETATTR.
+    fn store_verifier(&self, node: &Node, verf: &[u8; 8]) -> VfsResult<()> {
+        let fd = self
+            .reopen(node, OFlags::RDONLY)
+            .context("opening to store the verifier")?;
+        rustix::fs::fsetxattr(&fd, VERIFIER_XATTR, verf, XattrFlags::empty())
+            .context("storing the create verifier")?;
+        if self.sync_metadata {
+            rustix::fs::fsync(&fd).context("fsync")?;
+        }
+        Ok(())
+    }
+
+    /// Creates `name` in `dir` with `make` (as `id`), then opens it. An
+    /// existing name is `Exists` when `exclusive`, else opened and reported
+    /// as not created.
+    fn make_in(
+        &self,
+        id: &Identity,
+        dir: &Node,
+        name: &Name,
+        exclusive: bool,
+        make: impl FnOnce() -> Result<(), Errno>,
+    ) -> VfsResult<(bool, OwnedFd)> {
+        let _as = self.become_(id)?;
+        let created = match make() {
+            Ok(()) => true,
+            Err(Errno::EXIST) if !exclusive => false,
+            Err(e) => return Err(VfsError::from_errno(e.raw_os_error(), "creating an object")),
+        };
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            name.c(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening a new object")?;
+        Ok((created, fd))
+    }
+
+    /// The common tail of mkdir and symlink: caches the new object, fixes its
+    /// mode, records and syncs the change of `dir`.
+    fn finish_new(
+        &self,
+        id: &Identity,
+        dir: &Node,
+        fd: OwnedFd,
+        mode: Option<u32>,
+    ) -> VfsResult<Created> {
+        let (handle, node) = self.issue(fd)?;
+        if let Some(mode) = mode {
+            let st = statx_fd(&node.fd)?;
+            self.undo_umask(id, &node, &st, mode)?;
+        }
+        self.bump(dir);
+        self.sync_node(dir)?;
+        let attr = self.node_attr(&node)?;
+        Ok(Created {
+            handle,
+            attr,
+            created: true,
+        })
+    }
+
+    /// Reads up to `max_entries` entries of the open directory `dirfd`,
+    /// positioned at `cookie`, as the current thread's identity.
+    fn read_entries(&self, dirfd: &OwnedFd, max_entries: usize) -> VfsResult<DirPage> {
+        // One buffer per call: readdir is not on the data path, and 32 KiB
+        // is a cheap allocation next to the system calls it feeds.
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); READDIR_BUF];
+        let mut raw = RawDir::new(dirfd.as_fd(), &mut buf);
+        let mut entries = Vec::with_capacity(max_entries.min(1024));
+        loop {
+            let entry = match raw.next() {
+                None => return Ok(DirPage { entries, eof: true }),
+                Some(entry) => entry.context("getdents64")?,
+            };
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            // Having seen one entry more than fits tells eof without an
+            // extra call.
+            if entries.len() == max_entries {
+                return Ok(DirPage {
+                    entries,
+                    eof: false,
+                });
+            }
+            let cookie =
+                entry
+                    .next_entry_cookie()
+                    .checked_add(COOKIE_BIAS)
+                    .ok_or(VfsError::Io {
+                        context: "directory offset out of range",
+                        errno: libc::EOVERFLOW,
+                    })?;
+            let st = match rustix::fs::statx(
+                dirfd,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS,
+            ) {
+                Ok(st) => st,
+                // Removed since getdents read it.
+                Err(Errno::NOENT) => continue,
+                Err(e) => {
+                    return Err(VfsError::from_errno(
+                        e.raw_os_error(),
+                        "statx of a directory entry",
+                    ));
+                }
+            };
+            let (raw_handle, mount_id) =
+                match sys::name_to_handle_at(dirfd.as_fd(), name, AtFlags::empty()) {
+                    Ok(h) => h,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(handle_errno(e)),
+                };
+            // A mount point inside the export: not served (see XDev).
+            if mount_id != self.root_mount_id {
+                continue;
+            }
+            let handle = self.codec.encode(&raw_handle);
+            let changes = self
+                .nodes
+                .peek(&handle)
+                .map_or(self.epoch, |n| n.changes.load(Ordering::Acquire));
+            entries.push(DirEntry {
+                name: name.to_bytes().to_vec(),
+                cookie,
+                attr: self.attr(&st, changes),
+                handle,
+            });
+        }
+    }
+}
+
+fn handle_errno(e: Errno) -> VfsError {
+    match e {
+        // The file system's handles do not fit in ours, or it has none.
+        Errno::OVERFLOW | Errno::OPNOTSUPP => VfsError::NotSupported,
+        e => VfsError::from_errno(e.raw_os_error(), "name_to_handle_at"),
+    }
+}
+
+impl Vfs for LocalVfs {
+    fn root(&self) -> FileHandle {
+        self.root_handle.clone()
+    }
+
+    fn getattr(&self, fh: &FileHandle) -> VfsResult<Attr> {
+        let (node, st) = self.resolve(fh)?;
+        Ok(self.attr(&st, node.changes.load(Ordering::Acquire)))
+    }
+
+    fn setattr(&self, id: &Identity, fh: &FileHandle, set: &SetAttr) -> VfsResult<Attr> {
+        let (node, st) = self.resolve(fh)?;
+        self.apply_set(id, &node, &st, set)?;
+        self.bump(&node);
+        if matches!(file_type(&st), FileType::Regular | FileType::Directory) {
+            self.sync_node(&node)?;
+        }
+        self.node_attr(&node)
+    }
+
+    fn lookup(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        name: &[u8],
+    ) -> VfsResult<(FileHandle, Attr)> {
+        let name = Name::new(name)?;
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        let fd = {
+            let _as = self.become_(id)?;
+            rustix::fs::openat(
+                &dnode.fd,
+                name.c(),
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .context("lookup")?
+        };
+        let (fh, node) = self.issue(fd)?;
+        Ok((fh, self.node_attr(&node)?))
+    }
+
+    fn lookup_parent(&self, id: &Identity, dir: &FileHandle) -> VfsResult<(FileHandle, Attr)> {
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        if *dir == self.root_handle {
+            return Ok((
+                dir.clone(),
+                self.attr(&dst, dnode.changes.load(Ordering::Acquire)),
+            ));
+        }
+        let fd = {
+            let _as = self.become_(id)?;
+            rustix::fs::openat(
+                &dnode.fd,
+                c"..",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .context("lookup of ..")?
+        };
+        let (fh, node) = self.issue(fd)?;
+        Ok((fh, self.node_attr(&node)?))
+    }
+
+    fn access(&self, id: &Identity, fh: &FileHandle, requested: u32) -> VfsResult<u32> {
+        let (node, st) = self.resolve(fh)?;
+        // Following the (magic) link of a symlink's fd would check the
+        // symlink's 0777 mode at best; reading a symlink needs no permission
+        // and nothing else applies to one.
+        let table: &[(u32, Access)] = match file_type(&st) {
+            FileType::Symlink => return Ok(requested & access::READ),
+            // As knfsd: changing a directory's entries needs write and search.
+            FileType::Directory => &[
+                (access::READ, Access::READ_OK),
+                (access::LOOKUP, Access::EXEC_OK),
+                (access::MODIFY, Access::WRITE_OK.union(Access::EXEC_OK)),
+                (access::EXTEND, Access::WRITE_OK.union(Access::EXEC_OK)),
+                (access::DELETE, Access::WRITE_OK.union(Access::EXEC_OK)),
+            ],
+            // DELETE of a non-directory depends on its parent, which a handle
+            // does not name: not granted, the client asks REMOVE.
+            _ => &[
+                (access::READ, Access::READ_OK),
+                (access::MODIFY, Access::WRITE_OK),
+                (access::EXTEND, Access::WRITE_OK),
+                (access::EXECUTE, Access::EXEC_OK),
+            ],
+        };
+        let _as = self.become_(id)?;
+        let mut granted = 0;
+        for &(bit, mode) in table {
+            if requested & bit == 0 {
+                continue;
+            }
+            // AT_EACCESS: check as the fsuid we switched to, not the real uid.
+            match rustix::fs::accessat(
+                &self.proc_fd,
+                DecInt::from_fd(&node.fd),
+                mode,
+                AtFlags::EACCESS,
+            ) {
+                Ok(()) => granted |= bit,
+                Err(Errno::ACCESS | Errno::PERM | Errno::ROFS | Errno::TXTBSY) => {}
+                Err(e) => return Err(VfsError::from_errno(e.raw_os_error(), "faccessat")),
+            }
+        }
+        Ok(granted)
+    }
+
+    fn open(&self, id: &Identity, fh: &FileHandle, access: OpenAccess) -> VfsResult<Arc<OpenFile>> {
+        let (node, st) = self.resolve(fh)?;
+        let ft = file_type(&st);
+        if ft != FileType::Regular {
+            return Err(not_regular(ft));
+        }
+        let flags = match (access.read, access.write) {
+            (true, true) => OFlags::RDWR,
+            (false, true) => OFlags::WRONLY,
+            (true, false) => OFlags::RDONLY,
+            (false, false) => return Err(VfsError::Inval),
+        };
+        let fd = self.open_as(id, &node, &st, flags)?;
+        Ok(Arc::new(OpenFile {
+            handle: fh.clone(),
+            access,
+            file: File::from(fd),
+        }))
+    }
+
+    fn read(&self, file: &OpenFile, offset: u64, count: u32) -> VfsResult<(Vec<u8>, bool)> {
+        let want = usize::try_from(count).unwrap_or(MAX_READ).min(MAX_READ);
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            match file
+                .file
+                .read_at(&mut buf[got..], offset.saturating_add(got as u64))
+            {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("read"),
+            }
+        }
+        buf.truncate(got);
+        // A short read of a regular file is its end; a full one may end
+        // exactly at EOF, which only the size tells.
+        let eof = got < want || {
+            let size = rustix::fs::fstat(&file.file).context("fstat")?.st_size;
+            offset.saturating_add(got as u64) >= u64::try_from(size).unwrap_or(0)
+        };
+        Ok((buf, eof))
+    }
+
+    fn write(
+        &self,
+        file: &OpenFile,
+        offset: u64,
+        data: &[u8],
+        stability: Stability,
+    ) -> VfsResult<Stability> {
+        file.file.write_all_at(data, offset).context("write")?;
+        match stability {
+            Stability::Unstable => {}
+            Stability::DataSync => file.file.sync_data().context("fdatasync")?,
+            Stability::FileSync => file.file.sync_all().context("fsync")?,
+        }
+        // Only a cached node has a counter to move; an uncached one gets a
+        // fresh value (the epoch) when next resolved, see `Node`.
+        if let Some(node) = self.nodes.peek(&file.handle) {
+            self.bump(&node);
+        }
+        Ok(stability)
+    }
+
+    fn commit(&self, fh: &FileHandle) -> VfsResult<()> {
+        let (node, st) = self.resolve(fh)?;
+        let ft = file_type(&st);
+        if ft != FileType::Regular {
+            return Err(not_regular(ft));
+        }
+        let fd = self
+            .reopen(&node, OFlags::RDONLY)
+            .context("opening for commit")?;
+        rustix::fs::fsync(&fd).context("fsync")
+    }
+
+    fn create(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        name: &[u8],
+        mode: u32,
+        how: CreateMode,
+        set: &SetAttr,
+    ) -> VfsResult<Created> {
+        let name = Name::new(name)?;
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        let exclusive = how == CreateMode::Guarded;
+        let (created, fd) = self.make_in(id, &dnode, &name, exclusive, || {
+            rustix::fs::mknodat(
+                &dnode.fd,
+                name.c(),
+                rustix::fs::FileType::RegularFile,
+                Mode::from_raw_mode(mode & 0o7777),
+                0,
+            )
+        })?;
+        let (handle, node) = self.issue(fd)?;
+        let st = statx_fd(&node.fd)?;
+        if created {
+            self.undo_umask(id, &node, &st, mode)?;
+            if let CreateMode::Exclusive(verf) = how {
+                self.store_verifier(&node, &verf)?;
+            }
+            self.apply_set(id, &node, &st, set)?;
+            self.bump(&dnode);
+            self.sync_node(&dnode)?;
+        } else {
+            let ft = file_type(&st);
+            match how {
+                // make_in refused the existing name already.
+                CreateMode::Guarded => return Err(VfsError::Exists),
+                _ if ft != FileType::Regular => return Err(not_regular(ft)),
+                CreateMode::Exclusive(verf) => {
+                    if self.read_verifier(&node)? != Some(verf) {
+                        return Err(VfsError::Exists);
+                    }
+                }
+                // Of the attributes, only a truncation to 0 applies to an
+                // existing file (RFC 8881, OPEN with UNCHECKED4).
+                CreateMode::Unchecked => {
+                    if set.size == Some(0) {
+                        let truncate = SetAttr {
+                            size: Some(0),
+                            ..SetAttr::default()
+                        };
+                        self.apply_set(id, &node, &st, &truncate)?;
+                        self.bump(&node);
+                    }
+                }
+            }
+        }
+        let attr = self.node_attr(&node)?;
+        Ok(Created {
+            handle,
+            attr,
+            created,
+        })
+    }
+
+    fn mkdir(&self, id: &Identity, dir: &FileHandle, name: &[u8], mode: u32) -> VfsResult<Created> {
+        let name = Name::new(name)?;
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        let (_, fd) = self.make_in(id, &dnode, &name, true, || {
+            rustix::fs::mkdirat(&dnode.fd, name.c(), Mode::from_raw_mode(mode & 0o7777))
+        })?;
+        self.finish_new(id, &dnode, fd, Some(mode))
+    }
+
+    fn symlink(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        name: &[u8],
+        target: &[u8],
+    ) -> VfsResult<Created> {
+        let name = Name::new(name)?;
+        if target.is_empty() || target.contains(&0) {
+            return Err(VfsError::Inval);
+        }
+        if target.len() >= PATH_MAX {
+            return Err(VfsError::NameTooLong);
+        }
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        let (_, fd) = self.make_in(id, &dnode, &name, true, || {
+            rustix::fs::symlinkat(target, &dnode.fd, name.c())
+        })?;
+        self.finish_new(id, &dnode, fd, None)
+    }
+
+    fn readlink(&self, _id: &Identity, fh: &FileHandle) -> VfsResult<Vec<u8>> {
+        let (node, st) = self.resolve(fh)?;
+        if file_type(&st) != FileType::Symlink {
+            return Err(VfsError::Inval);
+        }
+        // Reading a link needs no permission on the link itself.
+        let target = rustix::fs::readlinkat(&node.fd, c"", Vec::new()).context("readlink")?;
+        Ok(target.into_bytes())
+    }
+
+    fn remove(&self, id: &Identity, dir: &FileHandle, name: &[u8]) -> VfsResult<()> {
+        let name = Name::new(name)?;
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        let victim = {
+            let _as = self.become_(id)?;
+            let victim = self.handle_at(&dnode, &name);
+            match rustix::fs::unlinkat(&dnode.fd, name.c(), AtFlags::empty()) {
+                Ok(()) => {}
+                Err(Errno::ISDIR) => rustix::fs::unlinkat(&dnode.fd, name.c(), AtFlags::REMOVEDIR)
+                    .map_err(|e| match e {
+                        // Some file systems say EEXIST for a non-empty directory.
+                        Errno::EXIST => VfsError::NotEmpty,
+                        e => VfsError::from_errno(e.raw_os_error(), "rmdir"),
+                    })?,
+                Err(e) => return Err(VfsError::from_errno(e.raw_os_error(), "unlink")),
+            }
+            victim
+        };
+        // A cached fd would keep the removed object's blocks allocated.
+        if let Some(victim) = victim {
+            self.nodes.remove(&victim);
+        }
+        self.bump(&dnode);
+        self.sync_node(&dnode)
+    }
+
+    fn rename(
+        &self,
+        id: &Identity,
+        from_dir: &FileHandle,
+        from: &[u8],
+        to_dir: &FileHandle,
+        to: &[u8],
+    ) -> VfsResult<()> {
+        let (from, to) = (Name::new(from)?, Name::new(to)?);
+        let (fnode, fst) = self.resolve(from_dir)?;
+        require_dir(&fst)?;
+        let (tnode, tst) = self.resolve(to_dir)?;
+        require_dir(&tst)?;
+        let (moved, replaced) = {
+            let _as = self.become_(id)?;
+            let moved = self.handle_at(&fnode, &from);
+            let replaced = self.handle_at(&tnode, &to);
+            rustix::fs::renameat(&fnode.fd, from.c(), &tnode.fd, to.c()).map_err(|e| match e {
+                Errno::EXIST => VfsError::NotEmpty,
+                e => VfsError::from_errno(e.raw_os_error(), "rename"),
+            })?;
+            (moved, replaced)
+        };
+        // Renaming changes the moved object's ctime (and, for a directory,
+        // its `..`); a replaced object lost a link.
+        if let Some(node) = moved.as_ref().and_then(|fh| self.nodes.peek(fh)) {
+            self.bump(&node);
+        }
+        if let Some(replaced) = replaced.filter(|r| Some(r) != moved.as_ref()) {
+            self.nodes.remove(&replaced);
+        }
+        self.bump(&fnode);
+        self.bump(&tnode);
+        self.sync_node(&fnode)?;
+        if !Arc::ptr_eq(&fnode, &tnode) {
+            self.sync_node(&tnode)?;
+        }
+        Ok(())
+    }
+
+    fn link(&self, id: &Identity, fh: &FileHandle, dir: &FileHandle, name: &[u8]) -> VfsResult<()> {
+        let name = Name::new(name)?;
+        let (node, st) = self.resolve(fh)?;
+        if file_type(&st) == FileType::Directory {
+            return Err(VfsError::IsDir);
+        }
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        {
+            let _as = self.become_(id)?;
+            // linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which
+            // the caller's identity has not; the /proc link is the
+            // unprivileged way, with the usual protected_hardlinks checks.
+            rustix::fs::linkat(
+                &self.proc_fd,
+                DecInt::from_fd(&node.fd),
+                &dnode.fd,
+                name.c(),
+                AtFlags::SYMLINK_FOLLOW,
+            )
+            .context("link")?;
+        }
+        self.bump(&node);
+        self.bump(&dnode);
+        self.sync_node(&dnode)
+    }
+
+    fn readdir(
+        &self,
+        id: &Identity,
+        dir: &FileHandle,
+        cookie: u64,
+        max_entries: usize,
+    ) -> VfsResult<DirPage> {
+        let (dnode, dst) = self.resolve(dir)?;
+        require_dir(&dst)?;
+        let _as = self.become_(id)?;
+        let dirfd = self
+            .reopen(&dnode, OFlags::RDONLY | OFlags::DIRECTORY)
+            .context("opening a directory")?;
+        if cookie != 0 {
+            // d_off is the file system's own position of the next entry
+            // (ext4: a hash, tmpfs/xfs: an index), so seeking there resumes
+            // in O(1) or O(position) without re-reading names.
+            let offset = cookie.checked_sub(COOKIE_BIAS).ok_or(VfsError::BadCookie)?;
+            rustix::fs::seek(&dirfd, rustix::fs::SeekFrom::Start(offset)).map_err(|e| match e {
+                Errno::INVAL => VfsError::BadCookie,
+                e => VfsError::from_errno(e.raw_os_error(), "seekdir"),
+            })?;
+        }
+        self.read_entries(&dirfd, max_entries)
+    }
+
+    fn statfs(&self, fh: &FileHandle) -> VfsResult<FsStat> {
+        let (node, _) = self.resolve(fh)?;
+        let s = rustix::fs::fstatvfs(&node.fd).context("statvfs")?;
+        Ok(FsStat {
+            bytes_total: s.f_blocks.saturating_mul(s.f_frsize),
+            bytes_free: s.f_bfree.saturating_mul(s.f_frsize),
+            bytes_avail: s.f_bavail.saturating_mul(s.f_frsize),
+            files_total: s.f_files,
+            files_free: s.f_ffree,
+            files_avail: s.f_favail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kernels with coarse timestamps give two quick writes one ctime, so the
+    /// counter alone must tell them apart; checked directly because this
+    /// kernel's ctime may already differ.
+    #[test]
+    fn every_modification_moves_the_counter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vfs = LocalVfs::new(dir.path()).expect("vfs");
+        let id = Identity {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+        };
+        let root = vfs.root();
+        let counter = |fh: &FileHandle| {
+            vfs.nodes
+                .peek(fh)
+                .expect("cached")
+                .changes
+                .load(Ordering::Acquire)
+        };
+        let before_dir = counter(&root);
+        let f = vfs
+            .create(
+                &id,
+                &root,
+                b"f",
+                0o644,
+                CreateMode::Guarded,
+                &SetAttr::default(),
+            )
+            .expect("create")
+            .handle;
+        assert!(counter(&root) > before_dir);
+        let open = vfs
+            .open(
+                &id,
+                &f,
+                OpenAccess {
+                    read: true,
+                    write: true,
+                },
+            )
+            .expect("open");
+        let mut last = counter(&f);
+        for _ in 0..3 {
+            vfs.write(&open, 0, b"x", Stability::Unstable)
+                .expect("write");
+            let now = counter(&f);
+            assert!(now > last);
+            last = now;
+        }
+        vfs.setattr(
+            &id,
+            &f,
+            &SetAttr {
+                mode: Some(0o600),
+                ..SetAttr::default()
+            },
+        )
+        .expect("setattr");
+        assert!(counter(&f) > last);
+    }
+}

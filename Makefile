@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 VALIDATE := .cache/venv/bin/kubernetes-validate
-K8S_VERSION ?= 1.34.0
+K8S_VERSION ?= 1.36.0
 EXPORT ?= $(CURDIR)/.cache/export
 LISTEN ?= 127.0.0.1:2049
 
@@ -30,7 +30,7 @@ crds: ## regenerate crds/*.yaml and the chart's copy
 
 validate-crds: deps ## check the generated CRDs are current and valid Kubernetes objects
 	$(CARGO) run -q -p openefs-crds --bin crdgen -- --check
-	$(VALIDATE) --strict -k $(K8S_VERSION) crds/*.yaml charts/openefs/crds/*.yaml
+	$(VALIDATE) --strict --quiet -k $(K8S_VERSION) crds/*.yaml charts/openefs/crds/*.yaml
 
 build: ## build every binary (the e2e tests run them)
 	$(CARGO) build --workspace --bins

@@ -44,7 +44,9 @@ pub enum HandleError {
     #[error("volume handle is empty")]
     Empty,
     /// A `<version>~` prefix this driver does not know.
-    #[error("volume handle {handle:?} has version {version:?}; this driver understands version 1 (no prefix)")]
+    #[error(
+        "volume handle {handle:?} has version {version:?}; this driver understands version 1 (no prefix)"
+    )]
     UnknownVersion {
         /// The handle as given.
         handle: String,
@@ -56,7 +58,9 @@ pub enum HandleError {
     Shape(String),
     /// A namespace, file system or access point name that is not a valid
     /// Kubernetes object name.
-    #[error("volume handle {handle:?}: {what} {name:?} is not a valid Kubernetes name (lowercase RFC 1123)")]
+    #[error(
+        "volume handle {handle:?}: {what} {name:?} is not a valid Kubernetes name (lowercase RFC 1123)"
+    )]
     BadName {
         /// The handle as given.
         handle: String,
@@ -66,7 +70,9 @@ pub enum HandleError {
         name: String,
     },
     /// A sub-path that is absolute, empty, or not normalised.
-    #[error("volume handle {handle:?}: subpath {subpath:?} must be a relative path without '.', '..' or empty components")]
+    #[error(
+        "volume handle {handle:?}: subpath {subpath:?} must be a relative path without '.', '..' or empty components"
+    )]
     BadSubPath {
         /// The handle as given.
         handle: String,
@@ -79,7 +85,8 @@ pub enum HandleError {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -110,7 +117,9 @@ impl FromStr for VolumeHandle {
                 version: version.to_owned(),
             });
         }
-        let (namespace, rest) = s.split_once('/').ok_or_else(|| HandleError::Shape(s.to_owned()))?;
+        let (namespace, rest) = s
+            .split_once('/')
+            .ok_or_else(|| HandleError::Shape(s.to_owned()))?;
         let (file_system, target) = match rest.split_once(':') {
             None => (rest, Target::Root),
             Some((fs, after)) => match after.strip_prefix(':') {
@@ -138,7 +147,9 @@ impl FromStr for VolumeHandle {
                 });
             }
             Target::SubPath(_) => {}
-            Target::AccessPoint(ap) if !is_dns_subdomain(ap) => return Err(bad_name("accesspoint", ap)),
+            Target::AccessPoint(ap) if !is_dns_subdomain(ap) => {
+                return Err(bad_name("accesspoint", ap));
+            }
             Target::AccessPoint(_) => {}
         }
         Ok(Self {
@@ -191,7 +202,10 @@ mod tests {
         );
         let h: VolumeHandle = "ns/fs:a/b".parse().unwrap();
         assert_eq!(h.target, Target::SubPath("a/b".into()));
-        assert_eq!("ns/fs".parse::<VolumeHandle>().unwrap().target, Target::Root);
+        assert_eq!(
+            "ns/fs".parse::<VolumeHandle>().unwrap().target,
+            Target::Root
+        );
     }
 
     #[test]

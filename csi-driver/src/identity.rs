@@ -61,7 +61,9 @@ impl Identity for IdentityService {
         _: Request<csi::GetPluginCapabilitiesRequest>,
     ) -> Result<Response<csi::GetPluginCapabilitiesResponse>, Status> {
         let service = |t: ServiceType| PluginCapability {
-            r#type: Some(plugin_capability::Type::Service(plugin_capability::Service { r#type: t.into() })),
+            r#type: Some(plugin_capability::Type::Service(
+                plugin_capability::Service { r#type: t.into() },
+            )),
         };
         let expansion = PluginCapability {
             r#type: Some(plugin_capability::Type::VolumeExpansion(
@@ -75,10 +77,15 @@ impl Identity for IdentityService {
         } else {
             Vec::new()
         };
-        Ok(Response::new(csi::GetPluginCapabilitiesResponse { capabilities }))
+        Ok(Response::new(csi::GetPluginCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
-    async fn probe(&self, _: Request<csi::ProbeRequest>) -> Result<Response<csi::ProbeResponse>, Status> {
+    async fn probe(
+        &self,
+        _: Request<csi::ProbeRequest>,
+    ) -> Result<Response<csi::ProbeResponse>, Status> {
         if !self.ready.load(Ordering::Acquire) {
             match (self.check)().await {
                 Ok(()) => self.ready.store(true, Ordering::Release),

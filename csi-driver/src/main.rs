@@ -18,7 +18,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[command(version)]
 struct Cli {
     /// CSI endpoint the plugin serves (kubelet and the sidecars connect here).
-    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock", global = true)]
+    #[arg(
+        long,
+        env = "CSI_ENDPOINT",
+        default_value = "unix:///csi/csi.sock",
+        global = true
+    )]
     endpoint: String,
     /// Log filter, in tracing-subscriber's EnvFilter syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
@@ -62,7 +67,10 @@ async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
 }
 
 async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -84,7 +92,9 @@ async fn main() -> Result<()> {
             kubeconfig,
             provision_timeout,
         } => {
-            let client = client(kubeconfig).await.context("Kubernetes client configuration")?;
+            let client = client(kubeconfig)
+                .await
+                .context("Kubernetes client configuration")?;
             let probe_client = client.clone();
             // Ready once the API answers for the kind the controller works on.
             let check: ReadinessCheck = Arc::new(move || {

@@ -83,7 +83,10 @@ fn mount_cap(mode: Mode) -> VolumeCapability {
 }
 
 fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn create(name: &str, parameters: HashMap<String, String>) -> csi::CreateVolumeRequest {
@@ -99,7 +102,10 @@ fn create(name: &str, parameters: HashMap<String, String>) -> csi::CreateVolumeR
 async fn identity_over_the_socket() -> Result<()> {
     let plugin = start().await?;
     let mut id = IdentityClient::new(plugin.channel.clone());
-    let info = id.get_plugin_info(csi::GetPluginInfoRequest {}).await?.into_inner();
+    let info = id
+        .get_plugin_info(csi::GetPluginInfoRequest {})
+        .await?
+        .into_inner();
     assert_eq!(info.name, "csi.openefs.io");
     assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
     let caps = id
@@ -139,29 +145,35 @@ async fn controller_codes_over_the_socket() -> Result<()> {
     let rpc_types: Vec<i32> = caps
         .capabilities
         .iter()
-        .filter_map(|c| match &c.r#type {
-            Some(csi::controller_service_capability::Type::Rpc(r)) => Some(r.r#type),
-            None => None,
-        })
+        .filter_map(|c| c.r#type.as_ref())
+        .map(|csi::controller_service_capability::Type::Rpc(r)| r.r#type)
         .collect();
     use csi::controller_service_capability::rpc::Type as T;
     assert!(rpc_types.contains(&T::CreateDeleteVolume.into()));
     assert!(rpc_types.contains(&T::ExpandVolume.into()));
 
-    let ok = params(&[("fileSystemName", "shared"), ("fileSystemNamespace", "storage")]);
+    let ok = params(&[
+        ("fileSystemName", "shared"),
+        ("fileSystemNamespace", "storage"),
+    ]);
     let code = |r: Result<tonic::Response<csi::CreateVolumeResponse>, tonic::Status>| match r {
         Ok(_) => Code::Ok,
         Err(s) => s.code(),
     };
     let mut c = ctl.clone();
-    let mut expect = async |req: csi::CreateVolumeRequest, want: Code, needle: &str| -> Result<()> {
-        let r = c.create_volume(req).await;
-        if let Err(s) = &r {
-            assert!(s.message().contains(needle), "{:?} lacks {needle:?}", s.message());
-        }
-        assert_eq!(code(r), want, "{needle}");
-        Ok(())
-    };
+    let mut expect =
+        async |req: csi::CreateVolumeRequest, want: Code, needle: &str| -> Result<()> {
+            let r = c.create_volume(req).await;
+            if let Err(s) = &r {
+                assert!(
+                    s.message().contains(needle),
+                    "{:?} lacks {needle:?}",
+                    s.message()
+                );
+            }
+            assert_eq!(code(r), want, "{needle}");
+            Ok(())
+        };
     expect(create("", ok.clone()), Code::InvalidArgument, "name").await?;
     let mut no_caps = create("v", ok.clone());
     no_caps.volume_capabilities.clear();
@@ -172,7 +184,12 @@ async fn controller_codes_over_the_socket() -> Result<()> {
     let mut unknown = ok.clone();
     unknown.insert("througputMode".into(), "elastic".into());
     expect(create("v", unknown), Code::InvalidArgument, "througputMode").await?;
-    expect(create("v", params(&[])), Code::InvalidArgument, "fileSystemName").await?;
+    expect(
+        create("v", params(&[])),
+        Code::InvalidArgument,
+        "fileSystemName",
+    )
+    .await?;
     let mut escape = ok.clone();
     escape.insert("subPathPattern".into(), "../${.PV.name}".into());
     escape.insert("csi.storage.k8s.io/pv/name".into(), "pvc-1".into());
@@ -184,7 +201,12 @@ async fn controller_codes_over_the_socket() -> Result<()> {
     });
     expect(too_small, Code::OutOfRange, "capacity").await?;
     // Valid, but the API server is unreachable: transient.
-    expect(create("v", ok.clone()), Code::Unavailable, "FileSystem storage/shared").await?;
+    expect(
+        create("v", ok.clone()),
+        Code::Unavailable,
+        "FileSystem storage/shared",
+    )
+    .await?;
 
     // DeleteVolume: a malformed or unknown id is a volume that does not exist.
     let err = ctl
@@ -204,28 +226,36 @@ async fn controller_codes_over_the_socket() -> Result<()> {
     .await?;
 
     // ValidateVolumeCapabilities.
-    let validate = |volume_id: &str, caps: Vec<VolumeCapability>| csi::ValidateVolumeCapabilitiesRequest {
-        volume_id: volume_id.into(),
-        volume_capabilities: caps,
-        ..Default::default()
-    };
+    let validate =
+        |volume_id: &str, caps: Vec<VolumeCapability>| csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: volume_id.into(),
+            volume_capabilities: caps,
+            ..Default::default()
+        };
     let cap = mount_cap(Mode::MultiNodeMultiWriter);
     for (req, want) in [
         (validate("", vec![cap.clone()]), Code::InvalidArgument),
-        (validate("storage/shared::ap", vec![]), Code::InvalidArgument),
+        (
+            validate("storage/shared::ap", vec![]),
+            Code::InvalidArgument,
+        ),
         (validate("bad handle", vec![cap.clone()]), Code::NotFound),
-        (validate("storage/shared::ap", vec![cap.clone()]), Code::Unavailable),
+        (
+            validate("storage/shared::ap", vec![cap.clone()]),
+            Code::Unavailable,
+        ),
     ] {
         let err = ctl.validate_volume_capabilities(req).await.unwrap_err();
         assert_eq!(err.code(), want, "{}", err.message());
     }
 
     // ControllerExpandVolume.
-    let expand = |volume_id: &str, range: Option<CapacityRange>| csi::ControllerExpandVolumeRequest {
-        volume_id: volume_id.into(),
-        capacity_range: range,
-        ..Default::default()
-    };
+    let expand =
+        |volume_id: &str, range: Option<CapacityRange>| csi::ControllerExpandVolumeRequest {
+            volume_id: volume_id.into(),
+            capacity_range: range,
+            ..Default::default()
+        };
     let gib = Some(CapacityRange {
         required_bytes: 1 << 30,
         limit_bytes: 0,
@@ -242,18 +272,40 @@ async fn controller_codes_over_the_socket() -> Result<()> {
 
     // Everything else: UNIMPLEMENTED.
     let unimplemented = [
-        ctl.controller_publish_volume(csi::ControllerPublishVolumeRequest::default()).await.err(),
-        ctl.controller_unpublish_volume(csi::ControllerUnpublishVolumeRequest::default()).await.err(),
-        ctl.list_volumes(csi::ListVolumesRequest::default()).await.err(),
-        ctl.get_capacity(csi::GetCapacityRequest::default()).await.err(),
-        ctl.create_snapshot(csi::CreateSnapshotRequest::default()).await.err(),
-        ctl.delete_snapshot(csi::DeleteSnapshotRequest::default()).await.err(),
-        ctl.list_snapshots(csi::ListSnapshotsRequest::default()).await.err(),
-        ctl.controller_get_volume(csi::ControllerGetVolumeRequest::default()).await.err(),
-        ctl.controller_modify_volume(csi::ControllerModifyVolumeRequest::default()).await.err(),
+        ctl.controller_publish_volume(csi::ControllerPublishVolumeRequest::default())
+            .await
+            .err(),
+        ctl.controller_unpublish_volume(csi::ControllerUnpublishVolumeRequest::default())
+            .await
+            .err(),
+        ctl.list_volumes(csi::ListVolumesRequest::default())
+            .await
+            .err(),
+        ctl.get_capacity(csi::GetCapacityRequest::default())
+            .await
+            .err(),
+        ctl.create_snapshot(csi::CreateSnapshotRequest::default())
+            .await
+            .err(),
+        ctl.delete_snapshot(csi::DeleteSnapshotRequest::default())
+            .await
+            .err(),
+        ctl.list_snapshots(csi::ListSnapshotsRequest::default())
+            .await
+            .err(),
+        ctl.controller_get_volume(csi::ControllerGetVolumeRequest::default())
+            .await
+            .err(),
+        ctl.controller_modify_volume(csi::ControllerModifyVolumeRequest::default())
+            .await
+            .err(),
     ];
     for (i, status) in unimplemented.into_iter().enumerate() {
-        assert_eq!(status.map(|s| s.code()), Some(Code::Unimplemented), "rpc #{i}");
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Code::Unimplemented),
+            "rpc #{i}"
+        );
     }
     plugin.stop().await
 }

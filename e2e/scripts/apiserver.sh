@@ -82,11 +82,14 @@ upstream() { local v="${1#*:}"; v="${v%-*}"; echo "${v%%+*}"; }
 # pins that have left the pool.
 resolve() {
   local -a o; mapfile -t o < <(apt_opts)
-  local -A want=() have=()
+  local -A want=() have=() pool=()
   local p pkg ver missing_k8s=0
+  # One query for all packages: each apt-cache call re-reads the whole index.
+  while read -r pkg ver; do pool[$pkg=$ver]=1; done < <(
+    apt-cache "${o[@]}" madison $(pins | cut -d= -f1) 2>/dev/null | awk -F' [|] ' '{ gsub(/ /, "", $1); print $1, $2 }')
   while read -r p; do
     pkg="${p%%=*}"; ver="${p#*=}"; want[$pkg]="$ver"
-    if apt-cache "${o[@]}" show "$pkg=$ver" >/dev/null 2>&1; then
+    if [ -n "${pool[$p]:-}" ]; then
       have[$pkg]="$ver"
     else
       [[ " ${k8s_release[*]} " == *" $pkg "* ]] && missing_k8s=1
@@ -105,7 +108,11 @@ resolve() {
     fi
     cand="$(apt-cache "${o[@]}" policy "$pkg" | awk '/Candidate:/ { print $2 }')"
     [ -n "$cand" ] && [ "$cand" != "(none)" ] || die "$pkg: neither the pin ${want[$pkg]} nor any other version is in sid"
-    log "pin $pkg=${want[$pkg]} is not in sid (any more); using the current sid version $cand"
+    if [ -z "${pool[$pkg=${want[$pkg]}]:-}" ]; then
+      log "pin $pkg=${want[$pkg]} is not in sid (any more); using the current sid version $cand"
+    elif [ "$cand" != "${want[$pkg]}" ]; then
+      log "pin $pkg=${want[$pkg]}: using the current sid version $cand, with the other k8s.io packages"
+    fi
     echo "$pkg=$cand" >>"$out"
   done < <(pins)
   local first="" v

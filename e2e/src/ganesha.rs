@@ -33,7 +33,10 @@ impl Ganesha {
         let recovery = state.path().join("recovery");
         std::fs::create_dir(&recovery)?;
         let port = free_loopback_port()?;
-        std::fs::write(state.path().join("ganesha.conf"), config_text(&export, &recovery, port)?)?;
+        std::fs::write(
+            state.path().join("ganesha.conf"),
+            config_text(&export, &recovery, port)?,
+        )?;
         let child = launch(state.path(), port)?;
         Ok(Self { child, port, state })
     }
@@ -70,7 +73,9 @@ fn launch(state: &Path, port: u16) -> Result<Child> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {BINARY} (Debian packages nfs-ganesha and nfs-ganesha-vfs)"))?;
+        .with_context(|| {
+            format!("starting {BINARY} (Debian packages nfs-ganesha and nfs-ganesha-vfs)")
+        })?;
     if let Err(err) = wait_for_listener(port, &mut child, Duration::from_secs(30)) {
         let _ = child.kill();
         let _ = child.wait();

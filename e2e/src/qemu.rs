@@ -110,14 +110,17 @@ impl GuestOutput {
             }
             "METRIC" => {
                 if let Some((name, value)) = rest.split_once(' ') {
-                    self.metrics.insert(name.to_owned(), value.trim().to_owned());
+                    self.metrics
+                        .insert(name.to_owned(), value.trim().to_owned());
                 }
             }
             "MOUNT" => {
                 self.mounted_at = rest.strip_prefix("ok ").and_then(|t| t.trim().parse().ok());
             }
             "DONE" => {
-                self.rc = rest.strip_prefix("rc=").and_then(|rc| rc.trim().parse().ok());
+                self.rc = rest
+                    .strip_prefix("rc=")
+                    .and_then(|rc| rc.trim().parse().ok());
             }
             _ => {}
         }
@@ -139,7 +142,9 @@ impl GuestOutput {
             .metrics
             .get(name)
             .ok_or_else(|| anyhow!("guest reported no metric {name}\n{}", self.console_tail()))?;
-        value.parse().with_context(|| format!("metric {name}={value:?} is not a number"))
+        value
+            .parse()
+            .with_context(|| format!("metric {name}={value:?} is not a number"))
     }
 
     /// Fails unless the named step ran and passed.
@@ -147,9 +152,15 @@ impl GuestOutput {
         match self.step(name) {
             Some(Step { ok: true, .. }) => Ok(()),
             Some(Step { detail, .. }) => {
-                bail!("guest step {name} failed: {detail}\n--- console ---\n{}", self.console_tail())
+                bail!(
+                    "guest step {name} failed: {detail}\n--- console ---\n{}",
+                    self.console_tail()
+                )
             }
-            None => bail!("guest step {name} never ran\n--- console ---\n{}", self.console_tail()),
+            None => bail!(
+                "guest step {name} never ran\n--- console ---\n{}",
+                self.console_tail()
+            ),
         }
     }
 
@@ -162,8 +173,11 @@ impl GuestOutput {
             .filter(|s| !s.ok)
             .map(|s| format!("  {}: {}", s.name, s.detail))
             .collect();
-        let missing: Vec<&str> =
-            expected.iter().copied().filter(|name| self.step(name).is_none()).collect();
+        let missing: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|name| self.step(name).is_none())
+            .collect();
         if failed.is_empty() && missing.is_empty() && self.rc == Some(0) {
             return Ok(());
         }
@@ -199,7 +213,12 @@ fn build_initrd(overlay: &Path, out: &Path) -> Result<Artefacts> {
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
-    ensure!(output.status.success(), "{} initrd failed: {}", script.display(), output.status);
+    ensure!(
+        output.status.success(),
+        "{} initrd failed: {}",
+        script.display(),
+        output.status
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value = |key: &str| -> Result<PathBuf> {
         stdout
@@ -208,7 +227,11 @@ fn build_initrd(overlay: &Path, out: &Path) -> Result<Artefacts> {
             .map(PathBuf::from)
             .ok_or_else(|| anyhow!("kernel.sh printed no {key}: {stdout}"))
     };
-    Ok(Artefacts { kernel: value("KERNEL")?, qemu: value("QEMU")?, socat: value("SOCAT")? })
+    Ok(Artefacts {
+        kernel: value("KERNEL")?,
+        qemu: value("QEMU")?,
+        socat: value("SOCAT")?,
+    })
 }
 
 /// Single-quotes a value for the guest's `sh`.
@@ -229,16 +252,31 @@ fn env_file(opts: &RunOptions<'_>) -> Result<String> {
     let mut env = BTreeMap::from([
         ("MOUNT_TYPE".to_owned(), opts.fs_type.clone()),
         ("MOUNT_OPTS".to_owned(), mount_options),
-        ("MOUNT_SRC".to_owned(), format!("{GUEST_SERVER_ADDR}:{}", opts.export_path)),
+        (
+            "MOUNT_SRC".to_owned(),
+            format!("{GUEST_SERVER_ADDR}:{}", opts.export_path),
+        ),
     ]);
     for (key, value) in &opts.env {
-        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        ensure!(valid, "guest environment variable name {key:?} is not a shell name");
-        ensure!(!env.contains_key(key), "guest environment variable {key} is reserved");
+        ensure!(
+            valid,
+            "guest environment variable name {key:?} is not a shell name"
+        );
+        ensure!(
+            !env.contains_key(key),
+            "guest environment variable {key} is reserved"
+        );
         env.insert(key.clone(), value.clone());
     }
-    Ok(env.iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect())
+    Ok(env
+        .iter()
+        .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+        .collect())
 }
 
 /// Kills qemu by its PID when a run ends early (timeout, error, panic).
@@ -258,7 +296,11 @@ enum Event {
     Closed,
 }
 
-fn forward_lines(stream: impl Read + Send + 'static, prefix: &'static str, tx: mpsc::Sender<Event>) {
+fn forward_lines(
+    stream: impl Read + Send + 'static,
+    prefix: &'static str,
+    tx: mpsc::Sender<Event>,
+) {
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
@@ -280,7 +322,10 @@ fn forward_lines(stream: impl Read + Send + 'static, prefix: &'static str, tx: m
 }
 
 fn resume(stdin: &mut ChildStdin) -> Result<()> {
-    stdin.write_all(b"continue\n").and_then(|()| stdin.flush()).context("answering the guest's pause")
+    stdin
+        .write_all(b"continue\n")
+        .and_then(|()| stdin.flush())
+        .context("answering the guest's pause")
 }
 
 /// The kernel client harness.
@@ -314,7 +359,12 @@ impl KernelClient {
         let started = Instant::now();
         let mut child = Command::new(&artefacts.qemu)
             .args(["-accel", "tcg", "-nographic", "-no-reboot"])
-            .args(["-m", &opts.memory_mib.to_string(), "-smp", &opts.cpus.to_string()])
+            .args([
+                "-m",
+                &opts.memory_mib.to_string(),
+                "-smp",
+                &opts.cpus.to_string(),
+            ])
             .arg("-kernel")
             .arg(&artefacts.kernel)
             .arg("-initrd")
@@ -347,7 +397,8 @@ impl KernelClient {
                     if let Some(at) = line.find("OPENEFS-PAUSE ") {
                         let name = line[at + "OPENEFS-PAUSE ".len()..].trim().to_owned();
                         if let Some(on_pause) = opts.on_pause.as_mut() {
-                            on_pause(&name).with_context(|| format!("host side of pause {name}"))?;
+                            on_pause(&name)
+                                .with_context(|| format!("host side of pause {name}"))?;
                         }
                         resume(&mut stdin)?;
                     }
@@ -368,7 +419,11 @@ impl KernelClient {
         }
         let status = guest.0.wait().context("waiting for qemu")?;
         out.elapsed = started.elapsed();
-        ensure!(status.success(), "qemu exited with {status}\n--- console ---\n{}", out.console_tail());
+        ensure!(
+            status.success(),
+            "qemu exited with {status}\n--- console ---\n{}",
+            out.console_tail()
+        );
         Ok(out)
     }
 }
@@ -392,7 +447,10 @@ pub fn wait_for_listener(port: u16, child: &mut Child, timeout: Duration) -> Res
         if let Some(status) = child.try_wait()? {
             bail!("server exited with {status} before listening on port {port}");
         }
-        ensure!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {timeout:?}");
+        ensure!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after {timeout:?}"
+        );
         thread::sleep(Duration::from_millis(100));
     }
 }

@@ -88,7 +88,12 @@ impl Controller {
         let child = Command::new(csi_binary()?)
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))
-            .args(["--log", "openefs_csi=debug,info", "controller", "--kubeconfig"])
+            .args([
+                "--log",
+                "openefs_csi=debug,info",
+                "controller",
+                "--kubeconfig",
+            ])
             .arg(server.kubeconfig_path())
             .args(["--provision-timeout", provision_timeout])
             .stdin(Stdio::null())
@@ -110,7 +115,9 @@ impl Controller {
                 bail!("openefs-csi controller exited: {status}");
             }
             if let Ok(channel) = channel(&self.socket).await {
-                let probe = IdentityClient::new(channel.clone()).probe(csi::ProbeRequest {}).await;
+                let probe = IdentityClient::new(channel.clone())
+                    .probe(csi::ProbeRequest {})
+                    .await;
                 if probe.is_ok_and(|r| r.into_inner().ready == Some(true)) {
                     return Ok(channel);
                 }
@@ -142,23 +149,28 @@ async fn channel(socket: &Path) -> Result<Channel> {
 /// write once its server runs.
 async fn file_system(client: &Client, ns: &str) -> Result<()> {
     let api: Api<FileSystem> = Api::namespaced(client.clone(), ns);
-    let fs = FileSystem::new(FS, FileSystemSpec {
-        performance_mode: Default::default(),
-        throughput_mode: Default::default(),
-        provisioned_throughput_mibps: None,
-        encrypted: false,
-        kms_key: None,
-        backing_storage: Default::default(),
-        policy: Default::default(),
-        server: None,
-        deletion_policy: Default::default(),
-    });
-    api.patch(FS, &PatchParams::apply("e2e").force(), &Patch::Apply(&fs)).await?;
+    let fs = FileSystem::new(
+        FS,
+        FileSystemSpec {
+            performance_mode: Default::default(),
+            throughput_mode: Default::default(),
+            provisioned_throughput_mibps: None,
+            encrypted: false,
+            kms_key: None,
+            backing_storage: Default::default(),
+            policy: Default::default(),
+            server: None,
+            deletion_policy: Default::default(),
+        },
+    );
+    api.patch(FS, &PatchParams::apply("e2e").force(), &Patch::Apply(&fs))
+        .await?;
     let status = serde_json::json!({ "status": {
         "phase": "Available",
         "endpoint": format!("{FS}.{ns}.svc"),
     }});
-    api.patch_status(FS, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    api.patch_status(FS, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     Ok(())
 }
 
@@ -174,7 +186,9 @@ fn fake_operator(client: Client, ns: &str) -> tokio::task::JoinHandle<()> {
                     if ap.status.is_some() || name.starts_with("slow-") {
                         continue;
                     }
-                    let Ok(id) = AccessPointId::of(&ap) else { continue };
+                    let Ok(id) = AccessPointId::of(&ap) else {
+                        continue;
+                    };
                     let status = serde_json::json!({ "status": {
                         "phase": "Available",
                         "accessPointId": id.as_str(),
@@ -249,7 +263,11 @@ async fn create_repeat_expand_validate_delete() -> Result<()> {
     assert_eq!(ctx["server"], format!("{FS}.{ns}.svc"));
     assert_eq!(ctx["fileSystem"], format!("{ns}/{FS}"));
     assert_eq!(ctx["encryptInTransit"], "true");
-    assert!(ctx["path"].starts_with("/dynamic/apps/pvc-one-"), "{}", ctx["path"]);
+    assert!(
+        ctx["path"].starts_with("/dynamic/apps/pvc-one-"),
+        "{}",
+        ctx["path"]
+    );
     let aps = access_points(&client, &ns).await?;
     assert_eq!(aps.len(), 1);
     let ap = &aps[0];
@@ -257,17 +275,45 @@ async fn create_repeat_expand_validate_delete() -> Result<()> {
     let user = ap.spec.posix_user.as_ref().context("no posixUser")?;
     assert_eq!((user.uid, user.gid), (2000, 2000));
     assert_eq!(ap.spec.root_directory.path, ctx["path"]);
-    let creation = ap.spec.root_directory.creation_info.as_ref().context("no creationInfo")?;
-    assert_eq!((creation.owner_uid, creation.owner_gid, creation.permissions.mode()), (2000, 2000, 0o770));
-    assert_eq!(ap.spec.quota.as_ref().map(|q| q.max_bytes.0.as_str()), Some("1073741824"));
-    assert_eq!(ap.managed_fields().iter().filter(|f| f.manager.as_deref() == Some("openefs")).count(), 1);
+    let creation = ap
+        .spec
+        .root_directory
+        .creation_info
+        .as_ref()
+        .context("no creationInfo")?;
+    assert_eq!(
+        (
+            creation.owner_uid,
+            creation.owner_gid,
+            creation.permissions.mode()
+        ),
+        (2000, 2000, 0o770)
+    );
+    assert_eq!(
+        ap.spec.quota.as_ref().map(|q| q.max_bytes.0.as_str()),
+        Some("1073741824")
+    );
+    assert_eq!(
+        ap.managed_fields()
+            .iter()
+            .filter(|f| f.manager.as_deref() == Some("openefs"))
+            .count(),
+        1
+    );
 
     // Repeated: the same volume, still one AccessPoint.
-    let again = ctl.create_volume(create_request("pvc-one", &ns, GIB)).await?.into_inner().volume;
+    let again = ctl
+        .create_volume(create_request("pvc-one", &ns, GIB))
+        .await?
+        .into_inner()
+        .volume;
     assert_eq!(again.as_ref(), Some(&volume));
     assert_eq!(access_points(&client, &ns).await?.len(), 1);
     // Same name, other size: ALREADY_EXISTS.
-    let other = ctl.create_volume(create_request("pvc-one", &ns, 2 * GIB)).await.unwrap_err();
+    let other = ctl
+        .create_volume(create_request("pvc-one", &ns, 2 * GIB))
+        .await
+        .unwrap_err();
     assert_eq!(other.code(), Code::AlreadyExists, "{}", other.message());
 
     // Validate.
@@ -299,10 +345,27 @@ async fn create_repeat_expand_validate_delete() -> Result<()> {
         }),
         ..Default::default()
     };
-    assert_eq!(ctl.controller_expand_volume(expand(3 * GIB)).await?.into_inner().capacity_bytes, 3 * GIB);
-    assert_eq!(ctl.controller_expand_volume(expand(GIB)).await?.into_inner().capacity_bytes, 3 * GIB);
-    let ap = Api::<AccessPoint>::namespaced(client.clone(), &ns).get("pvc-one").await?;
-    assert_eq!(ap.spec.quota.map(|q| q.max_bytes.0), Some((3 * GIB).to_string()));
+    assert_eq!(
+        ctl.controller_expand_volume(expand(3 * GIB))
+            .await?
+            .into_inner()
+            .capacity_bytes,
+        3 * GIB
+    );
+    assert_eq!(
+        ctl.controller_expand_volume(expand(GIB))
+            .await?
+            .into_inner()
+            .capacity_bytes,
+        3 * GIB
+    );
+    let ap = Api::<AccessPoint>::namespaced(client.clone(), &ns)
+        .get("pvc-one")
+        .await?;
+    assert_eq!(
+        ap.spec.quota.map(|q| q.max_bytes.0),
+        Some((3 * GIB).to_string())
+    );
 
     // Delete, twice.
     for _ in 0..2 {
@@ -325,7 +388,10 @@ async fn concurrent_creates_make_one_access_point_and_unique_gids() -> Result<()
     file_system(&client, &ns).await?;
     let operator = fake_operator(client.clone(), &ns);
     // Two replicas, as a Deployment with a leader-less rollout can have.
-    let mut replicas = [Controller::start(server, "30s")?, Controller::start(server, "30s")?];
+    let mut replicas = [
+        Controller::start(server, "30s")?,
+        Controller::start(server, "30s")?,
+    ];
     let mut clients = Vec::new();
     for replica in &mut replicas {
         clients.push(ControllerClient::new(replica.connect().await?));
@@ -348,7 +414,11 @@ async fn concurrent_creates_make_one_access_point_and_unique_gids() -> Result<()
     }
     ensure!(!ok.is_empty(), "no concurrent CreateVolume succeeded");
     assert!(ok.windows(2).all(|w| w[0] == w[1]));
-    let again = clients[1].create_volume(create_request("pvc-same", &ns, GIB)).await?.into_inner().volume;
+    let again = clients[1]
+        .create_volume(create_request("pvc-same", &ns, GIB))
+        .await?
+        .into_inner()
+        .volume;
     assert_eq!(again, ok[0]);
     assert_eq!(access_points(&client, &ns).await?.len(), 1);
 
@@ -386,14 +456,21 @@ async fn timeout_answers_deadline_exceeded_and_leaves_nothing() -> Result<()> {
     let mut ctl = ControllerClient::new(controller.connect().await?);
 
     let started = Instant::now();
-    let err = ctl.create_volume(create_request("slow-1", &ns, GIB)).await.unwrap_err();
+    let err = ctl
+        .create_volume(create_request("slow-1", &ns, GIB))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
     assert!(started.elapsed() >= Duration::from_secs(3));
-    assert!(access_points(&client, &ns).await?.is_empty(), "AccessPoint left behind");
+    assert!(
+        access_points(&client, &ns).await?.is_empty(),
+        "AccessPoint left behind"
+    );
 
     // A FileSystem that does not exist.
     let mut req = create_request("pvc-x", &ns, GIB);
-    req.parameters.insert("fileSystemName".into(), "missing".into());
+    req.parameters
+        .insert("fileSystemName".into(), "missing".into());
     let err = ctl.create_volume(req).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{}", err.message());
     assert!(access_points(&client, &ns).await?.is_empty());

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use openefs_e2e::ganesha::Ganesha;
-use openefs_e2e::qemu::{GuestOutput, KernelClient, RunOptions, free_loopback_port, wait_for_listener};
+use openefs_e2e::qemu::{
+    GuestOutput, KernelClient, RunOptions, free_loopback_port, wait_for_listener,
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -80,7 +82,13 @@ impl Nfsd {
         let binary = Self::binary()?;
         let port = free_loopback_port()?;
         let child = Self::launch(&binary, export, port, &log)?;
-        Ok(Self { binary, export: export.to_owned(), port, log, child })
+        Ok(Self {
+            binary,
+            export: export.to_owned(),
+            port,
+            log,
+            child,
+        })
     }
 
     fn launch(binary: &Path, export: &Path, port: u16, log: &Path) -> Result<Child> {
@@ -99,7 +107,10 @@ impl Nfsd {
         if let Err(err) = wait_for_listener(port, &mut child, Duration::from_secs(30)) {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("{err:#}\n--- nfsd log ---\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            bail!(
+                "{err:#}\n--- nfsd log ---\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         Ok(child)
     }
@@ -158,7 +169,11 @@ fn report(server: &str, what: &str, out: &GuestOutput, started: Instant) {
         started.elapsed().as_secs_f64()
     );
     // Where the guest's time went: `section NAME UPTIME` lines.
-    for line in out.console.lines().filter(|l| l.contains("OPENEFS-SECTION ")) {
+    for line in out
+        .console
+        .lines()
+        .filter(|l| l.contains("OPENEFS-SECTION "))
+    {
         println!("  {line}");
     }
 }
@@ -166,7 +181,9 @@ fn report(server: &str, what: &str, out: &GuestOutput, started: Instant) {
 /// Runs the suite's guest workload, then checks from the host what the
 /// guest wrote into `export`.
 fn run_suite(server: &mut dyn Server, export: &Path) -> Result<()> {
-    let _guard = ONE_GUEST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = ONE_GUEST
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     let block = random_block();
     let mut big = Sha256::new();
@@ -174,7 +191,10 @@ fn run_suite(server: &mut dyn Server, export: &Path) -> Result<()> {
         big.update(&block);
     }
     let big_sha = hex(&big.finalize());
-    let mut opts = RunOptions { timeout: Duration::from_secs(900), ..Default::default() };
+    let mut opts = RunOptions {
+        timeout: Duration::from_secs(900),
+        ..Default::default()
+    };
     opts.env.insert("BIG_MIB".into(), BIG_MIB.to_string());
     opts.env.insert("BIG_SHA".into(), big_sha.clone());
     opts.files.push(("block.bin".into(), block.clone()));
@@ -186,42 +206,87 @@ fn run_suite(server: &mut dyn Server, export: &Path) -> Result<()> {
         out.metric("big_write_mbps")?,
         out.metric("big_read_mbps")?
     );
-    out.ensure_ok(&["small-1048576-data", "readdir-5000-names", "random-offsets-data", "big-data"])?;
+    out.ensure_ok(&[
+        "small-1048576-data",
+        "readdir-5000-names",
+        "random-offsets-data",
+        "big-data",
+    ])?;
 
     // The same results as the host's file system holds them.
     let meta = |name: &str| {
         std::fs::symlink_metadata(export.join(name)).with_context(|| format!("host: stat {name}"))
     };
-    ensure!(file_sha256(&export.join("big"))? == big_sha, "host: big file checksum differs");
-    let rand_sha = out.metrics.get("rand_sha").context("guest reported no rand_sha")?;
+    ensure!(
+        file_sha256(&export.join("big"))? == big_sha,
+        "host: big file checksum differs"
+    );
+    let rand_sha = out
+        .metrics
+        .get("rand_sha")
+        .context("guest reported no rand_sha")?;
     ensure!(
         &file_sha256(&export.join("rand"))? == rand_sha,
         "host: file written at random offsets differs from the guest's reference"
     );
     for n in [0usize, 1, 4095, 4096, 4097, 65537, 1048576] {
         let on_host = std::fs::read(export.join(format!("small/{n}")))?;
-        ensure!(sha256_hex(&on_host) == sha256_hex(&block[..n]), "host: small/{n} differs");
+        ensure!(
+            sha256_hex(&on_host) == sha256_hex(&block[..n]),
+            "host: small/{n} differs"
+        );
     }
     let owned = meta("owned")?;
-    ensure!((owned.uid(), owned.gid()) == (1234, 5678), "host: chown gave {}:{}", owned.uid(), owned.gid());
+    ensure!(
+        (owned.uid(), owned.gid()) == (1234, 5678),
+        "host: chown gave {}:{}",
+        owned.uid(),
+        owned.gid()
+    );
     let modes = meta("modes")?.permissions().mode() & 0o7777;
     ensure!(modes == 0o640, "host: chmod gave {modes:o}");
-    ensure!(meta("times")?.mtime() == 981_173_106, "host: utimes gave mtime {}", meta("times")?.mtime());
+    ensure!(
+        meta("times")?.mtime() == 981_173_106,
+        "host: utimes gave mtime {}",
+        meta("times")?.mtime()
+    );
     let mine = meta("userdir/mine")?;
-    ensure!(mine.uid() == 1000 && mine.gid() == 1000, "host: non-root file owned by {}", mine.uid());
-    ensure!(meta("hl2")?.nlink() == 1, "host: hl2 nlink {}", meta("hl2")?.nlink());
-    ensure!(std::fs::read_link(export.join("sym1"))? == Path::new("hl2"), "host: readlink sym1");
-    ensure!(std::fs::read_to_string(export.join("over2"))? == "C\n", "host: rename over existing");
-    ensure!(!export.join("over1").exists(), "host: rename source still exists");
+    ensure!(
+        mine.uid() == 1000 && mine.gid() == 1000,
+        "host: non-root file owned by {}",
+        mine.uid()
+    );
+    ensure!(
+        meta("hl2")?.nlink() == 1,
+        "host: hl2 nlink {}",
+        meta("hl2")?.nlink()
+    );
+    ensure!(
+        std::fs::read_link(export.join("sym1"))? == Path::new("hl2"),
+        "host: readlink sym1"
+    );
+    ensure!(
+        std::fs::read_to_string(export.join("over2"))? == "C\n",
+        "host: rename over existing"
+    );
+    ensure!(
+        !export.join("over1").exists(),
+        "host: rename source still exists"
+    );
     let entries = std::fs::read_dir(export.join("many"))?.count();
     ensure!(entries == 5000, "host: many/ has {entries} entries");
-    ensure!(meta("private")?.permissions().mode() & 0o777 == 0o700, "host: private/ mode");
+    ensure!(
+        meta("private")?.permissions().mode() & 0o777 == 0o700,
+        "host: private/ mode"
+    );
     Ok(())
 }
 
 /// Crashes and restarts the server while the guest waits between two phases.
 fn run_restart(server: &mut dyn Server, export: &Path) -> Result<()> {
-    let _guard = ONE_GUEST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = ONE_GUEST
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     let block = random_block();
     let port = server.port();
@@ -230,7 +295,10 @@ fn run_restart(server: &mut dyn Server, export: &Path) -> Result<()> {
         ensure!(name == "restart", "unexpected pause {name}");
         // Phase one reached the server's disk before the crash.
         let data = std::fs::read(export.join("keep/data")).context("host: keep/data")?;
-        ensure!(sha256_hex(&data) == sha256_hex(&block[..300_000]), "host: keep/data differs");
+        ensure!(
+            sha256_hex(&data) == sha256_hex(&block[..300_000]),
+            "host: keep/data differs"
+        );
         server.restart()?;
         restarts += 1;
         Ok(())
@@ -243,7 +311,11 @@ fn run_restart(server: &mut dyn Server, export: &Path) -> Result<()> {
     opts.files.push(("block.bin".into(), block.clone()));
     let out = KernelClient::run(port, RESTART, opts)?;
     report(server.name(), "restart", &out, started);
-    ensure!(restarts == 1, "the guest never paused for the restart\n{}", out.console_tail());
+    ensure!(
+        restarts == 1,
+        "the guest never paused for the restart\n{}",
+        out.console_tail()
+    );
     out.ensure_ok(&["pause-restart", "restart-data", "restart-listing"])?;
     ensure!(
         !out.console.contains("Stale file handle"),
@@ -285,17 +357,22 @@ fn kernel_client_against_ganesha() -> Result<()> {
     let export = dir.path().join("suite");
     std::fs::create_dir(&export)?;
     let mut ganesha = Ganesha::start(&export)?;
-    run_suite(&mut ganesha, &export).with_context(|| format!("ganesha log: {}", ganesha.log_path().display()))?;
+    run_suite(&mut ganesha, &export)
+        .with_context(|| format!("ganesha log: {}", ganesha.log_path().display()))?;
     drop(ganesha);
 
     let export = dir.path().join("restart");
     std::fs::create_dir(&export)?;
     let mut ganesha = Ganesha::start(&export)?;
-    run_restart(&mut ganesha, &export).with_context(|| format!("ganesha log: {}", ganesha.log_path().display()))
+    run_restart(&mut ganesha, &export)
+        .with_context(|| format!("ganesha log: {}", ganesha.log_path().display()))
 }
 
 fn nfsd_log(nfsd: &Nfsd) -> String {
     let log = std::fs::read_to_string(&nfsd.log).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
-    format!("--- nfsd log (last 40 lines) ---\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
+    format!(
+        "--- nfsd log (last 40 lines) ---\n{}",
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    )
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use openefs_vfs::Identity;
 use serde::Deserialize;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -118,6 +119,34 @@ impl Config {
         MAX_MESSAGE as usize + 1024
     }
 
+    /// Caller identity from AUTH_SYS credentials, after root squashing.
+    pub fn identity(&self, uid: u32, gid: u32, groups: &[u32]) -> Identity {
+        if self.root_squash && uid == 0 {
+            return self.anonymous();
+        }
+        let squash_gid = |g: u32| {
+            if self.root_squash && g == 0 {
+                self.anon_gid
+            } else {
+                g
+            }
+        };
+        Identity {
+            uid,
+            gid: squash_gid(gid),
+            groups: groups.iter().copied().map(squash_gid).collect(),
+        }
+    }
+
+    /// The identity of AUTH_NONE callers and squashed root.
+    pub fn anonymous(&self) -> Identity {
+        Identity {
+            uid: self.anon_uid,
+            gid: self.anon_gid,
+            groups: Vec::new(),
+        }
+    }
+
     /// Defaults for tests and embedding.
     pub fn new(export: PathBuf, listen: SocketAddr) -> Self {
         Self {
@@ -220,6 +249,18 @@ mod tests {
             (c.anon_uid, c.anon_gid, c.max_connections),
             (65534, 65534, 1024)
         );
+    }
+
+    #[test]
+    fn root_squash_maps_root_and_group_zero() {
+        let mut c = Config::new("/".into(), "127.0.0.1:2049".parse().unwrap());
+        let root = c.identity(0, 0, &[0, 5]);
+        assert_eq!((root.uid, root.gid, root.groups), (0, 0, vec![0, 5]));
+        c.root_squash = true;
+        let root = c.identity(0, 0, &[0, 5]);
+        assert_eq!((root.uid, root.gid, root.groups), (65534, 65534, vec![]));
+        let user = c.identity(1000, 0, &[0, 5]);
+        assert_eq!((user.uid, user.gid, user.groups), (1000, 65534, vec![65534, 5]));
     }
 
     #[test]

@@ -42,7 +42,8 @@ impl EncodeLabelValue for Outcome {
         match self {
             Self::Ok => enc.write_str("NFS4_OK"),
             Self::Replay => enc.write_str("REPLAY"),
-            Self::Err(e) => write!(enc, "NFS4ERR_{e:?}"),
+            // The variant name, upper-cased: NFS4ERR_BADSTATEID.
+            Self::Err(e) => write!(enc, "NFS4ERR_{}", format!("{e:?}").to_uppercase()),
         }
     }
 }
@@ -202,7 +203,7 @@ mod tests {
         let text = m.encode().unwrap();
         assert!(text.contains(r#"openefs_nfsd_operations_total{op="READ",status="NFS4_OK"} 2"#));
         assert!(
-            text.contains(r#"openefs_nfsd_operations_total{op="READ",status="NFS4ERR_Stale"} 1"#)
+            text.contains(r#"openefs_nfsd_operations_total{op="READ",status="NFS4ERR_STALE"} 1"#)
         );
         assert!(text.contains("openefs_nfsd_read_bytes_total 4096"));
         assert!(text.contains("openefs_nfsd_connections 1"));

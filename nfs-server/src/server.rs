@@ -81,30 +81,6 @@ impl Server {
     pub fn special_opens(&self) -> &SpecialOpens {
         &self.special_opens
     }
-
-    /// Caller identity from AUTH_SYS, after root squashing.
-    pub fn identity(&self, uid: u32, gid: u32, groups: &[u32]) -> Identity {
-        if self.config.root_squash && uid == 0 {
-            return self.anonymous();
-        }
-        Identity {
-            uid,
-            gid: if self.config.root_squash && gid == 0 {
-                self.config.anon_gid
-            } else {
-                gid
-            },
-            groups: groups.to_vec(),
-        }
-    }
-
-    pub fn anonymous(&self) -> Identity {
-        Identity {
-            uid: self.config.anon_uid,
-            gid: self.config.anon_gid,
-            groups: Vec::new(),
-        }
-    }
 }
 
 /// Files opened for I/O with the special (anonymous / READ-bypass) stateids,

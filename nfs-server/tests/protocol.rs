@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 struct TestServer {
     addr: SocketAddr,
+    server: Arc<Server>,
     dir: tempfile::TempDir,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -38,9 +39,10 @@ impl TestServer {
             Arc::new(SystemClock::default()),
         ));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve_on(listener, server, shutdown.clone()));
+        let task = tokio::spawn(serve_on(listener, server.clone(), shutdown.clone()));
         Self {
             addr,
+            server,
             dir,
             shutdown,
             task,
@@ -470,4 +472,38 @@ async fn pipelined_calls_all_get_replies() {
     got.sort();
     assert_eq!(got, xids);
     s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_endpoint_counts_operations() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    c.establish(b"metrics-test").await.unwrap();
+    c.compound(vec![ArgOp::Putrootfh, getattr(&[FATTR4_SIZE])])
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let http = tokio::spawn(openefs_nfsd::metrics::serve_metrics(
+        listener,
+        s.server.metrics().clone(),
+        s.shutdown.clone(),
+    ));
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains(r#"openefs_nfsd_operations_total{op="GETATTR",status="NFS4_OK"} 1"#),
+        "{page}"
+    );
+    assert!(page.contains("openefs_nfsd_connections 1"), "{page}");
+    assert!(page.contains(r#"openefs_nfsd_operation_duration_seconds_bucket{"#), "{page}");
+    drop(c);
+    s.stop().await;
+    http.await.unwrap().unwrap();
 }

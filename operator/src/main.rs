@@ -1,22 +1,27 @@
 //! `openefs-operator`: reconciles openefs `FileSystem` and `AccessPoint`
-//! resources into running NFS servers.
-//!
-//! The reconcilers are not written yet (see the operator issue); today the
-//! binary only prints the CRDs it serves, so `kubectl apply` can install them.
+//! resources. This build does the custom-resource side only (finalizers,
+//! ids, endpoint, phase, conditions); it does not yet create the NFS
+//! servers' core objects, and says so instead of pretending.
 
-use std::io::Write;
+use std::{io::Write, path::PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use kube::{Client, Config, config::KubeConfigOptions};
 
 /// The openefs operator.
 ///
-/// It will watch FileSystem and AccessPoint resources and run an
-/// openefs-nfsd server for each FileSystem. The reconcile loop is not
-/// implemented yet; this build can only print the CRDs.
+/// `run` reconciles FileSystem and AccessPoint resources. Only their
+/// custom-resource side is implemented (finalizers, ids, endpoint, phase,
+/// conditions, observedGeneration); creating each FileSystem's NFS server
+/// (Secret, PVC, StatefulSet, Services) is not, so `run` requires
+/// `--only-custom-resources`. See docs/operator.md.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
+    /// Log filter, in tracing-subscriber's EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    log: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,18 +31,131 @@ enum Command {
     /// Print the openefs CustomResourceDefinitions as YAML
     /// (`openefs-operator crds | kubectl apply -f -`).
     Crds,
+    /// Run the FileSystem and AccessPoint controllers until SIGTERM/SIGINT.
+    Run {
+        /// Kubeconfig file; in-cluster configuration or $KUBECONFIG when absent.
+        #[arg(long, env = "OPENEFS_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Reconcile only the custom resources themselves and never read or
+        /// write core kinds (Secrets, PVCs, StatefulSets, Services, Events,
+        /// Leases). The mode for an API server that serves only CRDs, and
+        /// today the only mode: the core-kind side is not implemented yet.
+        #[arg(long, env = "OPENEFS_ONLY_CUSTOM_RESOURCES")]
+        only_custom_resources: bool,
+        /// Watch only this namespace; all namespaces when absent.
+        #[arg(long, env = "OPENEFS_WATCH_NAMESPACE")]
+        namespace: Option<String>,
+        /// DNS domain of the cluster, used in each FileSystem's endpoint
+        /// (`<fileSystemId>.<namespace>.svc.<domain>`).
+        #[arg(long, env = "OPENEFS_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = dns_name)]
+        cluster_domain: String,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Crds => print_crds(),
+/// A DNS name: dot-separated labels of lowercase letters, digits and `-`.
+fn dns_name(s: &str) -> Result<String, String> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if s.len() <= 253 && s.split('.').all(label_ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a lowercase DNS name"))
     }
 }
 
-fn print_crds() -> anyhow::Result<()> {
+async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+fn main() -> Result<()> {
+    main_with(Cli::parse())
+}
+
+fn main_with(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Crds => print_crds(),
+        Command::Run {
+            kubeconfig,
+            only_custom_resources,
+            namespace,
+            cluster_domain,
+        } => {
+            if !only_custom_resources {
+                bail!(
+                    "the core-kind side of the operator (each FileSystem's Secret, PVC, \
+                     StatefulSet and Services) is not implemented yet, so nothing would serve \
+                     the file systems; start with --only-custom-resources to reconcile the \
+                     custom resources alone (see docs/operator.md)"
+                );
+            }
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
+                .init();
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(async {
+                let client = client(kubeconfig)
+                    .await
+                    .context("Kubernetes client configuration")?;
+                openefs_operator::run(
+                    client,
+                    openefs_operator::Config {
+                        cluster_domain,
+                        namespace,
+                    },
+                )
+                .await;
+                Ok(())
+            })
+        }
+    }
+}
+
+fn print_crds() -> Result<()> {
     let mut out = std::io::stdout().lock();
     for crd in openefs_crds::crds() {
-        writeln!(out, "---\n{}", openefs_crds::render_yaml(&crd)).context("writing CRDs to stdout")?;
+        writeln!(out, "---\n{}", openefs_crds::render_yaml(&crd))
+            .context("writing CRDs to stdout")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_domain_must_be_a_dns_name() {
+        assert!(dns_name("cluster.local").is_ok());
+        assert!(dns_name("k8s-1.example").is_ok());
+        for bad in ["", "Cluster.local", "a..b", "-a.b", "a_b", ".local"] {
+            assert!(dns_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn run_without_only_custom_resources_is_refused() {
+        let cli = Cli::try_parse_from(["openefs-operator", "run"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                only_custom_resources: false,
+                ..
+            }
+        ));
+        let err = main_with(cli).unwrap_err().to_string();
+        assert!(err.contains("--only-custom-resources"), "{err}");
+    }
 }

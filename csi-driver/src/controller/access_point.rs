@@ -10,8 +10,8 @@ use kube::{
     runtime::wait::{Condition, await_condition},
 };
 use openefs_crds::{
-    AccessPoint, AccessPointId, AccessPointSpec, CreationInfo, FileSystem, FileSystemId, FileSystemRef,
-    FileSystemSpec, LifecyclePhase, PosixUser, Quota, RootDirectory, names,
+    AccessPoint, AccessPointId, AccessPointSpec, CreationInfo, FileSystem, FileSystemId,
+    FileSystemRef, FileSystemSpec, LifecyclePhase, PosixUser, Quota, RootDirectory, names,
 };
 
 use super::{
@@ -51,9 +51,14 @@ pub mod context {
     pub const ENCRYPT_IN_TRANSIT: &str = "encryptInTransit";
 }
 
-fn is_ready(phase: Option<LifecyclePhase>, conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+fn is_ready(
+    phase: Option<LifecyclePhase>,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
     phase == Some(LifecyclePhase::Available)
-        || conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        || conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn ap_ready() -> impl Condition<AccessPoint> {
@@ -73,12 +78,18 @@ fn fs_ready() -> impl Condition<FileSystem> {
 fn quota_of(ap: &AccessPoint) -> Option<i64> {
     // The driver writes plain byte counts; a user's "10Gi" is not ours to
     // compare, so it reads as "no known size".
-    ap.spec.quota.as_ref().and_then(|q| q.max_bytes.0.parse().ok())
+    ap.spec
+        .quota
+        .as_ref()
+        .and_then(|q| q.max_bytes.0.parse().ok())
 }
 
 fn labels(fs_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (names::LABEL_MANAGED_BY.to_owned(), names::MANAGED_BY.to_owned()),
+        (
+            names::LABEL_MANAGED_BY.to_owned(),
+            names::MANAGED_BY.to_owned(),
+        ),
         (names::LABEL_FILESYSTEM.to_owned(), fs_name.to_owned()),
     ])
 }
@@ -90,13 +101,18 @@ fn created_by_driver(meta: &ObjectMeta) -> bool {
 }
 
 impl ControllerService {
-    pub(super) async fn create(&self, req: csi::CreateVolumeRequest) -> Result<csi::Volume, ControllerError> {
+    pub(super) async fn create(
+        &self,
+        req: csi::CreateVolumeRequest,
+    ) -> Result<csi::Volume, ControllerError> {
         if req.name.is_empty() {
             return Err(ControllerError::MissingField("name"));
         }
         check_capabilities(&req.volume_capabilities)?;
         if req.volume_content_source.is_some() {
-            return Err(ControllerError::Unsupported("volume_content_source (cloning, snapshots)"));
+            return Err(ControllerError::Unsupported(
+                "volume_content_source (cloning, snapshots)",
+            ));
         }
         let (params, mut claim) = Parameters::parse(&req.parameters)?;
         // external-provisioner names the PV after the CSI volume name, so
@@ -127,12 +143,18 @@ impl ControllerService {
         }
     }
 
-    async fn get_ready_fs(&self, namespace: &str, name: &str) -> Result<(FileSystem, String), ControllerError> {
+    async fn get_ready_fs(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(FileSystem, String), ControllerError> {
         let api: Api<FileSystem> = Api::namespaced(self.client.clone(), namespace);
         let fs = api
             .get_opt(name)
             .await
-            .map_err(ControllerError::kube(format!("get FileSystem {namespace}/{name}")))?
+            .map_err(ControllerError::kube(format!(
+                "get FileSystem {namespace}/{name}"
+            )))?
             .ok_or_else(|| ControllerError::FileSystemNotFound {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
@@ -163,7 +185,9 @@ impl ControllerService {
             .as_deref()
             .ok_or(ControllerError::MissingField("parameters.fileSystemName"))?;
         let sub_path = plan::expand_sub_path(&params.sub_path_pattern, claim)?;
-        let suffix = params.ensure_unique_directory.then(|| plan::short_hash(volume_name));
+        let suffix = params
+            .ensure_unique_directory
+            .then(|| plan::short_hash(volume_name));
         let path = plan::root_directory(&params.base_path, &sub_path, suffix.as_deref());
         let (fs, endpoint) = self.get_ready_fs(namespace, fs_name).await?;
         let aps: Api<AccessPoint> = Api::namespaced(self.client.clone(), namespace);
@@ -198,7 +222,9 @@ impl ControllerService {
                 let mut ap = AccessPoint::new(
                     ap_name,
                     AccessPointSpec {
-                        file_system_ref: FileSystemRef { name: fs_name.to_owned() },
+                        file_system_ref: FileSystemRef {
+                            name: fs_name.to_owned(),
+                        },
                         posix_user: Some(PosixUser {
                             uid,
                             gid,
@@ -257,7 +283,10 @@ impl ControllerService {
             .status
             .as_ref()
             .and_then(|s| s.access_point_id.clone())
-            .map_or_else(|| AccessPointId::of(&ap).map(|id| id.to_string()), |id| Ok(id.to_string()))
+            .map_or_else(
+                || AccessPointId::of(&ap).map(|id| id.to_string()),
+                |id| Ok(id.to_string()),
+            )
             .map_err(|_| ControllerError::VolumeNotFound(object.clone()))?;
         let mut volume_context = self.fs_context(namespace, fs_name, &fs, &endpoint, params);
         volume_context.insert(context::PATH.into(), ap.spec.root_directory.path.clone());
@@ -285,8 +314,14 @@ impl ControllerService {
     ) -> HashMap<String, String> {
         let mut ctx = HashMap::from([
             (context::SERVER.to_owned(), endpoint.to_owned()),
-            (context::FILE_SYSTEM.to_owned(), format!("{namespace}/{fs_name}")),
-            (context::ENCRYPT_IN_TRANSIT.to_owned(), params.encrypt_in_transit.to_string()),
+            (
+                context::FILE_SYSTEM.to_owned(),
+                format!("{namespace}/{fs_name}"),
+            ),
+            (
+                context::ENCRYPT_IN_TRANSIT.to_owned(),
+                params.encrypt_in_transit.to_string(),
+            ),
         ]);
         let fs_id = fs
             .status
@@ -299,11 +334,19 @@ impl ControllerService {
         ctx
     }
 
-    async fn apply_access_point(&self, aps: &Api<AccessPoint>, ap: &AccessPoint) -> Result<(), ControllerError> {
+    async fn apply_access_point(
+        &self,
+        aps: &Api<AccessPoint>,
+        ap: &AccessPoint,
+    ) -> Result<(), ControllerError> {
         let name = ap.name_any();
-        aps.patch(&name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(ap))
-            .await
-            .map_err(ControllerError::kube(format!("apply AccessPoint {name}")))?;
+        aps.patch(
+            &name,
+            &PatchParams::apply(names::FIELD_MANAGER).force(),
+            &Patch::Apply(ap),
+        )
+        .await
+        .map_err(ControllerError::kube(format!("apply AccessPoint {name}")))?;
         Ok(())
     }
 
@@ -326,12 +369,16 @@ impl ControllerService {
             let fs = fss
                 .get(fs_name)
                 .await
-                .map_err(ControllerError::kube(format!("get FileSystem {namespace}/{fs_name}")))?;
+                .map_err(ControllerError::kube(format!(
+                    "get FileSystem {namespace}/{fs_name}"
+                )))?;
             let version = fs.resource_version();
             let used: BTreeSet<u32> = aps
                 .list(&ListParams::default())
                 .await
-                .map_err(ControllerError::kube(format!("list AccessPoints in {namespace}")))?
+                .map_err(ControllerError::kube(format!(
+                    "list AccessPoints in {namespace}"
+                )))?
                 .into_iter()
                 .filter(|ap| ap.spec.file_system_ref.name == fs_name && ap.name_any() != ap_name)
                 .filter_map(|ap| ap.spec.posix_user.map(|u| u.gid))
@@ -357,7 +404,9 @@ impl ControllerService {
                 }
                 Err(e) => {
                     return Err(ControllerError::Kube {
-                        action: format!("commit gid allocation on FileSystem {namespace}/{fs_name}"),
+                        action: format!(
+                            "commit gid allocation on FileSystem {namespace}/{fs_name}"
+                        ),
                         source: e,
                     });
                 }
@@ -365,10 +414,17 @@ impl ControllerService {
         }
         self.delete_created(aps, ap_name, &format!("AccessPoint {namespace}/{ap_name}"))
             .await?;
-        Err(ControllerError::GidContention(format!("AccessPoint {namespace}/{ap_name}")))
+        Err(ControllerError::GidContention(format!(
+            "AccessPoint {namespace}/{ap_name}"
+        )))
     }
 
-    async fn delete_created<K>(&self, api: &Api<K>, name: &str, object: &str) -> Result<(), ControllerError>
+    async fn delete_created<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        object: &str,
+    ) -> Result<(), ControllerError>
     where
         K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -397,7 +453,9 @@ impl ControllerService {
             .await
             .map_err(ControllerError::kube(format!("get {object}")))?;
         match &existing {
-            Some(fs) if fs.meta().deletion_timestamp.is_some() => return Err(ControllerError::Deleting(object)),
+            Some(fs) if fs.meta().deletion_timestamp.is_some() => {
+                return Err(ControllerError::Deleting(object));
+            }
             Some(fs) if !created_by_driver(fs.meta()) => {
                 return Err(ControllerError::Incompatible {
                     name: volume_name.to_owned(),
@@ -431,9 +489,13 @@ impl ControllerService {
                     VOLUME_NAME_ANNOTATION.to_owned(),
                     volume_name.to_owned(),
                 )]));
-                fss.patch(fs_name, &PatchParams::apply(names::FIELD_MANAGER).force(), &Patch::Apply(&fs))
-                    .await
-                    .map_err(ControllerError::kube(format!("apply {object}")))?;
+                fss.patch(
+                    fs_name,
+                    &PatchParams::apply(names::FIELD_MANAGER).force(),
+                    &Patch::Apply(&fs),
+                )
+                .await
+                .map_err(ControllerError::kube(format!("apply {object}")))?;
             }
         }
         let ready = tokio::time::timeout(
@@ -453,7 +515,11 @@ impl ControllerService {
                 });
             }
         };
-        let endpoint = fs.status.as_ref().and_then(|s| s.endpoint.clone()).unwrap_or_default();
+        let endpoint = fs
+            .status
+            .as_ref()
+            .and_then(|s| s.endpoint.clone())
+            .unwrap_or_default();
         let mut volume_context = self.fs_context(namespace, fs_name, &fs, &endpoint, params);
         volume_context.insert(context::PATH.into(), "/".into());
         Ok(csi::Volume {
@@ -500,16 +566,23 @@ impl ControllerService {
         match &handle.target {
             Target::AccessPoint(_) => {
                 let api: Api<AccessPoint> = Api::namespaced(self.client.clone(), &handle.namespace);
-                self.delete_if_ours(&api, deleted, &format!("AccessPoint {key}")).await
+                self.delete_if_ours(&api, deleted, &format!("AccessPoint {key}"))
+                    .await
             }
             _ => {
                 let api: Api<FileSystem> = Api::namespaced(self.client.clone(), &handle.namespace);
-                self.delete_if_ours(&api, deleted, &format!("FileSystem {key}")).await
+                self.delete_if_ours(&api, deleted, &format!("FileSystem {key}"))
+                    .await
             }
         }
     }
 
-    async fn delete_if_ours<K>(&self, api: &Api<K>, name: &str, object: &str) -> Result<(), ControllerError>
+    async fn delete_if_ours<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        object: &str,
+    ) -> Result<(), ControllerError>
     where
         K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -519,9 +592,14 @@ impl ControllerService {
             .map_err(ControllerError::kube(format!("get {object}")))?
         {
             None => Ok(()),
-            Some(obj) if created_by_driver(obj.meta()) => self.delete_created(api, name, object).await,
+            Some(obj) if created_by_driver(obj.meta()) => {
+                self.delete_created(api, name, object).await
+            }
             Some(_) => {
-                tracing::info!(object, "not made by this driver (static volume); left in place");
+                tracing::info!(
+                    object,
+                    "not made by this driver (static volume); left in place"
+                );
                 Ok(())
             }
         }
@@ -530,11 +608,16 @@ impl ControllerService {
     pub(super) async fn check_exists(&self, volume_id: &str) -> Result<(), ControllerError> {
         let handle: VolumeHandle = volume_id.parse()?;
         let found = match &handle.target {
-            Target::AccessPoint(ap) => Api::<AccessPoint>::namespaced(self.client.clone(), &handle.namespace)
-                .get_opt(ap)
-                .await
-                .map_err(ControllerError::kube(format!("get AccessPoint {}/{ap}", handle.namespace)))?
-                .is_some(),
+            Target::AccessPoint(ap) => {
+                Api::<AccessPoint>::namespaced(self.client.clone(), &handle.namespace)
+                    .get_opt(ap)
+                    .await
+                    .map_err(ControllerError::kube(format!(
+                        "get AccessPoint {}/{ap}",
+                        handle.namespace
+                    )))?
+                    .is_some()
+            }
             Target::Root | Target::SubPath(_) => {
                 Api::<FileSystem>::namespaced(self.client.clone(), &handle.namespace)
                     .get_opt(&handle.file_system)
@@ -562,8 +645,9 @@ impl ControllerService {
             return Err(ControllerError::MissingField("volume_id"));
         }
         let range = range.ok_or(ControllerError::MissingField("capacity_range"))?;
-        let wanted = plan::quota_bytes(range.required_bytes, range.limit_bytes)?
-            .ok_or(ControllerError::MissingField("capacity_range.required_bytes"))?;
+        let wanted = plan::quota_bytes(range.required_bytes, range.limit_bytes)?.ok_or(
+            ControllerError::MissingField("capacity_range.required_bytes"),
+        )?;
         let handle: VolumeHandle = volume_id.parse()?;
         let Target::AccessPoint(ap_name) = &handle.target else {
             // Whole file systems and sub-paths have no quota: any size fits.
@@ -592,7 +676,9 @@ impl ControllerService {
         let patch = serde_json::json!({ "spec": { "quota": { "maxBytes": wanted.to_string() } } });
         aps.patch(ap_name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(ControllerError::kube(format!("raise quota of AccessPoint {key}")))?;
+            .map_err(ControllerError::kube(format!(
+                "raise quota of AccessPoint {key}"
+            )))?;
         Ok(wanted)
     }
 }

@@ -24,7 +24,9 @@ pub enum ControllerError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// The namespace of the objects is unknown.
-    #[error("no namespace: set fileSystemNamespace, or run external-provisioner with --extra-create-metadata")]
+    #[error(
+        "no namespace: set fileSystemNamespace, or run external-provisioner with --extra-create-metadata"
+    )]
     NoNamespace,
     /// The FileSystem of a volume does not exist.
     #[error("FileSystem {namespace}/{name} not found")]
@@ -62,7 +64,9 @@ pub enum ControllerError {
     #[error("gid allocation for {0} kept conflicting with concurrent allocations; retry")]
     GidContention(String),
     /// The object did not become ready in time (and was removed again).
-    #[error("{object} did not become ready within {timeout:?}; it was deleted again, retry to provision anew")]
+    #[error(
+        "{object} did not become ready within {timeout:?}; it was deleted again, retry to provision anew"
+    )]
     Timeout {
         /// The object.
         object: String,
@@ -154,11 +158,13 @@ impl From<ControllerError> for Status {
             ControllerError::FileSystemNotFound { .. }
             | ControllerError::VolumeNotFound(_)
             | ControllerError::BadHandle(_) => Code::NotFound,
-            ControllerError::FileSystemNotReady { .. } | ControllerError::WatchFailed(..) => Code::Unavailable,
-            ControllerError::Incompatible { .. } => Code::AlreadyExists,
-            ControllerError::Busy(_) | ControllerError::Deleting(_) | ControllerError::GidContention(_) => {
-                Code::Aborted
+            ControllerError::FileSystemNotReady { .. } | ControllerError::WatchFailed(..) => {
+                Code::Unavailable
             }
+            ControllerError::Incompatible { .. } => Code::AlreadyExists,
+            ControllerError::Busy(_)
+            | ControllerError::Deleting(_)
+            | ControllerError::GidContention(_) => Code::Aborted,
             ControllerError::Timeout { .. } => Code::DeadlineExceeded,
             ControllerError::Kube { source, .. } => kube_code(source),
         };

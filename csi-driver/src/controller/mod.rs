@@ -85,15 +85,24 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<(), ControllerErr
                     "block access: openefs volumes are shared file systems, only mount access is supported".into(),
                 ));
             }
-            None => return Err(ControllerError::MissingField("volume_capability.access_type")),
+            None => {
+                return Err(ControllerError::MissingField(
+                    "volume_capability.access_type",
+                ));
+            }
         }
         let mode = cap
             .access_mode
             .as_ref()
-            .ok_or(ControllerError::MissingField("volume_capability.access_mode"))?;
+            .ok_or(ControllerError::MissingField(
+                "volume_capability.access_mode",
+            ))?;
         match Mode::try_from(mode.mode) {
             Ok(Mode::Unknown) | Err(_) => {
-                return Err(ControllerError::Capability(format!("access mode {}", mode.mode)));
+                return Err(ControllerError::Capability(format!(
+                    "access mode {}",
+                    mode.mode
+                )));
             }
             Ok(_) => {}
         }
@@ -103,7 +112,9 @@ pub fn check_capabilities(caps: &[VolumeCapability]) -> Result<(), ControllerErr
 
 fn capability(t: RpcType) -> ControllerServiceCapability {
     ControllerServiceCapability {
-        r#type: Some(csi::controller_service_capability::Type::Rpc(Rpc { r#type: t.into() })),
+        r#type: Some(csi::controller_service_capability::Type::Rpc(Rpc {
+            r#type: t.into(),
+        })),
     }
 }
 
@@ -112,14 +123,25 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl Controller for ControllerService {
     #[tracing::instrument(skip_all, fields(method = "CreateVolume", volume = %request.get_ref().name))]
-    async fn create_volume(&self, request: Request<csi::CreateVolumeRequest>) -> Reply<csi::CreateVolumeResponse> {
-        let volume = self.create(request.into_inner()).await.inspect_err(|e| tracing::warn!(error = %e))?;
+    async fn create_volume(
+        &self,
+        request: Request<csi::CreateVolumeRequest>,
+    ) -> Reply<csi::CreateVolumeResponse> {
+        let volume = self
+            .create(request.into_inner())
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e))?;
         tracing::info!(volume_id = %volume.volume_id, "volume ready");
-        Ok(Response::new(csi::CreateVolumeResponse { volume: Some(volume) }))
+        Ok(Response::new(csi::CreateVolumeResponse {
+            volume: Some(volume),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(method = "DeleteVolume", volume = %request.get_ref().volume_id))]
-    async fn delete_volume(&self, request: Request<csi::DeleteVolumeRequest>) -> Reply<csi::DeleteVolumeResponse> {
+    async fn delete_volume(
+        &self,
+        request: Request<csi::DeleteVolumeRequest>,
+    ) -> Reply<csi::DeleteVolumeResponse> {
         self.delete(&request.into_inner().volume_id)
             .await
             .inspect_err(|e| tracing::warn!(error = %e))?;
@@ -190,33 +212,54 @@ impl Controller for ControllerService {
         &self,
         _: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Reply<csi::ControllerPublishVolumeResponse> {
-        Err(Status::unimplemented("ControllerPublishVolume: NFS volumes need no attach step"))
+        Err(Status::unimplemented(
+            "ControllerPublishVolume: NFS volumes need no attach step",
+        ))
     }
 
     async fn controller_unpublish_volume(
         &self,
         _: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Reply<csi::ControllerUnpublishVolumeResponse> {
-        Err(Status::unimplemented("ControllerUnpublishVolume: NFS volumes need no attach step"))
+        Err(Status::unimplemented(
+            "ControllerUnpublishVolume: NFS volumes need no attach step",
+        ))
     }
 
-    async fn list_volumes(&self, _: Request<csi::ListVolumesRequest>) -> Reply<csi::ListVolumesResponse> {
+    async fn list_volumes(
+        &self,
+        _: Request<csi::ListVolumesRequest>,
+    ) -> Reply<csi::ListVolumesResponse> {
         Err(Status::unimplemented("ListVolumes is not supported"))
     }
 
-    async fn get_capacity(&self, _: Request<csi::GetCapacityRequest>) -> Reply<csi::GetCapacityResponse> {
-        Err(Status::unimplemented("GetCapacity is not supported: file systems are elastic"))
+    async fn get_capacity(
+        &self,
+        _: Request<csi::GetCapacityRequest>,
+    ) -> Reply<csi::GetCapacityResponse> {
+        Err(Status::unimplemented(
+            "GetCapacity is not supported: file systems are elastic",
+        ))
     }
 
-    async fn create_snapshot(&self, _: Request<csi::CreateSnapshotRequest>) -> Reply<csi::CreateSnapshotResponse> {
+    async fn create_snapshot(
+        &self,
+        _: Request<csi::CreateSnapshotRequest>,
+    ) -> Reply<csi::CreateSnapshotResponse> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
-    async fn delete_snapshot(&self, _: Request<csi::DeleteSnapshotRequest>) -> Reply<csi::DeleteSnapshotResponse> {
+    async fn delete_snapshot(
+        &self,
+        _: Request<csi::DeleteSnapshotRequest>,
+    ) -> Reply<csi::DeleteSnapshotResponse> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
-    async fn list_snapshots(&self, _: Request<csi::ListSnapshotsRequest>) -> Reply<csi::ListSnapshotsResponse> {
+    async fn list_snapshots(
+        &self,
+        _: Request<csi::ListSnapshotsRequest>,
+    ) -> Reply<csi::ListSnapshotsResponse> {
         Err(Status::unimplemented("snapshots are not supported"))
     }
 
@@ -224,14 +267,18 @@ impl Controller for ControllerService {
         &self,
         _: Request<csi::ControllerGetVolumeRequest>,
     ) -> Reply<csi::ControllerGetVolumeResponse> {
-        Err(Status::unimplemented("ControllerGetVolume is not supported"))
+        Err(Status::unimplemented(
+            "ControllerGetVolume is not supported",
+        ))
     }
 
     async fn controller_modify_volume(
         &self,
         _: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Reply<csi::ControllerModifyVolumeResponse> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+        Err(Status::unimplemented(
+            "ControllerModifyVolume is not supported",
+        ))
     }
 }
 
@@ -252,8 +299,17 @@ mod tests {
 
     #[test]
     fn capabilities() {
-        assert!(check_capabilities(&[mount("", Mode::MultiNodeMultiWriter), mount("nfs4", Mode::SingleNodeWriter)]).is_ok());
-        assert!(matches!(check_capabilities(&[]), Err(ControllerError::MissingField(_))));
+        assert!(
+            check_capabilities(&[
+                mount("", Mode::MultiNodeMultiWriter),
+                mount("nfs4", Mode::SingleNodeWriter)
+            ])
+            .is_ok()
+        );
+        assert!(matches!(
+            check_capabilities(&[]),
+            Err(ControllerError::MissingField(_))
+        ));
         assert!(check_capabilities(&[mount("ext4", Mode::MultiNodeMultiWriter)]).is_err());
         assert!(check_capabilities(&[mount("", Mode::Unknown)]).is_err());
         let block = VolumeCapability {

@@ -88,7 +88,11 @@ pub struct Parameters {
     #[serde(default)]
     pub throughput_mode: Option<ThroughputMode>,
     /// fileSystem mode: MiB/s for throughputMode provisioned.
-    #[serde(default, rename = "provisionedThroughputMiBps", deserialize_with = "opt_from_str")]
+    #[serde(
+        default,
+        rename = "provisionedThroughputMiBps",
+        deserialize_with = "opt_from_str"
+    )]
     pub provisioned_throughput_mibps: Option<u32>,
     /// fileSystem mode: performance mode of the created FileSystem.
     #[serde(default)]
@@ -135,7 +139,9 @@ pub enum ParamsError {
     #[error("StorageClass parameter {0} is not supported yet (see docs/csi.md)")]
     Unsupported(&'static str),
     /// basePath not absolute, or with `.`/`..` components.
-    #[error("StorageClass parameter basePath {0:?} must be an absolute path without '.', '..' or empty components")]
+    #[error(
+        "StorageClass parameter basePath {0:?} must be an absolute path without '.', '..' or empty components"
+    )]
     BasePath(String),
 }
 
@@ -160,7 +166,9 @@ impl Parameters {
     }
 
     fn validate(&self) -> Result<(), ParamsError> {
-        if self.provisioning_mode == ProvisioningMode::AccessPoint && self.file_system_name.is_none() {
+        if self.provisioning_mode == ProvisioningMode::AccessPoint
+            && self.file_system_name.is_none()
+        {
             return Err(ParamsError::Missing("fileSystemName", "accessPoint"));
         }
         if self.gid_range_start > self.gid_range_end {
@@ -221,7 +229,8 @@ where
     T::Err: Display,
 {
     let s = String::deserialize(d)?;
-    s.parse().map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
+    s.parse()
+        .map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
 }
 
 fn opt_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -238,7 +247,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -303,7 +315,11 @@ mod tests {
 
     #[test]
     fn unknown_parameter_is_named() {
-        let err = Parameters::parse(&map(&[("fileSystemName", "a"), ("fileSytemNamespace", "b")])).unwrap_err();
+        let err = Parameters::parse(&map(&[
+            ("fileSystemName", "a"),
+            ("fileSytemNamespace", "b"),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains("fileSytemNamespace"), "{err}");
     }
 
@@ -316,7 +332,8 @@ mod tests {
             ("directoryPerms", "999"),
             ("provisioningMode", "bucket"),
         ] {
-            let err = Parameters::parse(&map(&[("fileSystemName", "a"), (key, value)])).unwrap_err();
+            let err =
+                Parameters::parse(&map(&[("fileSystemName", "a"), (key, value)])).unwrap_err();
             assert!(err.to_string().contains(value), "{key}: {err}");
         }
     }
@@ -338,6 +355,12 @@ mod tests {
             m.insert("fileSystemName".into(), "fs".into());
             assert!(Parameters::parse(&m).is_err(), "{pairs:?} accepted");
         }
-        assert!(Parameters::parse(&map(&[("provisioningMode", "fileSystem"), ("encrypted", "true")])).is_err());
+        assert!(
+            Parameters::parse(&map(&[
+                ("provisioningMode", "fileSystem"),
+                ("encrypted", "true")
+            ]))
+            .is_err()
+        );
     }
 }

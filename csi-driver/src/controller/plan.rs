@@ -11,7 +11,9 @@ use crate::handle::{is_clean_relative_path, is_dns_label};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// A `${...}` variable this driver does not know.
-    #[error("subPathPattern {pattern:?}: unknown variable ${{{var}}}; known: ${{.PVC.namespace}}, ${{.PVC.name}}, ${{.PV.name}}")]
+    #[error(
+        "subPathPattern {pattern:?}: unknown variable ${{{var}}}; known: ${{.PVC.namespace}}, ${{.PVC.name}}, ${{.PV.name}}"
+    )]
     UnknownVariable {
         /// The pattern.
         pattern: String,
@@ -23,7 +25,9 @@ pub enum PlanError {
     Unterminated(String),
     /// A variable whose value external-provisioner did not pass (it needs
     /// `--extra-create-metadata`).
-    #[error("subPathPattern {pattern:?} uses ${{{var}}}, but CreateVolume carries no {key} (run external-provisioner with --extra-create-metadata)")]
+    #[error(
+        "subPathPattern {pattern:?} uses ${{{var}}}, but CreateVolume carries no {key} (run external-provisioner with --extra-create-metadata)"
+    )]
     MissingMetadata {
         /// The pattern.
         pattern: String,
@@ -33,7 +37,9 @@ pub enum PlanError {
         key: &'static str,
     },
     /// The expansion is absolute, empty, or has `.`/`..`/empty components.
-    #[error("subPathPattern {pattern:?} expands to {expanded:?}, which is not a relative path without '.', '..' or empty components")]
+    #[error(
+        "subPathPattern {pattern:?} expands to {expanded:?}, which is not a relative path without '.', '..' or empty components"
+    )]
     Escapes {
         /// The pattern.
         pattern: String,
@@ -49,7 +55,9 @@ pub enum PlanError {
         limit: i64,
     },
     /// Every gid of the range is taken.
-    #[error("no free gid in gidRange {start}..={end}: every one is used by an AccessPoint of this FileSystem")]
+    #[error(
+        "no free gid in gidRange {start}..={end}: every one is used by an AccessPoint of this FileSystem"
+    )]
     GidsExhausted {
         /// gidRangeStart.
         start: u32,
@@ -57,7 +65,9 @@ pub enum PlanError {
         end: u32,
     },
     /// reuseAccessPoint without the PVC's name and namespace.
-    #[error("reuseAccessPoint needs the PVC's namespace and name (run external-provisioner with --extra-create-metadata)")]
+    #[error(
+        "reuseAccessPoint needs the PVC's namespace and name (run external-provisioner with --extra-create-metadata)"
+    )]
     ReuseWithoutClaim,
 }
 
@@ -69,10 +79,16 @@ pub fn expand_sub_path(pattern: &str, claim: &ClaimMetadata) -> Result<String, P
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| PlanError::Unterminated(pattern.to_owned()))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| PlanError::Unterminated(pattern.to_owned()))?;
         let var = &after[..end];
         let (name, key, value) = match var {
-            ".PVC.namespace" => (".PVC.namespace", super::params::PVC_NAMESPACE_KEY, &claim.pvc_namespace),
+            ".PVC.namespace" => (
+                ".PVC.namespace",
+                super::params::PVC_NAMESPACE_KEY,
+                &claim.pvc_namespace,
+            ),
             ".PVC.name" => (".PVC.name", super::params::PVC_NAME_KEY, &claim.pvc_name),
             ".PV.name" => (".PV.name", super::params::PV_NAME_KEY, &claim.pv_name),
             other => {
@@ -122,7 +138,11 @@ pub fn short_hash(text: &str) -> String {
 /// sends `pvc-<uid>`), else a digest of it, so every retry finds the same
 /// object. With reuseAccessPoint the name comes from the PVC instead, so a
 /// PVC re-created under the same name finds the same AccessPoint.
-pub fn object_name(volume_name: &str, reuse_by_claim: bool, claim: &ClaimMetadata) -> Result<String, PlanError> {
+pub fn object_name(
+    volume_name: &str,
+    reuse_by_claim: bool,
+    claim: &ClaimMetadata,
+) -> Result<String, PlanError> {
     if reuse_by_claim {
         let (Some(ns), Some(name)) = (&claim.pvc_namespace, &claim.pvc_name) else {
             return Err(PlanError::ReuseWithoutClaim);
@@ -182,7 +202,10 @@ mod tests {
             expand_sub_path("${.PVC.namespace}/${.PVC.name}", &claim()).unwrap(),
             "team-a/data"
         );
-        assert_eq!(expand_sub_path("vols/${.PV.name}-x", &claim()).unwrap(), "vols/pvc-123-x");
+        assert_eq!(
+            expand_sub_path("vols/${.PV.name}-x", &claim()).unwrap(),
+            "vols/pvc-123-x"
+        );
         assert_eq!(expand_sub_path("static", &claim()).unwrap(), "static");
     }
 
@@ -203,7 +226,10 @@ mod tests {
             expand_sub_path("${.PVC.labels}", &claim()),
             Err(PlanError::UnknownVariable { .. })
         ));
-        assert!(matches!(expand_sub_path("${.PV.name", &claim()), Err(PlanError::Unterminated(_))));
+        assert!(matches!(
+            expand_sub_path("${.PV.name", &claim()),
+            Err(PlanError::Unterminated(_))
+        ));
         assert!(matches!(
             expand_sub_path("${.PV.name}", &ClaimMetadata::default()),
             Err(PlanError::MissingMetadata { .. })
@@ -218,7 +244,10 @@ mod tests {
 
     #[test]
     fn object_names_are_stable_and_valid() {
-        assert_eq!(object_name("pvc-0a1b", false, &claim()).unwrap(), "pvc-0a1b");
+        assert_eq!(
+            object_name("pvc-0a1b", false, &claim()).unwrap(),
+            "pvc-0a1b"
+        );
         let odd = object_name("My Volume!", false, &claim()).unwrap();
         assert_eq!(odd, object_name("My Volume!", false, &claim()).unwrap());
         assert!(is_dns_label(&odd), "{odd}");

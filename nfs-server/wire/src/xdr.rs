@@ -164,8 +164,8 @@ impl Decoder {
         what: &'static str,
         max: usize,
     ) -> Result<Vec<T>, XdrError> {
-        let n = self.u32()? as usize;
-        let mut out = Vec::with_capacity(n.min(1 << 24));
+        let n = self.count(what, max)?;
+        let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(T::decode(self)?);
         }
@@ -223,11 +223,9 @@ impl Encoder {
         self.cur.put_bytes(0, pad(data.len()));
     }
 
-    /// Variable-length opaque: length, data, padding (copied).
-    ///
-    /// # Panics
-    /// Never for data a server can hold: lengths above `u32::MAX` are
-    /// clamped by callers' own caps; this asserts it in debug builds.
+    /// Variable-length opaque: length, data, padding (copied). XDR cannot
+    /// express lengths above `u32::MAX`; every type's cap keeps data far
+    /// below that (debug-asserted).
     pub fn put_opaque(&mut self, data: &[u8]) {
         debug_assert!(u32::try_from(data.len()).is_ok());
         self.cur.put_u32(data.len() as u32);

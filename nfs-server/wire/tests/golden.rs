@@ -23,7 +23,7 @@ impl Wire {
     }
     fn fixed(mut self, b: &[u8]) -> Self {
         self.0.extend_from_slice(b);
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
         self
@@ -80,21 +80,36 @@ fn linux_exchange_id() {
     let wire = rpc_call(body).bytes();
     let mut dec = Decoder::new(wire.clone());
     let call = CallHeader::decode(&mut dec).unwrap();
-    assert_eq!((call.xid, call.prog, call.vers, call.proc_), (0x6a3f_0001, NFS4_PROGRAM, 4, 1));
+    assert_eq!(
+        (call.xid, call.prog, call.vers, call.proc_),
+        (0x6a3f_0001, NFS4_PROGRAM, 4, 1)
+    );
     let Ok(Credential::Sys(sys)) = Credential::parse(&call.cred) else {
         panic!("AUTH_SYS expected")
     };
-    assert_eq!((sys.uid, sys.gid, sys.machinename.as_str()), (0, 0, Ok("guest")));
+    assert_eq!(
+        (sys.uid, sys.gid, sys.machinename.as_str()),
+        (0, 0, Ok("guest"))
+    );
     let header_len = wire.len() - dec.remaining();
     let args = Compound4Args::decode(&mut dec).unwrap();
     assert!(dec.is_empty());
-    assert_eq!((args.tag.len(), args.minorversion, args.error.clone()), (0, 1, None));
+    assert_eq!(
+        (args.tag.len(), args.minorversion, args.error.clone()),
+        (0, 1, None)
+    );
     let [ArgOp::ExchangeId(ex)] = &args.ops[..] else {
         panic!("{:?}", args.ops)
     };
     assert_eq!(ex.clientowner.ownerid.as_str(), Ok("Linux NFSv4.1 guest"));
-    assert_eq!(ex.clientowner.verifier, [0x65, 0x4e, 0x1a, 0x2b, 0, 0, 0, 1]);
-    assert_eq!(ex.flags, EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_BIND_PRINC_STATEID);
+    assert_eq!(
+        ex.clientowner.verifier,
+        [0x65, 0x4e, 0x1a, 0x2b, 0, 0, 0, 1]
+    );
+    assert_eq!(
+        ex.flags,
+        EXCHGID4_FLAG_SUPP_MOVED_REFER | EXCHGID4_FLAG_BIND_PRINC_STATEID
+    );
     assert_eq!(ex.state_protect, StateProtect4A::None);
     let id = ex.client_impl_id.as_ref().expect("impl id");
     assert_eq!(id.domain.as_str(), Ok("kernel.org"));
@@ -105,7 +120,13 @@ fn linux_exchange_id() {
 #[test]
 fn linux_create_session() {
     let chan = |w: Wire, maxreq, maxresp, cached, ops, reqs| {
-        w.u32(0).u32(maxreq).u32(maxresp).u32(cached).u32(ops).u32(reqs).u32(0)
+        w.u32(0)
+            .u32(maxreq)
+            .u32(maxresp)
+            .u32(cached)
+            .u32(ops)
+            .u32(reqs)
+            .u32(0)
     };
     let mut body = Wire::default()
         .opaque(b"")
@@ -132,7 +153,10 @@ fn linux_create_session() {
         panic!("{:?}", args.ops)
     };
     assert_eq!(cs.clientid, 0x6650_5a2b_0000_0001);
-    assert_eq!(cs.flags, CREATE_SESSION4_FLAG_PERSIST | CREATE_SESSION4_FLAG_CONN_BACK_CHAN);
+    assert_eq!(
+        cs.flags,
+        CREATE_SESSION4_FLAG_PERSIST | CREATE_SESSION4_FLAG_CONN_BACK_CHAN
+    );
     assert_eq!(cs.fore_chan_attrs.maxrequestsize, 1_049_620);
     assert_eq!(cs.fore_chan_attrs.maxresponsesize_cached, 3_428);
     assert_eq!(cs.fore_chan_attrs.maxrequests, 64);
@@ -166,7 +190,13 @@ fn linux_sequence_putrootfh_getfh_getattr() {
         .u32(0x00b0_a23a) // mode, numlinks, owner, owner_group, rawdev, space_used, times, mounted_on_fileid
         .bytes();
     let args = Compound4Args::decode(&mut Decoder::new(wire.clone())).unwrap();
-    let [ArgOp::Sequence(seq), ArgOp::Putrootfh, ArgOp::Getfh, ArgOp::Getattr(bm)] = &args.ops[..] else {
+    let [
+        ArgOp::Sequence(seq),
+        ArgOp::Putrootfh,
+        ArgOp::Getfh,
+        ArgOp::Getattr(bm),
+    ] = &args.ops[..]
+    else {
         panic!("{:?}", args.ops)
     };
     assert_eq!(seq.sessionid, SESSION);
@@ -203,8 +233,14 @@ fn linux_open_create_exclusive41() {
     let [ArgOp::Open(open)] = &args.ops[..] else {
         panic!("{:?}", args.ops)
     };
-    assert_eq!(open.share_access & OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_WRITE);
-    assert_eq!(open.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK, OPEN4_SHARE_ACCESS_WANT_NO_DELEG);
+    assert_eq!(
+        open.share_access & OPEN4_SHARE_ACCESS_BOTH,
+        OPEN4_SHARE_ACCESS_WRITE
+    );
+    assert_eq!(
+        open.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK,
+        OPEN4_SHARE_ACCESS_WANT_NO_DELEG
+    );
     let OpenFlag4::Create(CreateHow4::Exclusive41(cva)) = &open.openhow else {
         panic!("{:?}", open.openhow)
     };
@@ -236,7 +272,10 @@ fn write_request_in_a_record() {
     stream.extend_from_slice(&record[..100]);
     stream.extend_from_slice(&fragment_header(record.len() - 100, true));
     stream.extend_from_slice(&record[100..]);
-    let got = RecordDecoder::new(2 << 20).decode(&mut stream).unwrap().expect("record");
+    let got = RecordDecoder::new(2 << 20)
+        .decode(&mut stream)
+        .unwrap()
+        .expect("record");
     assert_eq!(got, record);
     let mut dec = Decoder::new(got);
     CallHeader::decode(&mut dec).unwrap();
@@ -245,6 +284,9 @@ fn write_request_in_a_record() {
         panic!("{:?}", args.ops)
     };
     assert_eq!(fh.as_bytes(), &[0xab; 28]);
-    assert_eq!((w.stateid.seqid, w.offset, w.stable), (1, 1 << 32, StableHow::FileSync));
+    assert_eq!(
+        (w.stateid.seqid, w.offset, w.stable),
+        (1, 1 << 32, StableHow::FileSync)
+    );
     assert_eq!(w.data.as_bytes(), &payload[..]);
 }

@@ -103,7 +103,7 @@ fn valid_messages() -> Vec<Bytes> {
 #[test]
 fn malformed_input_never_panics_nor_overallocates() {
     let messages = valid_messages();
-    let mut rng = StdRng::seed_from_u64(0x6f70_656e_6566_73);
+    let mut rng = StdRng::seed_from_u64(0x006f_7065_6e65_6673);
 
     // Every truncation of every valid message.
     for msg in &messages {
@@ -138,7 +138,15 @@ fn malformed_input_never_panics_nor_overallocates() {
     for _ in 0..10_000 {
         let len = rng.random_range(0..512usize);
         let bytes: Vec<u8> = (0..len)
-            .map(|i| if i % 4 == 3 { rng.random_range(0..64) } else if rng.random_bool(0.8) { 0 } else { rng.random() })
+            .map(|i| {
+                if i % 4 == 3 {
+                    rng.random_range(0..64)
+                } else if rng.random_bool(0.8) {
+                    0
+                } else {
+                    rng.random()
+                }
+            })
             .collect();
         decode_all(&Bytes::from(bytes));
     }

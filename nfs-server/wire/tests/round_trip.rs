@@ -78,7 +78,10 @@ fn error_results_carry_the_right_op_and_status() {
     // Compound status is the last result's.
     let res = Compound4Res::new(
         s(""),
-        vec![ResOp::Putrootfh(Ok(())), ResOp::error(OP_LOOKUP, Nfs4Error::Noent)],
+        vec![
+            ResOp::Putrootfh(Ok(())),
+            ResOp::error(OP_LOOKUP, Nfs4Error::Noent),
+        ],
     );
     assert_eq!(res.status, Err(Nfs4Error::Noent));
 }
@@ -112,8 +115,14 @@ fn unknown_op_stops_with_op_illegal() {
     let args = decode_compound(enc.into_bytes());
     assert_eq!(args.ops, vec![ArgOp::Putrootfh]);
     let err = args.error.expect("stopped");
-    assert_eq!((err.index, err.resop, err.status), (1, OP_ILLEGAL, Nfs4Error::OpIllegal));
-    assert_eq!(xdr::to_bytes(&err.result())[..], [0, 0, 0x27, 0x3c, 0, 0, 0x27, 0x3c]);
+    assert_eq!(
+        (err.index, err.resop, err.status),
+        (1, OP_ILLEGAL, Nfs4Error::OpIllegal)
+    );
+    assert_eq!(
+        xdr::to_bytes(&err.result())[..],
+        [0, 0, 0x27, 0x3c, 0, 0, 0x27, 0x3c]
+    );
 }
 
 #[test]
@@ -128,7 +137,10 @@ fn malformed_op_stops_with_badxdr_for_that_op() {
     let args = decode_compound(enc.into_bytes());
     assert_eq!(args.ops, vec![ArgOp::Putrootfh]);
     let err = args.error.expect("stopped");
-    assert_eq!((err.index, err.resop, err.status), (1, OP_LOOKUP, Nfs4Error::Badxdr));
+    assert_eq!(
+        (err.index, err.resop, err.status),
+        (1, OP_LOOKUP, Nfs4Error::Badxdr)
+    );
     assert_eq!(err.result(), ResOp::Lookup(Err(Nfs4Error::Badxdr)));
 }
 
@@ -143,7 +155,10 @@ fn known_unsupported_op_is_the_last_decoded() {
     enc.put_u32(0xdead_beef); // SEEK's arguments, never decoded
     ArgOp::Getfh.encode(&mut enc);
     let args = decode_compound(enc.into_bytes());
-    assert_eq!(args.ops, vec![ArgOp::Putrootfh, ArgOp::Unsupported(OP_SEEK)]);
+    assert_eq!(
+        args.ops,
+        vec![ArgOp::Putrootfh, ArgOp::Unsupported(OP_SEEK)]
+    );
     assert_eq!(args.error, None);
     let r = ResOp::error(OP_SEEK, Nfs4Error::Notsupp);
     assert_eq!(r.opnum(), OP_SEEK);
@@ -172,28 +187,53 @@ fn op_count_beyond_input_stops_with_badxdr() {
     let args = decode_compound(enc.into_bytes());
     assert_eq!(args.ops, vec![ArgOp::Putrootfh]);
     let err = args.error.expect("stopped");
-    assert_eq!((err.index, err.resop, err.status), (1, OP_ILLEGAL, Nfs4Error::Badxdr));
+    assert_eq!(
+        (err.index, err.resop, err.status),
+        (1, OP_ILLEGAL, Nfs4Error::Badxdr)
+    );
 }
 
 #[test]
 fn lengths_are_checked_against_caps_and_input() {
     // opaque longer than its cap
     let mut d = Decoder::new(Bytes::from_static(&[0, 0, 0, 129]));
-    assert!(matches!(NfsFh4::decode(&mut d), Err(XdrError::TooLong { len: 129, max: 128, .. })));
+    assert!(matches!(
+        NfsFh4::decode(&mut d),
+        Err(XdrError::TooLong {
+            len: 129,
+            max: 128,
+            ..
+        })
+    ));
     // opaque longer than the input
     let mut d = Decoder::new(Bytes::from_static(&[0, 0, 0, 8, 1, 2, 3, 4]));
-    assert!(matches!(NfsFh4::decode(&mut d), Err(XdrError::Truncated { .. })));
+    assert!(matches!(
+        NfsFh4::decode(&mut d),
+        Err(XdrError::Truncated { .. })
+    ));
     // array count 2^32-1 against a 1024 cap
     let mut d = Decoder::new(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]));
-    assert!(matches!(Vec::<Stateid4>::decode(&mut d), Err(XdrError::TooLong { .. })));
+    assert!(matches!(
+        Vec::<Stateid4>::decode(&mut d),
+        Err(XdrError::TooLong { .. })
+    ));
     // array count within the cap but above what the input can hold
     let mut d = Decoder::new(Bytes::from_static(&[0, 0, 0, 100, 0, 0, 0, 0]));
-    assert!(matches!(Vec::<u32>::decode(&mut d), Err(XdrError::Truncated { .. })));
+    assert!(matches!(
+        Vec::<u32>::decode(&mut d),
+        Err(XdrError::Truncated { .. })
+    ));
     // bitmap of more than 8 words
     let mut enc = Encoder::new();
     vec![0u32; 9].encode(&mut enc);
     let e = xdr::from_bytes::<Bitmap4>(enc.into_bytes()).unwrap_err();
-    assert!(matches!(e, XdrError::TooLong { what: "bitmap4", .. }));
+    assert!(matches!(
+        e,
+        XdrError::TooLong {
+            what: "bitmap4",
+            ..
+        }
+    ));
     // 17 AUTH_SYS gids
     let mut sys = auth_sys();
     sys.gids = vec![0; 17];
@@ -206,7 +246,13 @@ fn lengths_are_checked_against_caps_and_input() {
     assert!(matches!(e, XdrError::TooLong { .. }));
     // booleans are 0 or 1
     let e = xdr::from_bytes::<bool>(Bytes::from_static(&[0, 0, 0, 2])).unwrap_err();
-    assert!(matches!(e, XdrError::BadDiscriminant { what: "bool", value: 2 }));
+    assert!(matches!(
+        e,
+        XdrError::BadDiscriminant {
+            what: "bool",
+            value: 2
+        }
+    ));
     // trailing bytes
     let e = xdr::from_bytes::<u32>(Bytes::from_static(&[0, 0, 0, 2, 0])).unwrap_err();
     assert!(matches!(e, XdrError::TrailingBytes { len: 1, .. }));
@@ -226,7 +272,10 @@ fn write_data_is_not_copied() {
         panic!("not a write")
     };
     let range = wire.as_ptr_range();
-    assert!(range.contains(&w.data.0.as_ptr()), "WRITE data must point into the request");
+    assert!(
+        range.contains(&w.data.0.as_ptr()),
+        "WRITE data must point into the request"
+    );
 }
 
 #[test]
@@ -240,7 +289,10 @@ fn read_data_is_a_separate_chunk() {
     .encode(&mut enc);
     assert_eq!(enc.len(), 4 + 4 + 4 + 4 + 65536);
     let chunks = enc.into_chunks();
-    assert!(chunks.iter().any(|c| c.as_ptr() == payload.as_ptr()), "payload referenced");
+    assert!(
+        chunks.iter().any(|c| c.as_ptr() == payload.as_ptr()),
+        "payload referenced"
+    );
     // Small payloads are copied inline, with padding.
     let mut enc = Encoder::new();
     enc.put_opaque_bytes(&Bytes::from_static(b"abcde"));
@@ -284,7 +336,12 @@ fn file_attrs_encode_only_requested_and_present_in_order() {
     let f = attrs.encode_requested(&requested);
     assert_eq!(
         f.attrmask,
-        Bitmap4::from_bits(&[FATTR4_TYPE, FATTR4_SIZE, FATTR4_OWNER, FATTR4_MOUNTED_ON_FILEID])
+        Bitmap4::from_bits(&[
+            FATTR4_TYPE,
+            FATTR4_SIZE,
+            FATTR4_OWNER,
+            FATTR4_MOUNTED_ON_FILEID
+        ])
     );
     let mut expect = Encoder::new();
     expect.put_u32(2);
@@ -384,12 +441,18 @@ fn setattr_with_unknown_attribute_names_it() {
         attrmask: Bitmap4::from_bits(&[FATTR4_SIZE]),
         attr_vals: Opaque(Bytes::from_static(&[0, 0, 0, 1])),
     };
-    assert_eq!(FileAttrs::decode(&short).unwrap_err().status(), Nfs4Error::Badxdr);
+    assert_eq!(
+        FileAttrs::decode(&short).unwrap_err().status(),
+        Nfs4Error::Badxdr
+    );
     let long = Fattr4 {
         attrmask: Bitmap4::from_bits(&[FATTR4_MODE]),
         attr_vals: Opaque(Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 0])),
     };
-    assert_eq!(FileAttrs::decode(&long).unwrap_err().status(), Nfs4Error::Badxdr);
+    assert_eq!(
+        FileAttrs::decode(&long).unwrap_err().status(),
+        Nfs4Error::Badxdr
+    );
     assert!(WRITABLE_ATTRS.contains(&FATTR4_MODE));
     assert!(!WRITABLE_ATTRS.contains(&FATTR4_TYPE));
 }
@@ -464,7 +527,10 @@ fn rpc_call_and_replies_round_trip() {
     let back = CallHeader::decode(&mut dec).unwrap();
     assert_eq!(back, call);
     assert_eq!(dec.into_rest()[..], [0, 0, 0xfe, 0xed]);
-    assert_eq!(Credential::parse(&back.cred), Ok(Credential::Sys(auth_sys())));
+    assert_eq!(
+        Credential::parse(&back.cred),
+        Ok(Credential::Sys(auth_sys()))
+    );
     for reply in [
         ReplyHeader::success(1),
         ReplyHeader::prog_unavail(2),
@@ -489,7 +555,9 @@ fn rpc_call_and_replies_round_trip() {
     assert_eq!(
         xdr::to_bytes(&ReplyHeader::garbage_args(0x0a0b0c0d))[..],
         // xid, REPLY, MSG_ACCEPTED, verifier AUTH_NONE + empty body, GARBAGE_ARGS
-        [0xa, 0xb, 0xc, 0xd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4]
+        [
+            0xa, 0xb, 0xc, 0xd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4
+        ]
     );
 }
 
@@ -499,21 +567,46 @@ fn credentials_are_interpreted() {
         flavor,
         body: Opaque(Bytes::from_static(body)),
     };
-    assert_eq!(Credential::parse(&cred(AUTH_NONE, b"")), Ok(Credential::None));
+    assert_eq!(
+        Credential::parse(&cred(AUTH_NONE, b"")),
+        Ok(Credential::None)
+    );
     assert_eq!(Credential::parse(&cred(AUTH_TLS, b"")), Ok(Credential::Tls));
-    assert!(matches!(Credential::parse(&cred(RPCSEC_GSS, b"abcd")), Ok(Credential::Gss(_))));
-    assert!(matches!(Credential::parse(&cred(AUTH_DH, b"")), Ok(Credential::Other(_))));
-    assert_eq!(Credential::parse(&cred(AUTH_SYS, b"\0\0")), Err(AuthStat::BadCred));
+    assert!(matches!(
+        Credential::parse(&cred(RPCSEC_GSS, b"abcd")),
+        Ok(Credential::Gss(_))
+    ));
+    assert!(matches!(
+        Credential::parse(&cred(AUTH_DH, b"")),
+        Ok(Credential::Other(_))
+    ));
+    assert_eq!(
+        Credential::parse(&cred(AUTH_SYS, b"\0\0")),
+        Err(AuthStat::BadCred)
+    );
 }
 
 #[test]
 fn bad_call_headers_say_how_to_answer() {
-    let words = |w: &[u32]| Bytes::from(w.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>());
+    let words =
+        |w: &[u32]| Bytes::from(w.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>());
     let decode = |b| CallHeader::decode(&mut Decoder::new(b)).unwrap_err();
     assert_eq!(decode(Bytes::from_static(&[1, 2])), CallError::NoXid);
-    assert_eq!(decode(words(&[7, 1])), CallError::NotACall { xid: 7, msg_type: 1 });
-    assert_eq!(decode(words(&[7, 0, 3])), CallError::RpcVersion { xid: 7, vers: 3 });
-    assert!(matches!(decode(words(&[7, 0, 2, 100003, 4, 1, 1, 500])), CallError::Garbage { xid: 7, .. }));
+    assert_eq!(
+        decode(words(&[7, 1])),
+        CallError::NotACall {
+            xid: 7,
+            msg_type: 1
+        }
+    );
+    assert_eq!(
+        decode(words(&[7, 0, 3])),
+        CallError::RpcVersion { xid: 7, vers: 3 }
+    );
+    assert!(matches!(
+        decode(words(&[7, 0, 2, 100003, 4, 1, 1, 500])),
+        CallError::Garbage { xid: 7, .. }
+    ));
 }
 
 #[test]
@@ -537,9 +630,19 @@ fn record_decoder_reassembles_fragments() {
             records.push(r);
         }
     }
-    assert_eq!(records, vec![Bytes::from_static(b"abcde"), Bytes::from_static(b"wxyz")]);
-    assert_eq!(&buf[..], b"\x80\0\0\x08part", "incomplete fragment stays buffered");
-    assert_eq!(parse_fragment_header(fragment_header(MAX_FRAGMENT_LEN, true)), (MAX_FRAGMENT_LEN, true));
+    assert_eq!(
+        records,
+        vec![Bytes::from_static(b"abcde"), Bytes::from_static(b"wxyz")]
+    );
+    assert_eq!(
+        &buf[..],
+        b"\x80\0\0\x08part",
+        "incomplete fragment stays buffered"
+    );
+    assert_eq!(
+        parse_fragment_header(fragment_header(MAX_FRAGMENT_LEN, true)),
+        (MAX_FRAGMENT_LEN, true)
+    );
 }
 
 #[test]
@@ -549,9 +652,15 @@ fn record_decoder_rejects_oversized_records_before_buffering() {
     buf.extend_from_slice(&[0; 60]);
     assert_eq!(dec.decode(&mut buf), Ok(None));
     buf.extend_from_slice(&fragment_header(41, true));
-    assert_eq!(dec.decode(&mut buf), Err(RecordError::TooLarge { len: 101, max: 100 }));
+    assert_eq!(
+        dec.decode(&mut buf),
+        Err(RecordError::TooLarge { len: 101, max: 100 })
+    );
     let mut dec = RecordDecoder::new(1 << 20);
     let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
     assert!(dec.decode(&mut buf).is_err());
-    assert!(buf.capacity() < 1 << 20, "nothing reserved for a rejected record");
+    assert!(
+        buf.capacity() < 1 << 20,
+        "nothing reserved for a rejected record"
+    );
 }

@@ -1,0 +1,158 @@
+//! The reconcilers' one error type.
+
+use kube::runtime::finalizer;
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object was never stored by an API server (no uid, name or
+    /// namespace): nothing to retry until it changes.
+    #[error("{kind} has no {field}; it was not read from the API server")]
+    IncompleteObject {
+        kind: &'static str,
+        field: &'static str,
+    },
+
+    /// Listing the AccessPoints that reference a FileSystem failed.
+    #[error("listing the AccessPoints of FileSystem {namespace}/{name}: {source}")]
+    ListAccessPoints {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Reading the FileSystem an AccessPoint references failed (other than
+    /// "not found", which is a status, not an error).
+    #[error("reading FileSystem {namespace}/{name}: {source}")]
+    GetFileSystem {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Writing the status subresource failed.
+    #[error("writing the status of {kind} {namespace}/{name}: {source}")]
+    WriteStatus {
+        kind: String,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// A FileSystem being deleted is still referenced by AccessPoints; its
+    /// finalizer stays until they are gone (their deletion triggers a new
+    /// reconcile through the watch).
+    #[error("deletion of FileSystem {namespace}/{name} waits for its AccessPoints: {}", access_points.join(", "))]
+    DeletionBlocked {
+        namespace: String,
+        name: String,
+        access_points: Vec<String>,
+    },
+
+    /// Adding or removing a finalizer failed, or the reconcile inside the
+    /// finalizer helper failed (the inner error is the source).
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+/// What to do after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Transient (API unavailable, conflict): try again after a pause.
+    Backoff,
+    /// Permanent for the object as it is: wait until it, or an object it
+    /// depends on, changes (the watches trigger the next reconcile).
+    WaitForChange,
+}
+
+impl Error {
+    /// Short, stable label for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::IncompleteObject { .. } => "incomplete-object",
+            Error::ListAccessPoints { .. } | Error::GetFileSystem { .. } => "read",
+            Error::WriteStatus { .. } => "write-status",
+            Error::DeletionBlocked { .. } => "deletion-blocked",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.category()
+                }
+                finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {
+                    "finalizer"
+                }
+                finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
+                    "incomplete-object"
+                }
+            },
+        }
+    }
+
+    /// Whether retrying without a change can help.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::IncompleteObject { .. } | Error::DeletionBlocked { .. } => Retry::WaitForChange,
+            Error::ListAccessPoints { .. }
+            | Error::GetFileSystem { .. }
+            | Error::WriteStatus { .. } => Retry::Backoff,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.retry(),
+                finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {
+                    Retry::Backoff
+                }
+                finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
+                    Retry::WaitForChange
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finalizer_errors_take_the_inner_category_and_retry() {
+        let blocked = || Error::DeletionBlocked {
+            namespace: "ns".into(),
+            name: "fs".into(),
+            access_points: vec!["a".into(), "b".into()],
+        };
+        let wrapped = Error::from(Box::new(finalizer::Error::CleanupFailed(blocked())));
+        assert_eq!(wrapped.category(), "deletion-blocked");
+        assert_eq!(wrapped.retry(), Retry::WaitForChange);
+        assert_eq!(
+            wrapped.to_string(),
+            "failed to clean up object: deletion of FileSystem ns/fs waits for its AccessPoints: a, b"
+        );
+        let incomplete = Error::IncompleteObject {
+            kind: "AccessPoint",
+            field: "metadata.uid",
+        };
+        assert_eq!(incomplete.retry(), Retry::WaitForChange);
+        let unnamed = Error::from(Box::new(finalizer::Error::<Error>::UnnamedObject));
+        assert_eq!(unnamed.category(), "incomplete-object");
+    }
+
+    #[test]
+    fn api_failures_back_off() {
+        let api = || {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("boom", "InternalError").with_code(500),
+            ))
+        };
+        let write = Error::WriteStatus {
+            kind: "FileSystem".into(),
+            namespace: "ns".into(),
+            name: "fs".into(),
+            source: api(),
+        };
+        assert_eq!(write.category(), "write-status");
+        assert_eq!(write.retry(), Retry::Backoff);
+        let add = Error::from(Box::new(finalizer::Error::<Error>::AddFinalizer(api())));
+        assert_eq!((add.category(), add.retry()), ("finalizer", Retry::Backoff));
+    }
+}

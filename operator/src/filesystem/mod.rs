@@ -1,0 +1,147 @@
+//! FileSystem reconciler, custom-resource side: finalizer, ids, endpoint,
+//! phase and conditions. The NFS server's core objects (Secret, PVC,
+//! StatefulSet, Services) are not managed by this build; `BackingStorageReady`
+//! and `ServerReady` are read from the status, where their manager writes them.
+
+pub mod status;
+
+use std::sync::Arc;
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, ResourceExt,
+    api::ListParams,
+    runtime::{
+        controller::Action,
+        finalizer::{Event, finalizer},
+    },
+};
+use openefs_crds::{AccessPoint, FileSystem, FileSystemId, names};
+
+use crate::{Context, RESYNC, apply::status_if_changed, error::Error, identity};
+use status::Observed;
+
+/// Name of the Service clients mount. The file system id rather than the
+/// object's name: a FileSystem name is a DNS subdomain (up to 253 characters,
+/// dots, leading digit), a Service name must be a DNS-1035 label, and the id
+/// always is one (`fs-` + 17 hex digits) and cannot collide with a Service
+/// the user created.
+pub fn service_name(id: &FileSystemId) -> &str {
+    id.as_str()
+}
+
+/// DNS name of the mount target, as resolvable inside the cluster.
+pub fn endpoint(id: &FileSystemId, namespace: &str, cluster_domain: &str) -> String {
+    format!("{}.{namespace}.svc.{cluster_domain}", service_name(id))
+}
+
+/// One reconcile of `fs`, inside the finalizer helper.
+#[tracing::instrument(skip_all, fields(kind = "FileSystem", namespace = fs.namespace(), name = fs.name_any()))]
+pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let (namespace, _) = identity(&*fs, "FileSystem")?;
+    let api: Api<FileSystem> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, names::FILESYSTEM_FINALIZER, fs, |event| async {
+        match event {
+            Event::Apply(fs) => {
+                write_status(&api, &fs, &ctx, &Observed::default()).await?;
+                Ok(Action::requeue(RESYNC))
+            }
+            Event::Cleanup(fs) => cleanup(&api, &fs, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::from(Box::new(e)))
+}
+
+/// Holds the deletion while AccessPoints reference the file system. Their
+/// deletion triggers a new reconcile (the controller watches AccessPoints).
+async fn cleanup(api: &Api<FileSystem>, fs: &FileSystem, ctx: &Context) -> Result<Action, Error> {
+    let (namespace, name) = identity(fs, "FileSystem")?;
+    let blocking = referencing_access_points(ctx, &namespace, &name).await?;
+    write_status(
+        api,
+        fs,
+        ctx,
+        &Observed {
+            blocking_access_points: blocking.clone(),
+        },
+    )
+    .await?;
+    if blocking.is_empty() {
+        tracing::info!("no AccessPoint references it any more; releasing the finalizer");
+        Ok(Action::await_change())
+    } else {
+        Err(Error::DeletionBlocked {
+            namespace,
+            name,
+            access_points: blocking,
+        })
+    }
+}
+
+/// Names of the AccessPoints in `namespace` that reference FileSystem `name`,
+/// sorted. A live list, not the watch cache: a cache that has not yet seen a
+/// new AccessPoint would let the FileSystem go from under it.
+async fn referencing_access_points(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<String>, Error> {
+    let aps: Api<AccessPoint> = Api::namespaced(ctx.client.clone(), namespace);
+    let list =
+        aps.list(&ListParams::default())
+            .await
+            .map_err(|source| Error::ListAccessPoints {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
+            })?;
+    let mut names: Vec<String> = list
+        .items
+        .iter()
+        .filter(|ap| ap.spec.file_system_ref.name == name)
+        .map(|ap| ap.name_any())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+async fn write_status(
+    api: &Api<FileSystem>,
+    fs: &FileSystem,
+    ctx: &Context,
+    observed: &Observed,
+) -> Result<(), Error> {
+    let (namespace, name) = identity(fs, "FileSystem")?;
+    let id = FileSystemId::of(fs).map_err(|_| Error::IncompleteObject {
+        kind: "FileSystem",
+        field: "metadata.uid",
+    })?;
+    let endpoint = endpoint(&id, &namespace, &ctx.cluster_domain);
+    let desired = status::desired(fs, id, endpoint, observed, &Time(Timestamp::now()));
+    let patched = status_if_changed(
+        api,
+        (&namespace, &name),
+        fs.status.as_ref(),
+        &desired,
+        &status::owned(&desired),
+    )
+    .await?;
+    tracing::debug!(status_patched = patched, phase = ?desired.phase, "reconciled");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_the_service_dns_name() {
+        let id: FileSystemId = "fs-0123456789abcdef0".parse().unwrap();
+        assert_eq!(
+            endpoint(&id, "team-a", "cluster.local"),
+            "fs-0123456789abcdef0.team-a.svc.cluster.local"
+        );
+        assert_eq!(service_name(&id), "fs-0123456789abcdef0");
+    }
+}

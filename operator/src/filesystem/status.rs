@@ -1,0 +1,297 @@
+//! The FileSystem status, as a pure function of the object and what was
+//! observed.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use openefs_crds::{FileSystem, FileSystemId, FileSystemStatus, LifecyclePhase};
+
+use crate::conditions::{self, READY, Status, Verdict};
+
+/// `True` when the backing PersistentVolumeClaim is bound and big enough.
+/// Written by whoever manages the backing volume; the custom-resource side
+/// only reads it.
+pub const BACKING_STORAGE_READY: &str = "BackingStorageReady";
+
+/// `True` when the NFS server pod serves. Written by whoever manages the
+/// server; the custom-resource side only reads it.
+pub const SERVER_READY: &str = "ServerReady";
+
+/// `True` when a file system that was Available stopped serving.
+pub const DEGRADED: &str = "Degraded";
+
+/// Condition types the custom-resource side writes; the others belong to
+/// the part that manages core kinds and are left untouched.
+pub const OWNED_CONDITIONS: [&str; 2] = [READY, DEGRADED];
+
+/// Ready reason when the file system can be mounted.
+pub const REASON_AVAILABLE: &str = "Available";
+/// Ready reason while the backing volume is not ready.
+pub const REASON_BACKING_STORAGE_NOT_READY: &str = "BackingStorageNotReady";
+/// Ready reason while the server is not ready.
+pub const REASON_SERVER_NOT_READY: &str = "ServerNotReady";
+/// Ready reason while the FileSystem is being deleted.
+pub const REASON_DELETING: &str = "Deleting";
+/// Ready reason while deletion waits for AccessPoints that reference it.
+pub const REASON_ACCESS_POINTS_EXIST: &str = "AccessPointsExist";
+/// Degraded reason when nothing is wrong.
+pub const REASON_AS_EXPECTED: &str = "AsExpected";
+
+/// What the reconciler saw besides the object itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Names of the AccessPoints that reference this FileSystem; only
+    /// looked up (and only relevant) while it is being deleted.
+    pub blocking_access_points: Vec<String>,
+}
+
+/// The status `fs` should have. Fields this side does not compute
+/// (size, throughput, connections, conditions of other types) are kept.
+pub fn desired(
+    fs: &FileSystem,
+    id: FileSystemId,
+    endpoint: String,
+    observed: &Observed,
+    now: &Time,
+) -> FileSystemStatus {
+    let current = fs.status.clone().unwrap_or_default();
+    let deleting = fs.metadata.deletion_timestamp.is_some();
+    let ready = ready_verdict(&current.conditions, deleting, observed);
+    let is_ready = ready.status == Status::True;
+    let phase = conditions::phase(current.phase, deleting, is_ready);
+    let degraded = if phase == LifecyclePhase::Error {
+        Verdict {
+            type_: DEGRADED,
+            status: Status::True,
+            reason: ready.reason,
+            message: format!("was Available and stopped serving: {}", ready.message),
+        }
+    } else {
+        Verdict {
+            type_: DEGRADED,
+            status: Status::False,
+            reason: REASON_AS_EXPECTED,
+            message: String::new(),
+        }
+    };
+    let generation = fs.metadata.generation;
+    FileSystemStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions: conditions::merge(&current.conditions, &[ready, degraded], generation, now),
+        file_system_id: Some(id),
+        endpoint: Some(endpoint),
+        ..current
+    }
+}
+
+/// The part of `status` the custom-resource side owns, for server-side apply:
+/// applying it never touches the fields and conditions other writers own.
+pub fn owned(status: &FileSystemStatus) -> FileSystemStatus {
+    FileSystemStatus {
+        observed_generation: status.observed_generation,
+        phase: status.phase,
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect(),
+        file_system_id: status.file_system_id.clone(),
+        endpoint: status.endpoint.clone(),
+        ..FileSystemStatus::default()
+    }
+}
+
+fn ready_verdict(current: &[Condition], deleting: bool, observed: &Observed) -> Verdict {
+    let not_ready = |reason, message| Verdict {
+        type_: READY,
+        status: Status::False,
+        reason,
+        message,
+    };
+    if deleting {
+        return match observed.blocking_access_points.as_slice() {
+            [] => not_ready(REASON_DELETING, "being deleted".to_owned()),
+            names => not_ready(
+                REASON_ACCESS_POINTS_EXIST,
+                format!(
+                    "deletion waits until the AccessPoints that reference this FileSystem are deleted: {}",
+                    names.join(", ")
+                ),
+            ),
+        };
+    }
+    for (type_, reason) in [
+        (BACKING_STORAGE_READY, REASON_BACKING_STORAGE_NOT_READY),
+        (SERVER_READY, REASON_SERVER_NOT_READY),
+    ] {
+        if !conditions::is_true(current, type_) {
+            return not_ready(reason, component_message(current, type_));
+        }
+    }
+    Verdict {
+        type_: READY,
+        status: Status::True,
+        reason: REASON_AVAILABLE,
+        message: String::new(),
+    }
+}
+
+fn component_message(current: &[Condition], type_: &str) -> String {
+    match conditions::find(current, type_) {
+        None => format!("{type_} has not been reported"),
+        Some(c) if c.message.is_empty() => format!("{type_} is {} ({})", c.status, c.reason),
+        Some(c) => format!("{type_} is {} ({}): {}", c.status, c.reason, c.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+    use crate::conditions::tests::at;
+
+    const UID: &str = "6f3a1c2e-9b7d-4e21-8c55-0a1b2c3d4e5f";
+
+    fn fs(generation: i64) -> FileSystem {
+        let mut fs = FileSystem::new("shared", serde_json::from_str("{}").unwrap());
+        fs.metadata = ObjectMeta {
+            name: Some("shared".into()),
+            namespace: Some("team".into()),
+            uid: Some(UID.into()),
+            generation: Some(generation),
+            ..ObjectMeta::default()
+        };
+        fs
+    }
+
+    fn reconcile(fs: &FileSystem, observed: &Observed, now: i64) -> FileSystemStatus {
+        desired(
+            fs,
+            FileSystemId::from_uid(UID),
+            "fs-x.team.svc.cluster.local".into(),
+            observed,
+            &at(now),
+        )
+    }
+
+    /// Plays the part that manages core kinds, which owns these conditions.
+    fn report(status: &mut FileSystemStatus, type_: &'static str, ok: bool, now: i64) {
+        status.conditions = conditions::merge(
+            &status.conditions,
+            &[Verdict {
+                type_,
+                status: Status::from_bool(ok),
+                reason: if ok { "Ready" } else { "Pending" },
+                message: String::new(),
+            }],
+            Some(1),
+            &at(now),
+        );
+    }
+
+    fn ready(status: &FileSystemStatus) -> &Condition {
+        conditions::find(&status.conditions, READY).unwrap()
+    }
+
+    #[test]
+    fn new_file_system_is_creating_with_ids_and_endpoint() {
+        let status = reconcile(&fs(1), &Observed::default(), 0);
+        assert_eq!(status.phase, Some(LifecyclePhase::Creating));
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(
+            status.file_system_id.as_ref().map(FileSystemId::as_str),
+            Some("fs-85629fff8f20c8a89")
+        );
+        assert_eq!(
+            status.endpoint.as_deref(),
+            Some("fs-x.team.svc.cluster.local")
+        );
+        let r = ready(&status);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", REASON_BACKING_STORAGE_NOT_READY)
+        );
+        assert_eq!(r.message, "BackingStorageReady has not been reported");
+        assert!(!conditions::is_true(&status.conditions, DEGRADED));
+    }
+
+    #[test]
+    fn ready_follows_the_reported_components_and_degrades_after_available() {
+        let mut object = fs(1);
+        let mut status = reconcile(&object, &Observed::default(), 0);
+        report(&mut status, BACKING_STORAGE_READY, true, 1);
+        object.status = Some(status);
+        let status = reconcile(&object, &Observed::default(), 2);
+        assert_eq!(ready(&status).reason, REASON_SERVER_NOT_READY);
+        assert_eq!(status.phase, Some(LifecyclePhase::Creating));
+        assert_eq!(ready(&status).last_transition_time, at(0));
+
+        let mut status = status;
+        report(&mut status, SERVER_READY, true, 3);
+        object.status = Some(status);
+        let status = reconcile(&object, &Observed::default(), 4);
+        assert_eq!(status.phase, Some(LifecyclePhase::Available));
+        assert_eq!(ready(&status).status, "True");
+        assert_eq!(ready(&status).last_transition_time, at(4));
+
+        // A resync with nothing new is exactly the stored status: no patch.
+        object.status = Some(status.clone());
+        assert_eq!(reconcile(&object, &Observed::default(), 9), status);
+
+        let mut status = status;
+        report(&mut status, SERVER_READY, false, 10);
+        object.status = Some(status);
+        let status = reconcile(&object, &Observed::default(), 11);
+        assert_eq!(status.phase, Some(LifecyclePhase::Error));
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", REASON_SERVER_NOT_READY)
+        );
+        assert_eq!(ready(&status).message, "ServerReady is False (Pending)");
+    }
+
+    #[test]
+    fn spec_change_moves_observed_generation_not_transition_times() {
+        let mut object = fs(1);
+        object.status = Some(reconcile(&object, &Observed::default(), 0));
+        object.metadata.generation = Some(2);
+        let status = reconcile(&object, &Observed::default(), 5);
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(ready(&status).observed_generation, Some(2));
+        assert_eq!(ready(&status).last_transition_time, at(0));
+    }
+
+    #[test]
+    fn deletion_names_the_access_points_it_waits_for() {
+        let mut object = fs(1);
+        object.metadata.deletion_timestamp = Some(at(1));
+        let blocked = Observed {
+            blocking_access_points: vec!["a".into(), "b".into()],
+        };
+        let status = reconcile(&object, &blocked, 2);
+        assert_eq!(status.phase, Some(LifecyclePhase::Deleting));
+        assert_eq!(ready(&status).reason, REASON_ACCESS_POINTS_EXIST);
+        assert!(
+            ready(&status).message.ends_with(": a, b"),
+            "{}",
+            ready(&status).message
+        );
+        let status = reconcile(&object, &Observed::default(), 2);
+        assert_eq!(ready(&status).reason, REASON_DELETING);
+    }
+
+    #[test]
+    fn owned_part_leaves_other_writers_fields_out() {
+        let mut status = reconcile(&fs(1), &Observed::default(), 0);
+        report(&mut status, SERVER_READY, true, 1);
+        status.client_connections = Some(3);
+        let owned = owned(&status);
+        let types: Vec<&str> = owned.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, DEGRADED]);
+        assert_eq!(owned.client_connections, None);
+        assert_eq!(owned.endpoint, status.endpoint);
+        assert_eq!(owned.file_system_id, status.file_system_id);
+    }
+}

@@ -1,0 +1,135 @@
+//! The openefs operator's reconcilers.
+//!
+//! This build reconciles the custom-resource side only: finalizers, ids,
+//! endpoint, phase, conditions and observedGeneration of `FileSystem` and
+//! `AccessPoint`. It creates no core objects (Secret, PVC, StatefulSet,
+//! Services, PodDisruptionBudget); see docs/operator.md.
+
+mod accesspoint;
+mod apply;
+pub mod conditions;
+mod error;
+mod filesystem;
+
+use std::{fmt::Debug, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use openefs_crds::{AccessPoint, FileSystem};
+
+pub use accesspoint::status as accesspoint_status;
+pub use error::{Error, Retry};
+pub use filesystem::{endpoint, service_name, status as filesystem_status};
+
+/// How often an object is reconciled without any change, to repair what a
+/// missed watch event would leave stale.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Pause before retrying after a transient error.
+const BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the reconcilers need.
+pub struct Context {
+    client: Client,
+    cluster_domain: String,
+}
+
+/// Settings of [`run`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// DNS domain of the cluster, for the endpoint (`cluster.local`).
+    pub cluster_domain: String,
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+}
+
+/// Runs the FileSystem and AccessPoint controllers until SIGTERM or SIGINT,
+/// then lets running reconciles finish.
+pub async fn run(client: Client, config: Config) {
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        cluster_domain: config.cluster_domain,
+    });
+    let api = |client: Client| -> (Api<FileSystem>, Api<AccessPoint>) {
+        match &config.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        }
+    };
+    let (fs_api, ap_api) = api(client);
+    let wc = watcher::Config::default();
+
+    // A FileSystem waits on its AccessPoints when deleted.
+    let file_systems = Controller::new(fs_api.clone(), wc.clone())
+        .watches(ap_api.clone(), wc.clone(), |ap: AccessPoint| {
+            ap.namespace()
+                .map(|ns| ObjectRef::<FileSystem>::new(&ap.spec.file_system_ref.name).within(&ns))
+        })
+        .shutdown_on_signal()
+        .run(filesystem::reconcile, error_policy, ctx.clone())
+        .for_each(log_result);
+
+    // An AccessPoint is Ready when its FileSystem is Available.
+    let ap_controller = Controller::new(ap_api, wc.clone());
+    let aps = ap_controller.store();
+    let access_points = ap_controller
+        .watches(fs_api, wc, move |fs: FileSystem| {
+            let (ns, name) = (fs.namespace(), fs.name_any());
+            aps.state()
+                .into_iter()
+                .filter(|ap| ap.namespace() == ns && ap.spec.file_system_ref.name == name)
+                .map(|ap| ObjectRef::from_obj(&*ap))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(accesspoint::reconcile, error_policy, ctx)
+        .for_each(log_result);
+
+    tracing::info!("reconciling FileSystems and AccessPoints (custom-resource side only)");
+    futures::join!(file_systems, access_points);
+    tracing::info!("controllers stopped");
+}
+
+fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
+    let (namespace, name) = (obj.meta().namespace.as_deref(), obj.meta().name.as_deref());
+    match error.retry() {
+        Retry::Backoff => {
+            tracing::warn!(namespace, name, category = error.category(), %error, "reconcile failed; retrying");
+            Action::requeue(BACKOFF)
+        }
+        Retry::WaitForChange => {
+            tracing::info!(namespace, name, category = error.category(), %error, "waiting for a change");
+            Action::requeue(RESYNC)
+        }
+    }
+}
+
+async fn log_result<K: Resource, E: std::error::Error>(
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<Error, E>>,
+) where
+    K::DynamicType: Debug,
+{
+    use kube::runtime::controller::Error as ControllerError;
+    match result {
+        Ok(_) | Err(ControllerError::ReconcilerFailed(..)) => {} // error_policy logged it.
+        Err(ControllerError::ObjectNotFound(obj)) => {
+            tracing::debug!(%obj, "object gone before its reconcile");
+        }
+        Err(error) => tracing::warn!(%error, "controller"),
+    }
+}
+
+/// Namespace and name of a stored object.
+fn identity<K: Resource>(obj: &K, kind: &'static str) -> Result<(String, String), Error> {
+    let meta = obj.meta();
+    let field = |field| Error::IncompleteObject { kind, field };
+    Ok((
+        meta.namespace.clone().ok_or(field("metadata.namespace"))?,
+        meta.name.clone().ok_or(field("metadata.name"))?,
+    ))
+}

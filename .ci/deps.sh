@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="$root/.cache"
 mkdir -p "$cache"
 
-apt_packages=(qemu-system-x86 busybox-static socat cpio kmod openssl python3-venv)
+apt_packages=(qemu-system-x86 busybox-static socat cpio kmod openssl patch python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

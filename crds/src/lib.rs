@@ -7,6 +7,7 @@
 mod accesspoint;
 mod filesystem;
 pub mod ids;
+pub mod volume_handle;
 pub mod names;
 pub mod permissions;
 pub mod schema;

@@ -2,7 +2,8 @@
 //! gRPC API (`proto/csi.proto`), served on a unix socket.
 
 pub mod controller;
-pub mod handle;
+/// The volume-handle grammar is part of the API contract, so it lives in `openefs-crds`.
+pub use openefs_crds::volume_handle as handle;
 pub mod identity;
 pub mod inflight;
 pub mod server;

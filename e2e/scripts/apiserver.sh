@@ -323,6 +323,9 @@ stop() {
   done
 }
 
+# In braces with an exit: bash parses the whole command before running it, so
+# editing this file while a long prepare runs cannot change what runs next.
+{
 case "${1:-}" in
   prepare) prepare ;;
   start) [ $# -eq 2 ] || die "usage: $0 start DIR"; start "$2" ;;
@@ -332,3 +335,5 @@ case "${1:-}" in
   exec-apiserver) [ $# -eq 4 ] || die "usage: $0 exec-apiserver DIR PORT ETCD_CLIENT_PORT"; exec_apiserver "$2" "$3" "$4" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac
+exit
+}

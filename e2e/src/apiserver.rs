@@ -118,6 +118,7 @@ impl ApiServer {
         lock(&LIVE).push(Arc::downgrade(&inner));
         let server = ApiServer { inner };
 
+        let started = Instant::now();
         let [port, etcd_client, etcd_peer] = free_ports()?;
         run_script(
             script,
@@ -153,6 +154,11 @@ impl ApiServer {
                 .status
                 .success())
         })?;
+        eprintln!(
+            "apiserver: ready on https://127.0.0.1:{port} in {:.2} s ({})",
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
         Ok(server)
     }
 
@@ -538,7 +544,8 @@ fn run_script(script: &Path, args: &[&OsStr]) -> Result<()> {
 
 /// The repository root, from this crate's location.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR"));
+    e2e.parent().unwrap_or(e2e).to_path_buf()
 }
 
 fn script_path() -> PathBuf {

@@ -31,6 +31,9 @@ const MARKER: &str = "OPENEFS-";
 /// How much of the console a failure message quotes.
 const CONSOLE_TAIL_LINES: usize = 60;
 
+/// The host's side of a workload's `pause NAME`; the guest resumes on `Ok`.
+pub type PauseHandler<'a> = &'a mut dyn FnMut(&str) -> Result<()>;
+
 /// How a run mounts and what it gives the guest.
 pub struct RunOptions<'a> {
     /// File system type for `mount -t`: `nfs4` (or `nfs` for NFSv3).
@@ -52,7 +55,7 @@ pub struct RunOptions<'a> {
     /// Called when the workload runs `pause NAME` (e.g. to restart the
     /// server); the guest resumes when it returns `Ok`. Without it the guest
     /// resumes at once.
-    pub on_pause: Option<&'a mut dyn FnMut(&str) -> Result<()>>,
+    pub on_pause: Option<PauseHandler<'a>>,
 }
 
 impl Default for RunOptions<'_> {

@@ -16,7 +16,6 @@ use crate::metrics::Outcome;
 use crate::ops;
 use crate::server::Server;
 use crate::state::{ClientId, SlotUse};
-use crate::transport::ConnInfo;
 
 pub enum CompoundReply {
     /// Encoded COMPOUND4res.
@@ -28,11 +27,9 @@ pub enum CompoundReply {
 /// What one COMPOUND's operations share (RFC 8881 §16.2.3.1).
 pub struct Ctx<'a> {
     pub server: &'a Server,
-    pub conn: &'a ConnInfo,
     pub identity: Identity,
     /// Set by SEQUENCE.
     pub client: Option<ClientId>,
-    pub session: Option<SessionId4>,
     pub current_fh: Option<FileHandle>,
     pub saved_fh: Option<FileHandle>,
     pub current_stateid: Option<Stateid4>,
@@ -113,12 +110,7 @@ struct SlotInUse {
     max_cached: u32,
 }
 
-pub async fn run_compound(
-    server: &Server,
-    conn: &ConnInfo,
-    identity: Identity,
-    args: Bytes,
-) -> CompoundReply {
+pub async fn run_compound(server: &Server, identity: Identity, args: Bytes) -> CompoundReply {
     let args = match Compound4Args::decode(&mut Decoder::new(args)) {
         Ok(a) => a,
         Err(e) => {
@@ -142,10 +134,8 @@ pub async fn run_compound(
     }
     let mut ctx = Ctx {
         server,
-        conn,
         identity,
         client: None,
-        session: None,
         current_fh: None,
         saved_fh: None,
         current_stateid: None,
@@ -161,17 +151,17 @@ pub async fn run_compound(
         let started = Instant::now();
         let res = match (i, op) {
             (0, ArgOp::Sequence(a)) => match sequence(&mut ctx, &a, declared) {
-                Ok((ok, SlotUse::Execute)) => {
+                Ok((ok, SlotUse::Execute, max_cached)) => {
                     slot = Some(SlotInUse {
                         session: a.sessionid,
                         slot: a.slotid,
                         seqid: a.sequenceid,
                         cache: a.cachethis,
-                        max_cached: ok.1,
+                        max_cached,
                     });
-                    ResOp::Sequence(Ok(ok.0))
+                    ResOp::Sequence(Ok(ok))
                 }
-                Ok((_, SlotUse::Replay(bytes))) => {
+                Ok((_, SlotUse::Replay(bytes), _)) => {
                     debug!(
                         slot = a.slotid,
                         seqid = a.sequenceid,
@@ -222,19 +212,18 @@ pub async fn run_compound(
     CompoundReply::Results(body)
 }
 
-/// SEQUENCE: the slot check and lease renewal. Also returns the session's
-/// cached-reply limit.
+/// SEQUENCE: the slot check and lease renewal. Also returns what to do
+/// with the request and the session's cached-reply limit.
 fn sequence(
     ctx: &mut Ctx<'_>,
     a: &Sequence4Args,
     ops: u32,
-) -> Result<((Sequence4ResOk, u32), SlotUse), Nfs4Error> {
+) -> Result<(Sequence4ResOk, SlotUse, u32), Nfs4Error> {
     let s = ctx
         .server
         .state()
         .sequence(&a.sessionid, a.slotid, a.sequenceid, ops)?;
     ctx.client = Some(s.client);
-    ctx.session = Some(a.sessionid);
     let ok = Sequence4ResOk {
         sessionid: a.sessionid,
         sequenceid: a.sequenceid,
@@ -243,7 +232,7 @@ fn sequence(
         target_highest_slotid: s.highest_slot,
         status_flags: 0,
     };
-    Ok(((ok, s.max_response_size_cached), s.slot_use))
+    Ok((ok, s.slot_use, s.max_response_size_cached))
 }
 
 /// The operation table.

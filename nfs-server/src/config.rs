@@ -260,7 +260,10 @@ mod tests {
         let root = c.identity(0, 0, &[0, 5]);
         assert_eq!((root.uid, root.gid, root.groups), (65534, 65534, vec![]));
         let user = c.identity(1000, 0, &[0, 5]);
-        assert_eq!((user.uid, user.gid, user.groups), (1000, 65534, vec![65534, 5]));
+        assert_eq!(
+            (user.uid, user.gid, user.groups),
+            (1000, 65534, vec![65534, 5])
+        );
     }
 
     #[test]

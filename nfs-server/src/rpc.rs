@@ -11,7 +11,6 @@ use tracing::{Instrument, debug, debug_span};
 
 use crate::compound::{CompoundReply, run_compound};
 use crate::server::Server;
-use crate::transport::ConnInfo;
 
 pub const NFS_PROGRAM: u32 = 100003;
 pub const NFS_V4: u32 = 4;
@@ -35,7 +34,7 @@ fn with_body(header: ReplyHeader, body: &[u8]) -> Bytes {
 
 impl Server {
     /// Handles one RPC record; `None` means send nothing (not a call).
-    pub async fn handle_call(&self, conn: &ConnInfo, record: Bytes) -> Option<Bytes> {
+    pub async fn handle_call(&self, record: Bytes) -> Option<Bytes> {
         let mut dec = Decoder::new(record);
         let header = match CallHeader::decode(&mut dec) {
             Ok(h) => h,
@@ -70,7 +69,7 @@ impl Server {
                 PROC_NULL => Some(encode_header(ReplyHeader::success(xid))),
                 PROC_COMPOUND => {
                     let started = Instant::now();
-                    let reply = run_compound(self, conn, identity, dec.into_rest()).await;
+                    let reply = run_compound(self, identity, dec.into_rest()).await;
                     debug!(took = ?started.elapsed(), "compound done");
                     Some(match reply {
                         CompoundReply::Results(body) => with_body(ReplyHeader::success(xid), &body),

@@ -168,7 +168,9 @@ pub async fn run(
     let server = Arc::new(Server::new(config, vfs, Arc::new(SystemClock::default())));
     info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1");
     let metrics_task = metrics_listener.map(|l| {
-        info!(listen = ?l.local_addr().ok(), "serving /metrics");
+        if let Ok(addr) = l.local_addr() {
+            info!(listen = %addr, "serving /metrics");
+        }
         tokio::spawn(serve_metrics(l, server.metrics.clone(), shutdown.clone()))
     });
     serve_on(listener, server, shutdown).await;

@@ -193,7 +193,6 @@ pub struct Sequenced {
 /// An open stateid as READ/WRITE/SETATTR see it.
 #[derive(Debug, Clone)]
 pub struct OpenRef {
-    pub stateid: Stateid4,
     pub access: u32,
     pub file: Arc<OpenFile>,
 }
@@ -513,13 +512,9 @@ impl State {
         let inner = self.lock();
         inner
             .opens
-            .iter()
-            .find(|(_, o)| o.client == client && o.owner == owner && o.file.handle == *fh)
-            .map(|(other, o)| OpenRef {
-                stateid: Stateid4 {
-                    seqid: o.seqid,
-                    other: *other,
-                },
+            .values()
+            .find(|o| o.client == client && o.owner == owner && o.file.handle == *fh)
+            .map(|o| OpenRef {
                 access: o.access,
                 file: o.file.clone(),
             })
@@ -610,10 +605,6 @@ impl State {
             .ok_or_else(|| self.unknown_stateid(&stateid.other))?;
         self.check_seqid(stateid, o.seqid)?;
         Ok(OpenRef {
-            stateid: Stateid4 {
-                seqid: o.seqid,
-                other: stateid.other,
-            },
             access: o.access,
             file: o.file.clone(),
         })

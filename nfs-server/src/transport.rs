@@ -3,7 +3,6 @@
 //! semaphore), and replies leave in completion order, so a pipelining client
 //! is never limited to one call per round trip.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,13 +69,6 @@ impl Encoder<Bytes> for RecordCodec {
     }
 }
 
-/// What the RPC layer knows about the connection a call came in on.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub id: u64,
-    pub peer: SocketAddr,
-}
-
 /// Accepts connections until `shutdown` fires, then waits for every
 /// connection to finish its in-flight calls and send their replies.
 pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: CancellationToken) {
@@ -104,14 +96,13 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
             },
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(ConnInfo { id, peer });
         let span = info_span!("connection", id, %peer);
         let server = server.clone();
         let shutdown = shutdown.clone();
         connections.spawn(
             async move {
                 server.metrics().connection_opened();
-                run_connection(stream, server.clone(), conn, shutdown).await;
+                run_connection(stream, server.clone(), shutdown).await;
                 server.metrics().connection_closed();
                 drop(permit);
             }
@@ -123,12 +114,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
     connections.wait().await;
 }
 
-async fn run_connection(
-    stream: TcpStream,
-    server: Arc<Server>,
-    conn: Arc<ConnInfo>,
-    shutdown: CancellationToken,
-) {
+async fn run_connection(stream: TcpStream, server: Arc<Server>, shutdown: CancellationToken) {
     debug!("connection opened");
     if let Err(e) = stream.set_nodelay(true) {
         debug!(error = %e, "TCP_NODELAY not set");
@@ -164,10 +150,9 @@ async fn run_connection(
         };
         let tx = tx.clone();
         let server = server.clone();
-        let conn = conn.clone();
         calls.spawn(
             async move {
-                if let Some(reply) = server.handle_call(&conn, record).await {
+                if let Some(reply) = server.handle_call(record).await {
                     // A closed writer means the peer went away; nothing to do.
                     let _ = tx.send(reply).await;
                 }

@@ -13,7 +13,7 @@ use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::{AcceptedBody, AuthStat, MismatchInfo, RejectedReply, ReplyStat};
 use openefs_nfs_wire::xdr::{Decoder, Opaque, XdrDecode};
 use openefs_nfsd::client::{Client, ClientError};
-use openefs_nfsd::state::SystemClock;
+use openefs_nfsd::state::{Clock, ManualClock, SystemClock};
 use openefs_nfsd::{Config, Server, serve_on};
 use openefs_vfs::LocalVfs;
 use tokio::net::TcpListener;
@@ -29,6 +29,10 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> Self {
+        Self::start_with_clock(Arc::new(SystemClock::default())).await
+    }
+
+    async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let vfs = LocalVfs::new(dir.path()).expect("LocalVfs (run as root)");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -36,7 +40,7 @@ impl TestServer {
         let server = Arc::new(Server::new(
             Config::new(dir.path().to_owned(), addr),
             Arc::new(vfs),
-            Arc::new(SystemClock::default()),
+            clock,
         ));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve_on(listener, server.clone(), shutdown.clone()));
@@ -502,8 +506,182 @@ async fn metrics_endpoint_counts_operations() {
         "{page}"
     );
     assert!(page.contains("openefs_nfsd_connections 1"), "{page}");
-    assert!(page.contains(r#"openefs_nfsd_operation_duration_seconds_bucket{"#), "{page}");
+    assert!(
+        page.contains(r#"openefs_nfsd_operation_duration_seconds_bucket{"#),
+        "{page}"
+    );
     drop(c);
     s.stop().await;
     http.await.unwrap().unwrap();
+}
+
+fn open_args(c: &Client, owner: &str, access: u32, how: OpenFlag4, claim: OpenClaim4) -> ArgOp {
+    ArgOp::Open(Open4Args {
+        seqid: 0,
+        share_access: access,
+        share_deny: OPEN4_SHARE_DENY_NONE,
+        owner: StateOwner4 {
+            clientid: c.clientid.unwrap(),
+            owner: Opaque::from(owner),
+        },
+        openhow: how,
+        claim,
+    })
+}
+
+fn op_error(r: Result<Vec<ResOp>, ClientError>) -> (u32, Nfs4Error) {
+    match r {
+        Err(ClientError::Op { op, status }) => (op, status),
+        other => panic!("expected an operation error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn open_rules() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    c.establish(b"open-rules").await.unwrap();
+    std::fs::create_dir(s.dir.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink("sub", s.dir.path().join("link")).unwrap();
+    std::fs::write(s.dir.path().join("f"), b"hello").unwrap();
+    let null = |n: &str| OpenClaim4::Null(Utf8Str::from(n));
+    let read = OPEN4_SHARE_ACCESS_READ;
+
+    let o = open_args(&c, "o", read, OpenFlag4::NoCreate, null("sub"));
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::Isdir)
+    );
+    let o = open_args(&c, "o", read, OpenFlag4::NoCreate, null("link"));
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::Symlink)
+    );
+    let o = open_args(&c, "o", read, OpenFlag4::NoCreate, null("missing"));
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::Noent)
+    );
+    let guarded = OpenFlag4::Create(CreateHow4::Guarded(Fattr4::default()));
+    let o = open_args(&c, "o", read, guarded, null("f"));
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::Exist)
+    );
+    let o = open_args(
+        &c,
+        "o",
+        read,
+        OpenFlag4::NoCreate,
+        OpenClaim4::Previous(OpenDelegationType::None),
+    );
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::NoGrace)
+    );
+
+    // EXCLUSIVE4_1: a retransmission with the same verifier succeeds, another
+    // verifier finds the file taken.
+    let excl = |verf| {
+        OpenFlag4::Create(CreateHow4::Exclusive41(CreatVerfAttr {
+            verf,
+            attrs: Fattr4::default(),
+        }))
+    };
+    let o = open_args(&c, "o", OPEN4_SHARE_ACCESS_BOTH, excl([1; 8]), null("x"));
+    c.compound(vec![ArgOp::Putrootfh, o]).await.unwrap();
+    let o = open_args(&c, "o", OPEN4_SHARE_ACCESS_BOTH, excl([1; 8]), null("x"));
+    c.compound(vec![ArgOp::Putrootfh, o]).await.unwrap();
+    let o = open_args(&c, "o", OPEN4_SHARE_ACCESS_BOTH, excl([2; 8]), null("x"));
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::Exist)
+    );
+
+    // A read-only open cannot write or truncate.
+    let o = open_args(&c, "ro", read, OpenFlag4::NoCreate, null("f"));
+    let r = c.compound(vec![ArgOp::Putrootfh, o]).await.unwrap();
+    let ResOp::Open(Ok(opened)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    let write = ArgOp::Write(Write4Args {
+        stateid: opened.stateid,
+        offset: 0,
+        stable: StableHow::Unstable,
+        data: Opaque::from("x"),
+    });
+    let lookup = ArgOp::Lookup(Utf8Str::from("f"));
+    assert_eq!(
+        op_error(
+            c.compound(vec![ArgOp::Putrootfh, lookup.clone(), write])
+                .await
+        ),
+        (OP_WRITE, Nfs4Error::Openmode)
+    );
+    let truncate = ArgOp::Setattr(Setattr4Args {
+        stateid: opened.stateid,
+        obj_attributes: FileAttrs {
+            size: Some(0),
+            ..Default::default()
+        }
+        .encode_requested(&Bitmap4::from_bits(&[FATTR4_SIZE])),
+    });
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, lookup, truncate]).await),
+        (OP_SETATTR, Nfs4Error::Openmode)
+    );
+    assert_eq!(std::fs::read(s.dir.path().join("f")).unwrap(), b"hello");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn expired_lease_frees_session_and_opens() {
+    let clock = Arc::new(ManualClock::default());
+    let s = TestServer::start_with_clock(clock.clone()).await;
+    let mut c = s.client().await;
+    c.establish(b"lease-test").await.unwrap();
+    let how = OpenFlag4::Create(CreateHow4::Unchecked(Fattr4::default()));
+    let o = open_args(
+        &c,
+        "o",
+        OPEN4_SHARE_ACCESS_BOTH,
+        how,
+        OpenClaim4::Null(Utf8Str::from("l")),
+    );
+    let r = c.compound(vec![ArgOp::Putrootfh, o]).await.unwrap();
+    let ResOp::Open(Ok(opened)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    let stateid = opened.stateid;
+
+    // Renewed by SEQUENCE within the lease: still there.
+    clock.advance(Duration::from_secs(80));
+    c.compound(vec![ArgOp::TestStateid(vec![stateid])])
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(80));
+    assert_eq!(s.server.state().reap_expired(), 0);
+    let r = c
+        .compound(vec![ArgOp::TestStateid(vec![stateid])])
+        .await
+        .unwrap();
+    assert_eq!(r[0], ResOp::TestStateid(Ok(vec![Ok(())])));
+
+    clock.advance(Duration::from_secs(91));
+    assert_eq!(s.server.state().reap_expired(), 1);
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh]).await),
+        (OP_SEQUENCE, Nfs4Error::Badsession)
+    );
+    // A new client incarnation does not see the old open.
+    c.establish(b"lease-test").await.unwrap();
+    let r = c
+        .compound(vec![ArgOp::TestStateid(vec![stateid])])
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0],
+        ResOp::TestStateid(Ok(vec![Err(Nfs4Error::BadStateid)]))
+    );
+    s.stop().await;
 }

@@ -46,7 +46,7 @@ where
         kind: K::kind(&()).into_owned(),
         namespace: namespace.to_owned(),
         name: name.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(true)
 }

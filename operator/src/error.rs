@@ -19,7 +19,7 @@ pub enum Error {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     /// Reading the FileSystem an AccessPoint references failed (other than
@@ -29,7 +29,7 @@ pub enum Error {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     /// Writing the status subresource failed.
@@ -39,7 +39,7 @@ pub enum Error {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     /// A FileSystem being deleted is still referenced by AccessPoints; its
@@ -148,7 +148,7 @@ mod tests {
             kind: "FileSystem".into(),
             namespace: "ns".into(),
             name: "fs".into(),
-            source: api(),
+            source: Box::new(api()),
         };
         assert_eq!(write.category(), "write-status");
         assert_eq!(write.retry(), Retry::Backoff);

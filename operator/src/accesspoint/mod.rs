@@ -54,7 +54,7 @@ async fn write_status(
         .map_err(|source| Error::GetFileSystem {
             namespace: namespace.clone(),
             name: fs_name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let desired = status::desired(ap, id, fs.as_ref(), &Time(Timestamp::now()));
     let patched = status_if_changed(

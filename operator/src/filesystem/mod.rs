@@ -94,7 +94,7 @@ async fn referencing_access_points(
             .map_err(|source| Error::ListAccessPoints {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
     let mut names: Vec<String> = list
         .items

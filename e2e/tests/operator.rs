@@ -55,7 +55,13 @@ fn operator_binary() -> Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "openefs-operator", "--bin", "openefs-operator"])
+            .args([
+                "build",
+                "-p",
+                "openefs-operator",
+                "--bin",
+                "openefs-operator",
+            ])
             .current_dir(repo_root())
             .status()
             .map_err(|e| format!("running cargo: {e}"))?;
@@ -87,7 +93,12 @@ impl Operator {
         let log = dir.path().join("operator.log");
         let out = File::create(&log)?;
         let child = Command::new(operator_binary()?)
-            .args(["--log", "openefs_operator=debug,info", "run", "--only-custom-resources"])
+            .args([
+                "--log",
+                "openefs_operator=debug,info",
+                "run",
+                "--only-custom-resources",
+            ])
             .arg("--kubeconfig")
             .arg(server.kubeconfig_path())
             .args(["--namespace", ns])
@@ -114,12 +125,16 @@ impl Operator {
         let (kind, name) = (format!("kind=\"{kind}\""), format!("name=\"{name}\""));
         self.log()
             .lines()
-            .filter(|l| l.contains(&kind) && l.contains(&name) && l.contains("status_patched=false"))
+            .filter(|l| {
+                l.contains(&kind) && l.contains(&name) && l.contains("status_patched=false")
+            })
             .count()
     }
 
     fn child(&self) -> std::sync::MutexGuard<'_, Child> {
-        self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn alive(&self) -> Result<()> {
@@ -133,13 +148,20 @@ impl Operator {
     fn terminate(&self) -> Result<ExitStatus> {
         let pid = libc::pid_t::try_from(self.child().id())?;
         // SAFETY: plain kill(2) of the child this struct spawned and has not reaped.
-        ensure!(unsafe { libc::kill(pid, libc::SIGTERM) } == 0, "kill(SIGTERM) failed");
+        ensure!(
+            unsafe { libc::kill(pid, libc::SIGTERM) } == 0,
+            "kill(SIGTERM) failed"
+        );
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child().try_wait()? {
                 return Ok(status);
             }
-            ensure!(Instant::now() < deadline, "no exit within {WAIT:?} of SIGTERM\n{}", self.log());
+            ensure!(
+                Instant::now() < deadline,
+                "no exit within {WAIT:?} of SIGTERM\n{}",
+                self.log()
+            );
             std::thread::sleep(POLL);
         }
     }
@@ -147,7 +169,10 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -168,7 +193,10 @@ where
             Err(last) => last,
         };
         if Instant::now() > deadline {
-            bail!("{what}: not within {WAIT:?}; last seen: {last}\n--- operator log:\n{}", operator.log());
+            bail!(
+                "{what}: not within {WAIT:?}; last seen: {last}\n--- operator log:\n{}",
+                operator.log()
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -186,7 +214,9 @@ fn kubectl_apply(server: &ApiServer, ns: &str, manifest: &str) -> Result<()> {
 }
 
 fn file_system_manifest(name: &str) -> String {
-    format!("apiVersion: openefs.io/v1alpha1\nkind: FileSystem\nmetadata: {{name: {name}}}\nspec: {{}}\n")
+    format!(
+        "apiVersion: openefs.io/v1alpha1\nkind: FileSystem\nmetadata: {{name: {name}}}\nspec: {{}}\n"
+    )
 }
 
 fn access_point_manifest(name: &str, fs: &str) -> String {
@@ -203,7 +233,13 @@ fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditi
 /// `Ready`'s status and reason, or a description of what is missing.
 fn ready_of(conditions: &[Condition]) -> Result<(String, String, Time), String> {
     condition(conditions, "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.last_transition_time.clone()))
+        .map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone(),
+                c.last_transition_time.clone(),
+            )
+        })
         .ok_or_else(|| format!("no Ready condition in {conditions:?}"))
 }
 
@@ -227,9 +263,13 @@ async fn report_server_ready(api: &Api<FileSystem>, name: &str) -> Result<()> {
             condition("ServerReady", "Serving"),
         ]},
     });
-    api.patch_status(name, &PatchParams::apply("openefs-e2e-server-stand-in"), &Patch::Apply(body))
-        .await
-        .context("reporting the server ready")?;
+    api.patch_status(
+        name,
+        &PatchParams::apply("openefs-e2e-server-stand-in"),
+        &Patch::Apply(body),
+    )
+    .await
+    .context("reporting the server ready")?;
     Ok(())
 }
 
@@ -244,20 +284,28 @@ async fn access_point_becomes_ready_when_its_file_system_is_available() -> Resul
 
     // An AccessPoint whose FileSystem does not exist yet.
     kubectl_apply(server, &ns, &access_point_manifest("web", "shared"))?;
-    let ap = wait_for(&operator, "AccessPoint status FileSystemNotFound", || async {
-        let ap = aps.get("web").await?;
-        let status = ap.status.clone().unwrap_or_default();
-        Ok(match ready_of(&status.conditions) {
-            Ok((s, r, _)) if s == "False" && r == "FileSystemNotFound" => Ok(ap),
-            other => Err(format!("{other:?}")),
-        })
-    })
+    let ap = wait_for(
+        &operator,
+        "AccessPoint status FileSystemNotFound",
+        || async {
+            let ap = aps.get("web").await?;
+            let status = ap.status.clone().unwrap_or_default();
+            Ok(match ready_of(&status.conditions) {
+                Ok((s, r, _)) if s == "False" && r == "FileSystemNotFound" => Ok(ap),
+                other => Err(format!("{other:?}")),
+            })
+        },
+    )
     .await?;
     let status = ap.status.clone().context("status")?;
     assert_eq!(status.access_point_id, Some(AccessPointId::of(&ap)?));
     assert_eq!(status.observed_generation, ap.metadata.generation);
     assert_eq!(status.phase, Some(LifecyclePhase::Creating));
-    assert!(ap.finalizers().iter().any(|f| f == names::ACCESSPOINT_FINALIZER));
+    assert!(
+        ap.finalizers()
+            .iter()
+            .any(|f| f == names::ACCESSPOINT_FINALIZER)
+    );
 
     // Its FileSystem appears: ids and endpoint, Creating until the server is ready.
     kubectl_apply(server, &ns, &file_system_manifest("shared"))?;
@@ -271,13 +319,23 @@ async fn access_point_becomes_ready_when_its_file_system_is_available() -> Resul
     .await?;
     let status = fs.status.clone().context("status")?;
     let id = FileSystemId::of(&fs)?;
-    assert_eq!(status.endpoint, Some(format!("{id}.{ns}.svc.cluster.local")));
+    assert_eq!(
+        status.endpoint,
+        Some(format!("{id}.{ns}.svc.cluster.local"))
+    );
     assert_eq!(status.file_system_id, Some(id));
     assert_eq!(status.phase, Some(LifecyclePhase::Creating));
     assert_eq!(status.observed_generation, Some(1));
     let (ready, reason, _) = ready_of(&status.conditions).map_err(|e| anyhow!(e))?;
-    assert_eq!((ready.as_str(), reason.as_str()), ("False", "BackingStorageNotReady"));
-    assert!(fs.finalizers().iter().any(|f| f == names::FILESYSTEM_FINALIZER));
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "BackingStorageNotReady")
+    );
+    assert!(
+        fs.finalizers()
+            .iter()
+            .any(|f| f == names::FILESYSTEM_FINALIZER)
+    );
 
     // The watch on FileSystems re-reconciles the AccessPoint.
     let not_ready_since = wait_for(&operator, "AccessPoint FileSystemNotReady", || async {
@@ -308,17 +366,25 @@ async fn access_point_becomes_ready_when_its_file_system_is_available() -> Resul
         assert_eq!(c.status, "True");
     }
     let degraded = condition(&status.conditions, "Degraded").context("no Degraded")?;
-    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("False", "AsExpected"));
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("False", "AsExpected")
+    );
 
     let ready_since = wait_for(&operator, "AccessPoint Ready", || async {
         let status = aps.get("web").await?.status.unwrap_or_default();
         Ok(match (status.phase, ready_of(&status.conditions)) {
-            (Some(LifecyclePhase::Available), Ok((s, r, t))) if s == "True" && r == "Available" => Ok(t),
+            (Some(LifecyclePhase::Available), Ok((s, r, t))) if s == "True" && r == "Available" => {
+                Ok(t)
+            }
             other => Err(format!("{other:?}")),
         })
     })
     .await?;
-    assert!(ready_since.0 > not_ready_since.0, "a flip must move lastTransitionTime");
+    assert!(
+        ready_since.0 > not_ready_since.0,
+        "a flip must move lastTransitionTime"
+    );
     Ok(())
 }
 
@@ -333,17 +399,23 @@ async fn kubectl_changes_are_seen_and_resyncs_change_nothing() -> Result<()> {
     kubectl_apply(server, &ns, &file_system_manifest("shared"))?;
     let since = wait_for(&operator, "FileSystem status", || async {
         let status = fss.get("shared").await?.status.unwrap_or_default();
-        Ok(match (status.observed_generation, ready_of(&status.conditions)) {
-            (Some(1), Ok((_, _, t))) => Ok(t),
-            other => Err(format!("{other:?}")),
-        })
+        Ok(
+            match (status.observed_generation, ready_of(&status.conditions)) {
+                (Some(1), Ok((_, _, t))) => Ok(t),
+                other => Err(format!("{other:?}")),
+            },
+        )
     })
     .await?;
     // The status write itself comes back as a watch event; wait for that
     // reconcile, which must find nothing to do.
     wait_for(&operator, "a reconcile without a write", || async {
         let n = operator.unchanged_reconciles("FileSystem", "shared");
-        Ok(if n > 0 { Ok(()) } else { Err("none yet".to_owned()) })
+        Ok(if n > 0 {
+            Ok(())
+        } else {
+            Err("none yet".to_owned())
+        })
     })
     .await?;
     // Let any event still queued from the creation drain before counting.
@@ -354,23 +426,49 @@ async fn kubectl_changes_are_seen_and_resyncs_change_nothing() -> Result<()> {
     let touched: FileSystem = serde_json::from_str(&kubectl(
         server,
         &ns,
-        &["annotate", "filesystem", "shared", "example.com/touched=1", "-o", "json"],
+        &[
+            "annotate",
+            "filesystem",
+            "shared",
+            "example.com/touched=1",
+            "-o",
+            "json",
+        ],
     )?)?;
     wait_for(&operator, "the reconcile after the annotation", || async {
         let n = operator.unchanged_reconciles("FileSystem", "shared");
-        Ok(if n > baseline { Ok(()) } else { Err(format!("{n} unchanged reconciles")) })
+        Ok(if n > baseline {
+            Ok(())
+        } else {
+            Err(format!("{n} unchanged reconciles"))
+        })
     })
     .await?;
     let fs = fss.get("shared").await?;
-    assert_eq!(fs.resource_version(), touched.resource_version(), "a no-op resync wrote");
+    assert_eq!(
+        fs.resource_version(),
+        touched.resource_version(),
+        "a no-op resync wrote"
+    );
     let status = fs.status.context("status")?;
-    assert_eq!(ready_of(&status.conditions).map_err(|e| anyhow!(e))?.2, since);
+    assert_eq!(
+        ready_of(&status.conditions).map_err(|e| anyhow!(e))?.2,
+        since
+    );
 
     // A spec change with kubectl: observedGeneration follows, no flip.
     kubectl(
         server,
         &ns,
-        &["patch", "filesystem", "shared", "--type", "merge", "-p", r#"{"spec":{"policy":{"readOnly":true}}}"#],
+        &[
+            "patch",
+            "filesystem",
+            "shared",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"policy":{"readOnly":true}}}"#,
+        ],
     )?;
     let status = wait_for(&operator, "observedGeneration 2", || async {
         let status = fss.get("shared").await?.status.unwrap_or_default();
@@ -382,7 +480,10 @@ async fn kubectl_changes_are_seen_and_resyncs_change_nothing() -> Result<()> {
     .await?;
     let ready = condition(&status.conditions, "Ready").context("no Ready")?;
     assert_eq!(ready.observed_generation, Some(2));
-    assert_eq!(ready.last_transition_time, since, "no flip, so no transition");
+    assert_eq!(
+        ready.last_transition_time, since,
+        "no flip, so no transition"
+    );
     Ok(())
 }
 
@@ -409,7 +510,14 @@ async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
         wait_for(&operator, "AccessPoint reconciled", || async {
             let ap = aps.get(name).await?;
             Ok(match ap.status {
-                Some(_) if ap.finalizers().iter().any(|f| f == names::ACCESSPOINT_FINALIZER) => Ok(()),
+                Some(_)
+                    if ap
+                        .finalizers()
+                        .iter()
+                        .any(|f| f == names::ACCESSPOINT_FINALIZER) =>
+                {
+                    Ok(())
+                }
                 _ => Err(format!("{:?} {:?}", ap.metadata.finalizers, ap.status)),
             })
         })
@@ -424,7 +532,11 @@ async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
     })
     .await?;
 
-    kubectl(server, &ns, &["delete", "filesystem", "shared", "--wait=false"])?;
+    kubectl(
+        server,
+        &ns,
+        &["delete", "filesystem", "shared", "--wait=false"],
+    )?;
     let held = |waiting_for: &'static str| {
         let fss = fss.clone();
         move || {
@@ -452,9 +564,17 @@ async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
     wait_for(&operator, "deletion still held by a and b", held(": a, b")).await?;
 
     // kubectl delete waits until the operator has released the AccessPoint.
-    kubectl(server, &ns, &["delete", "accesspoint", "a", "--timeout=30s"])?;
+    kubectl(
+        server,
+        &ns,
+        &["delete", "accesspoint", "a", "--timeout=30s"],
+    )?;
     wait_for(&operator, "deletion held by b", held(": b")).await?;
-    kubectl(server, &ns, &["delete", "accesspoint", "b", "--timeout=30s"])?;
+    kubectl(
+        server,
+        &ns,
+        &["delete", "accesspoint", "b", "--timeout=30s"],
+    )?;
     wait_for(&operator, "FileSystem deleted", || async {
         Ok(match fss.get_opt("shared").await? {
             None => Ok(()),
@@ -465,8 +585,16 @@ async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
 
     // SIGTERM ends the process cleanly.
     let status = operator.terminate()?;
-    ensure!(status.success(), "exit after SIGTERM: {status}\n{}", operator.log());
-    ensure!(operator.log().contains("controllers stopped"), "{}", operator.log());
+    ensure!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        operator.log()
+    );
+    ensure!(
+        operator.log().contains("controllers stopped"),
+        "{}",
+        operator.log()
+    );
     Ok(())
 }
 
@@ -476,7 +604,10 @@ fn run_without_only_custom_resources_refuses_to_start() -> Result<()> {
         .args(["run", "--kubeconfig", "/nonexistent"])
         .env_remove("OPENEFS_ONLY_CUSTOM_RESOURCES")
         .output()?;
-    ensure!(!out.status.success(), "started without --only-custom-resources");
+    ensure!(
+        !out.status.success(),
+        "started without --only-custom-resources"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
         stderr.contains("not implemented yet") && stderr.contains("--only-custom-resources"),

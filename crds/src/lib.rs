@@ -7,11 +7,11 @@
 mod accesspoint;
 mod filesystem;
 pub mod ids;
-pub mod volume_handle;
 pub mod names;
 pub mod permissions;
 pub mod schema;
 mod status;
+pub mod volume_handle;
 
 pub use accesspoint::*;
 pub use filesystem::*;

@@ -64,6 +64,29 @@ impl ApiServer {
             .map_err(|e| anyhow!("the shared Kubernetes API server is not available: {e}"))
     }
 
+    /// [`ApiServer::shared`], with the openefs CRDs as this build's types
+    /// generate them applied (once) and Established.
+    pub fn shared_with_openefs_crds() -> Result<&'static ApiServer> {
+        static CRDS: OnceLock<Result<(), String>> = OnceLock::new();
+        let server = ApiServer::shared()?;
+        CRDS.get_or_init(|| server.apply_openefs_crds().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow!("applying the openefs CRDs: {e}"))?;
+        Ok(server)
+    }
+
+    fn apply_openefs_crds(&self) -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut files = Vec::new();
+        for crd in openefs_crds::crds() {
+            let path = dir.path().join(openefs_crds::file_name(&crd));
+            std::fs::write(&path, openefs_crds::render_yaml(&crd))?;
+            files.push(path);
+        }
+        self.apply_crds(&files)?;
+        Ok(())
+    }
+
     /// Builds the server if needed (`apiserver.sh prepare`), then starts a fresh
     /// etcd and server on free loopback ports and waits until it is ready.
     pub fn start() -> Result<ApiServer> {

@@ -1,4 +1,5 @@
 //! Harnesses that run openefs against real peers nobody here wrote.
 pub mod apiserver;
+pub mod binaries;
 pub mod ganesha;
 pub mod qemu;

@@ -7,7 +7,6 @@ use std::{
     collections::{BTreeSet, HashMap},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -24,55 +23,13 @@ use openefs_csi::csi::{
     identity_client::IdentityClient,
     volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
 };
-use openefs_e2e::apiserver::{ApiServer, namespace, repo_root};
+use openefs_e2e::apiserver::{ApiServer, namespace};
+use openefs_e2e::binaries::workspace_binary;
 use tokio::net::UnixStream;
 use tonic::{Code, transport::Channel};
 
 const GIB: i64 = 1 << 30;
 const FS: &str = "shared";
-
-/// The shared server with the openefs CRDs, as this build's types generate them.
-fn server() -> Result<&'static ApiServer> {
-    static CRDS: OnceLock<Result<(), String>> = OnceLock::new();
-    let server = ApiServer::shared()?;
-    CRDS.get_or_init(|| apply_crds(server).map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map_err(|e| anyhow!("applying the CRDs: {e}"))?;
-    Ok(server)
-}
-
-fn apply_crds(server: &ApiServer) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut files = Vec::new();
-    for crd in openefs_crds::crds() {
-        let path = dir.path().join(openefs_crds::file_name(&crd));
-        std::fs::write(&path, openefs_crds::render_yaml(&crd))?;
-        files.push(path);
-    }
-    server.apply_crds(&files)?;
-    Ok(())
-}
-
-/// The `openefs-csi` binary of this workspace, built once per test binary.
-fn csi_binary() -> Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "openefs-csi", "--bin", "openefs-csi"])
-            .current_dir(repo_root())
-            .status()
-            .map_err(|e| format!("running cargo: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build -p openefs-csi: {status}"));
-        }
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"));
-        Ok(target.join("debug").join("openefs-csi"))
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
-}
 
 /// One controller process; killed (by its PID) when dropped.
 struct Controller {
@@ -85,7 +42,7 @@ impl Controller {
     fn start(server: &ApiServer, provision_timeout: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("csi.sock");
-        let child = Command::new(csi_binary()?)
+        let child = Command::new(workspace_binary("openefs-csi", "openefs-csi")?)
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))
             .args([
@@ -243,7 +200,7 @@ async fn access_points(client: &Client, ns: &str) -> Result<Vec<AccessPoint>> {
 
 #[tokio::test]
 async fn create_repeat_expand_validate_delete() -> Result<()> {
-    let server = server()?;
+    let server = ApiServer::shared_with_openefs_crds()?;
     let client = server.client().await?;
     let ns = namespace("csi_create_repeat_expand_validate_delete");
     file_system(&client, &ns).await?;
@@ -382,7 +339,7 @@ async fn create_repeat_expand_validate_delete() -> Result<()> {
 
 #[tokio::test]
 async fn concurrent_creates_make_one_access_point_and_unique_gids() -> Result<()> {
-    let server = server()?;
+    let server = ApiServer::shared_with_openefs_crds()?;
     let client = server.client().await?;
     let ns = namespace("csi_concurrent_creates");
     file_system(&client, &ns).await?;
@@ -447,7 +404,7 @@ async fn concurrent_creates_make_one_access_point_and_unique_gids() -> Result<()
 
 #[tokio::test]
 async fn timeout_answers_deadline_exceeded_and_leaves_nothing() -> Result<()> {
-    let server = server()?;
+    let server = ApiServer::shared_with_openefs_crds()?;
     let client = server.client().await?;
     let ns = namespace("csi_timeout");
     file_system(&client, &ns).await?;

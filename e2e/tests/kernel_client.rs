@@ -3,8 +3,8 @@
 //! the workloads themselves right. The guest scripts are `e2e/guest/*.sh`;
 //! after each run the host checks the exported directory too.
 //!
-//! `openefs-nfsd` is taken from `OPENEFS_NFSD`, or from the target directory
-//! this test was built into (`cargo build -p openefs-nfsd` first).
+//! `openefs-nfsd` is built from this workspace by the test, or taken from
+//! `OPENEFS_NFSD`.
 
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use openefs_e2e::binaries::workspace_binary;
 use openefs_e2e::ganesha::Ganesha;
 use openefs_e2e::qemu::{
     GuestOutput, KernelClient, RunOptions, free_loopback_port, wait_for_listener,
@@ -59,27 +60,8 @@ struct Nfsd {
 }
 
 impl Nfsd {
-    fn binary() -> Result<PathBuf> {
-        if let Some(path) = std::env::var_os("OPENEFS_NFSD") {
-            return Ok(PathBuf::from(path));
-        }
-        // target/<profile>/deps/kernel_client-<hash> -> target/<profile>/openefs-nfsd
-        let exe = std::env::current_exe().context("locating the test executable")?;
-        let binary = exe
-            .parent()
-            .and_then(Path::parent)
-            .context("test executable has no target directory")?
-            .join("openefs-nfsd");
-        ensure!(
-            binary.exists(),
-            "{} is missing: run `cargo build -p openefs-nfsd` or set OPENEFS_NFSD",
-            binary.display()
-        );
-        Ok(binary)
-    }
-
     fn start(export: &Path, log: PathBuf) -> Result<Self> {
-        let binary = Self::binary()?;
+        let binary = workspace_binary("openefs-nfsd", "openefs-nfsd")?;
         let port = free_loopback_port()?;
         let child = Self::launch(&binary, export, port, &log)?;
         Ok(Self {

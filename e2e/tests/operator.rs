@@ -10,7 +10,7 @@ use std::{
     fs::File,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Mutex, OnceLock},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -21,61 +21,13 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use openefs_crds::{AccessPoint, AccessPointId, FileSystem, FileSystemId, LifecyclePhase, names};
-use openefs_e2e::apiserver::{ApiServer, check, namespace, repo_root};
+use openefs_e2e::apiserver::{ApiServer, check, namespace};
+use openefs_e2e::binaries::workspace_binary;
 
 /// Generous for a loaded 2-core machine; the watches normally answer in
 /// well under a second.
 const WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
-
-/// The shared server with the openefs CRDs, as this build's types generate them.
-fn server() -> Result<&'static ApiServer> {
-    static CRDS: OnceLock<Result<(), String>> = OnceLock::new();
-    let server = ApiServer::shared()?;
-    CRDS.get_or_init(|| apply_crds(server).map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map_err(|e| anyhow!("applying the CRDs: {e}"))?;
-    Ok(server)
-}
-
-fn apply_crds(server: &ApiServer) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut files = Vec::new();
-    for crd in openefs_crds::crds() {
-        let path = dir.path().join(openefs_crds::file_name(&crd));
-        std::fs::write(&path, openefs_crds::render_yaml(&crd))?;
-        files.push(path);
-    }
-    server.apply_crds(&files)?;
-    Ok(())
-}
-
-/// The `openefs-operator` binary of this workspace, built once per test binary.
-fn operator_binary() -> Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "openefs-operator",
-                "--bin",
-                "openefs-operator",
-            ])
-            .current_dir(repo_root())
-            .status()
-            .map_err(|e| format!("running cargo: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build -p openefs-operator: {status}"));
-        }
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"));
-        Ok(target.join("debug").join("openefs-operator"))
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
-}
 
 /// One operator process watching one namespace; killed (by its PID) when
 /// dropped unless [`Operator::terminate`] stopped it.
@@ -92,7 +44,7 @@ impl Operator {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("operator.log");
         let out = File::create(&log)?;
-        let child = Command::new(operator_binary()?)
+        let child = Command::new(workspace_binary("openefs-operator", "openefs-operator")?)
             .args([
                 "--log",
                 "openefs_operator=debug,info",
@@ -275,7 +227,7 @@ async fn report_server_ready(api: &Api<FileSystem>, name: &str) -> Result<()> {
 
 #[tokio::test]
 async fn access_point_becomes_ready_when_its_file_system_is_available() -> Result<()> {
-    let server = server()?;
+    let server = ApiServer::shared_with_openefs_crds()?;
     let client: Client = server.client().await?;
     let ns = namespace("operator_access_point_ready");
     let operator = Operator::start(server, &ns)?;
@@ -390,7 +342,7 @@ async fn access_point_becomes_ready_when_its_file_system_is_available() -> Resul
 
 #[tokio::test]
 async fn kubectl_changes_are_seen_and_resyncs_change_nothing() -> Result<()> {
-    let server = server()?;
+    let server = ApiServer::shared_with_openefs_crds()?;
     let client: Client = server.client().await?;
     let ns = namespace("operator_generation_and_resync");
     let operator = Operator::start(server, &ns)?;
@@ -489,7 +441,7 @@ async fn kubectl_changes_are_seen_and_resyncs_change_nothing() -> Result<()> {
 
 #[tokio::test]
 async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
-    let server = server()?;
+    let server = ApiServer::shared_with_openefs_crds()?;
     let client: Client = server.client().await?;
     let ns = namespace("operator_deletion_waits");
     let operator = Operator::start(server, &ns)?;
@@ -600,7 +552,7 @@ async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
 
 #[test]
 fn run_without_only_custom_resources_refuses_to_start() -> Result<()> {
-    let out = Command::new(operator_binary()?)
+    let out = Command::new(workspace_binary("openefs-operator", "openefs-operator")?)
         .args(["run", "--kubeconfig", "/nonexistent"])
         .env_remove("OPENEFS_ONLY_CUSTOM_RESOURCES")
         .output()?;

@@ -256,17 +256,19 @@ impl State {
             .collect();
         for id in &existing {
             let c = &inner.clients[id];
-            if c.confirmed && c.verifier == verifier {
+            // The same incarnation: a retransmission, or a client checking
+            // its record (confirmed or not yet).
+            if c.verifier == verifier {
                 return Exchanged {
                     client: *id,
                     sequence: c.next_cs_sequence,
-                    confirmed: true,
+                    confirmed: c.confirmed,
                 };
             }
         }
-        // A new incarnation of the client (or a retried unconfirmed one): any
-        // unconfirmed record is replaced; a confirmed one with another
-        // verifier lives until the new record is confirmed.
+        // A new incarnation of the client: an unconfirmed record of another
+        // one is replaced; a confirmed one lives until the new record is
+        // confirmed.
         for id in existing {
             if !inner.clients[&id].confirmed {
                 Self::remove_client(&mut inner, id);
@@ -711,6 +713,7 @@ mod tests {
         let state = State::new(clock, LEASE, 7);
         let ex = state.exchange_id(b"c", [1; 8]);
         assert!(!ex.confirmed);
+        assert_eq!(state.exchange_id(b"c", [1; 8]), ex, "retransmission");
         let first = state.create_session(ex.client, 1, 0, attrs()).unwrap();
         let again = state.create_session(ex.client, 1, 0, attrs()).unwrap();
         assert_eq!(first, again);

@@ -685,3 +685,196 @@ async fn expired_lease_frees_session_and_opens() {
     );
     s.stop().await;
 }
+
+fn fh_of(res: &ResOp) -> NfsFh4 {
+    match res {
+        ResOp::Getfh(Ok(fh)) => fh.clone(),
+        other => panic!("not a GETFH result: {other:?}"),
+    }
+}
+
+fn owner_attr(owner: &str) -> Fattr4 {
+    FileAttrs {
+        owner: Some(Utf8Str::from(owner)),
+        ..Default::default()
+    }
+    .encode_requested(&Bitmap4::from_bits(&[
+        openefs_nfs_wire::nfs4::attr::FATTR4_OWNER,
+    ]))
+}
+
+#[tokio::test]
+async fn directory_ops_attributes_and_stale_handles() {
+    use openefs_nfs_wire::nfs4::attr::{FATTR4_NUMLINKS, FATTR4_OWNER};
+    let s = TestServer::start().await;
+    let root = s.dir.path();
+    let mut c = s.client().await;
+    c.establish(b"dir-ops").await.unwrap();
+    std::fs::write(root.join("f"), b"data").unwrap();
+
+    let r = c
+        .compound(vec![ArgOp::Putrootfh, create_dir("a"), ArgOp::Getfh])
+        .await
+        .unwrap();
+    let dir_a = fh_of(&r[2]);
+    let link = ArgOp::Create(Create4Args {
+        objtype: CreateType4::Link(Utf8Str::from("some/target")),
+        objname: Utf8Str::from("l"),
+        createattrs: Fattr4::default(),
+    });
+    let r = c
+        .compound(vec![ArgOp::Putrootfh, link, ArgOp::Readlink])
+        .await
+        .unwrap();
+    assert_eq!(r[2], ResOp::Readlink(Ok(Utf8Str::from("some/target"))));
+
+    // LINK root/f as a/f2: SAVEFH holds the file, the current fh the directory.
+    let r = c
+        .compound(vec![
+            ArgOp::Putrootfh,
+            ArgOp::Lookup(Utf8Str::from("f")),
+            ArgOp::Savefh,
+            ArgOp::Putfh(dir_a.clone()),
+            ArgOp::Link(Utf8Str::from("f2")),
+            ArgOp::Restorefh,
+            getattr(&[FATTR4_NUMLINKS]),
+        ])
+        .await
+        .unwrap();
+    let ResOp::Link(Ok(ci)) = &r[4] else {
+        panic!("{r:?}")
+    };
+    assert_ne!(ci.before, ci.after);
+    assert_eq!(attrs_of(&r[6]).numlinks, Some(2));
+
+    // RENAME root/f to a/g.
+    let r = c
+        .compound(vec![
+            ArgOp::Putrootfh,
+            ArgOp::Savefh,
+            ArgOp::Putfh(dir_a.clone()),
+            ArgOp::Rename(Rename4Args {
+                oldname: Utf8Str::from("f"),
+                newname: Utf8Str::from("g"),
+            }),
+        ])
+        .await
+        .unwrap();
+    let ResOp::Rename(Ok(rn)) = &r[3] else {
+        panic!("{r:?}")
+    };
+    assert_ne!(rn.source_cinfo.before, rn.source_cinfo.after);
+    assert_eq!(std::fs::read(root.join("a/g")).unwrap(), b"data");
+    assert!(!root.join("f").exists());
+
+    let rm = |name: &str| ArgOp::Remove(Utf8Str::from(name));
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, rm("a")]).await),
+        (OP_REMOVE, Nfs4Error::Notempty)
+    );
+    assert_eq!(
+        op_error(c.compound(vec![ArgOp::Putrootfh, ArgOp::Lookupp]).await),
+        (OP_LOOKUPP, Nfs4Error::Noent)
+    );
+    let r = c
+        .compound(vec![
+            ArgOp::Putfh(dir_a.clone()),
+            ArgOp::Lookupp,
+            ArgOp::Getfh,
+        ])
+        .await
+        .unwrap();
+    let r0 = c
+        .compound(vec![ArgOp::Putrootfh, ArgOp::Getfh])
+        .await
+        .unwrap();
+    assert_eq!(fh_of(&r[2]), fh_of(&r0[1]));
+
+    // VERIFY / NVERIFY against the server's own encoding.
+    let r = c
+        .compound(vec![
+            ArgOp::Putfh(dir_a.clone()),
+            getattr(&[FATTR4_NUMLINKS]),
+        ])
+        .await
+        .unwrap();
+    let ResOp::Getattr(Ok(mine)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    c.compound(vec![
+        ArgOp::Putfh(dir_a.clone()),
+        ArgOp::Verify(mine.clone()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        op_error(
+            c.compound(vec![
+                ArgOp::Putfh(dir_a.clone()),
+                ArgOp::Nverify(mine.clone())
+            ])
+            .await
+        ),
+        (OP_NVERIFY, Nfs4Error::Same)
+    );
+
+    // Owners are numeric strings.
+    let set = |owner: &str| {
+        ArgOp::Setattr(Setattr4Args {
+            stateid: Stateid4::ANONYMOUS,
+            obj_attributes: owner_attr(owner),
+        })
+    };
+    let r = c
+        .compound(vec![
+            ArgOp::Putfh(dir_a.clone()),
+            set("1000"),
+            getattr(&[FATTR4_OWNER]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(attrs_of(&r[2]).owner, Some(Utf8Str::from("1000")));
+    assert_eq!(
+        op_error(
+            c.compound(vec![ArgOp::Putfh(dir_a.clone()), set("bob")])
+                .await
+        ),
+        (OP_SETATTR, Nfs4Error::Badowner)
+    );
+
+    // A non-root caller on a 0700 root-owned directory.
+    std::fs::create_dir(root.join("private")).unwrap();
+    std::fs::set_permissions(
+        root.join("private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(root.join("private/x"), b"").unwrap();
+    c.set_identity(1000, 1000, &[]);
+    let look = |n: &str| ArgOp::Lookup(Utf8Str::from(n));
+    assert_eq!(
+        op_error(
+            c.compound(vec![ArgOp::Putrootfh, look("private"), look("x")])
+                .await
+        ),
+        (OP_LOOKUP, Nfs4Error::Access)
+    );
+    c.set_identity(0, 0, &[]);
+
+    // A handle whose object is gone is STALE.
+    let r = c
+        .compound(vec![ArgOp::Putfh(dir_a.clone()), look("g"), ArgOp::Getfh])
+        .await
+        .unwrap();
+    let g = fh_of(&r[2]);
+    std::fs::remove_file(root.join("a/g")).unwrap();
+    std::fs::remove_file(root.join("a/f2")).unwrap();
+    assert_eq!(
+        op_error(
+            c.compound(vec![ArgOp::Putfh(g), getattr(&[FATTR4_SIZE])])
+                .await
+        ),
+        (OP_GETATTR, Nfs4Error::Stale)
+    );
+    s.stop().await;
+}

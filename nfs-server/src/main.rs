@@ -49,11 +49,28 @@ async fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the open-file soft limit to the hard limit: the vfs keeps one
+/// descriptor per cached file handle and sizes its cache from this limit.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            ..limit
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("could not raise the open-file limit: {e}");
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Command::Serve(args) = Cli::parse().command;
     let config = args.into_config()?;
     init_tracing(config.log_format);
+    raise_open_file_limit();
     let vfs = LocalVfs::new(&config.export)
         .with_context(|| format!("opening export {}", config.export.display()))?;
     let shutdown = CancellationToken::new();

@@ -261,23 +261,9 @@ impl ControllerService {
             }
         }
 
-        let ready = tokio::time::timeout(
-            self.config.provision_timeout,
-            await_condition(aps.clone(), ap_name, ap_ready()),
-        )
-        .await;
-        let ap = match ready {
-            Ok(Ok(Some(ap))) => ap,
-            Ok(Ok(None)) => return Err(ControllerError::VolumeNotFound(object)),
-            Ok(Err(e)) => return Err(ControllerError::WatchFailed(object, e.to_string())),
-            Err(_elapsed) => {
-                self.delete_created(&aps, ap_name, &object).await?;
-                return Err(ControllerError::Timeout {
-                    object,
-                    timeout: self.config.provision_timeout,
-                });
-            }
-        };
+        let ap = self
+            .await_ready_or_delete(&aps, ap_name, ap_ready(), &object)
+            .await?;
 
         let ap_id = ap
             .status
@@ -419,6 +405,41 @@ impl ControllerService {
         )))
     }
 
+    /// Waits (bounded by the provision timeout) until `name` satisfies
+    /// `ready`; on timeout deletes it again, so a failed CreateVolume leaves
+    /// nothing behind.
+    async fn await_ready_or_delete<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        ready: impl Condition<K>,
+        object: &str,
+    ) -> Result<K, ControllerError>
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        let waited = tokio::time::timeout(
+            self.config.provision_timeout,
+            await_condition(api.clone(), name, ready),
+        )
+        .await;
+        match waited {
+            Ok(Ok(Some(obj))) => Ok(obj),
+            Ok(Ok(None)) => Err(ControllerError::VolumeNotFound(object.to_string())),
+            Ok(Err(e)) => Err(ControllerError::WatchFailed(
+                object.to_string(),
+                e.to_string(),
+            )),
+            Err(_elapsed) => {
+                self.delete_created(api, name, object).await?;
+                Err(ControllerError::Timeout {
+                    object: object.to_string(),
+                    timeout: self.config.provision_timeout,
+                })
+            }
+        }
+    }
+
     async fn delete_created<K>(
         &self,
         api: &Api<K>,
@@ -498,23 +519,9 @@ impl ControllerService {
                 .map_err(ControllerError::kube(format!("apply {object}")))?;
             }
         }
-        let ready = tokio::time::timeout(
-            self.config.provision_timeout,
-            await_condition(fss.clone(), fs_name, fs_ready()),
-        )
-        .await;
-        let fs = match ready {
-            Ok(Ok(Some(fs))) => fs,
-            Ok(Ok(None)) => return Err(ControllerError::VolumeNotFound(object)),
-            Ok(Err(e)) => return Err(ControllerError::WatchFailed(object, e.to_string())),
-            Err(_elapsed) => {
-                self.delete_created(&fss, fs_name, &object).await?;
-                return Err(ControllerError::Timeout {
-                    object,
-                    timeout: self.config.provision_timeout,
-                });
-            }
-        };
+        let fs = self
+            .await_ready_or_delete(&fss, fs_name, fs_ready(), &object)
+            .await?;
         let endpoint = fs
             .status
             .as_ref()

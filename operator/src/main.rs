@@ -52,16 +52,9 @@ enum Command {
     },
 }
 
-/// A DNS name: dot-separated labels of lowercase letters, digits and `-`.
+/// A DNS name: dot-separated RFC 1123 labels.
 fn dns_name(s: &str) -> Result<String, String> {
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if s.len() <= 253 && s.split('.').all(label_ok) {
+    if openefs_crds::volume_handle::is_dns_subdomain(s) {
         Ok(s.to_owned())
     } else {
         Err(format!("{s:?} is not a lowercase DNS name"))

@@ -2,4 +2,5 @@
 pub mod apiserver;
 pub mod binaries;
 pub mod ganesha;
+pub mod nfsd;
 pub mod qemu;

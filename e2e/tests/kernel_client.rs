@@ -8,17 +8,14 @@
 
 use std::fs::File;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use openefs_e2e::binaries::workspace_binary;
+use anyhow::{Context, Result, ensure};
 use openefs_e2e::ganesha::Ganesha;
-use openefs_e2e::qemu::{
-    GuestOutput, KernelClient, RunOptions, free_loopback_port, wait_for_listener,
-};
+use openefs_e2e::nfsd::Nfsd;
+use openefs_e2e::qemu::{GuestOutput, KernelClient, RunOptions};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -51,74 +48,15 @@ impl Server for Ganesha {
     }
 }
 
-struct Nfsd {
-    binary: PathBuf,
-    export: PathBuf,
-    port: u16,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Nfsd {
-    fn start(export: &Path, log: PathBuf) -> Result<Self> {
-        let binary = workspace_binary("openefs-nfsd", "openefs-nfsd")?;
-        let port = free_loopback_port()?;
-        let child = Self::launch(&binary, export, port, &log)?;
-        Ok(Self {
-            binary,
-            export: export.to_owned(),
-            port,
-            log,
-            child,
-        })
-    }
-
-    fn launch(binary: &Path, export: &Path, port: u16, log: &Path) -> Result<Child> {
-        let log_file = File::options().create(true).append(true).open(log)?;
-        let mut child = Command::new(binary)
-            .arg("serve")
-            .arg("--export")
-            .arg(export)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        if let Err(err) = wait_for_listener(port, &mut child, Duration::from_secs(30)) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "{err:#}\n--- nfsd log ---\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        Ok(child)
-    }
-}
-
 impl Server for Nfsd {
     fn port(&self) -> u16 {
-        self.port
+        Nfsd::port(self)
     }
     fn restart(&mut self) -> Result<()> {
-        // SIGKILL, as a crash or a rescheduled pod would: handles must survive
-        // without any help from a clean shutdown.
-        self.child.kill().context("killing nfsd")?;
-        self.child.wait().context("reaping nfsd")?;
-        self.child = Self::launch(&self.binary, &self.export, self.port, &self.log)?;
-        Ok(())
+        Nfsd::restart(self)
     }
     fn name(&self) -> &'static str {
         "openefs-nfsd"
-    }
-}
-
-impl Drop for Nfsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -315,7 +253,7 @@ fn kernel_client_suite() -> Result<()> {
     let export = dir.path().join("export");
     std::fs::create_dir(&export)?;
     let mut nfsd = Nfsd::start(&export, dir.path().join("nfsd.log"))?;
-    run_suite(&mut nfsd, &export).with_context(|| nfsd_log(&nfsd))
+    run_suite(&mut nfsd, &export).with_context(|| nfsd.log_tail())
 }
 
 #[test]
@@ -325,7 +263,7 @@ fn kernel_client_survives_server_restart() -> Result<()> {
     std::fs::create_dir(&export)?;
     let mut nfsd = Nfsd::start(&export, dir.path().join("nfsd.log"))?;
     let result = run_restart(&mut nfsd, &export);
-    result.with_context(|| nfsd_log(&nfsd))
+    result.with_context(|| nfsd.log_tail())
 }
 
 /// The same workloads against nfs-ganesha: when these fail, the workload is
@@ -348,13 +286,4 @@ fn kernel_client_against_ganesha() -> Result<()> {
     let mut ganesha = Ganesha::start(&export)?;
     run_restart(&mut ganesha, &export)
         .with_context(|| format!("ganesha log: {}", ganesha.log_path().display()))
-}
-
-fn nfsd_log(nfsd: &Nfsd) -> String {
-    let log = std::fs::read_to_string(&nfsd.log).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    format!(
-        "--- nfsd log (last 40 lines) ---\n{}",
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    )
 }

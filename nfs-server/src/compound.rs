@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use openefs_nfs_wire::nfs4::ops::{Lock4Res, Lockt4Res, Sequence4Args, Sequence4ResOk};
+use openefs_nfs_wire::nfs4::ops::{Sequence4Args, Sequence4ResOk};
 use openefs_nfs_wire::nfs4::types::{SessionId4, Stateid4};
 use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::xdr::{Decoder, Encoder, XdrEncode};
@@ -237,7 +237,7 @@ fn sequence(
 
 /// The operation table.
 async fn execute(ctx: &mut Ctx<'_>, op: ArgOp) -> ResOp {
-    use ops::{attr, dir, fh, io, open, session, stateid};
+    use ops::{attr, dir, fh, io, lock, open, session, stateid};
     match op {
         ArgOp::ExchangeId(a) => ResOp::ExchangeId(session::exchange_id(ctx, a)),
         ArgOp::CreateSession(a) => ResOp::CreateSession(session::create_session(ctx, a)),
@@ -283,16 +283,14 @@ async fn execute(ctx: &mut Ctx<'_>, op: ArgOp) -> ResOp {
         ArgOp::TestStateid(a) => ResOp::TestStateid(stateid::test_stateid(ctx, a)),
         ArgOp::FreeStateid(a) => ResOp::FreeStateid(stateid::free_stateid(ctx, a)),
         ArgOp::Delegreturn(a) => ResOp::Delegreturn(stateid::delegreturn(ctx, a)),
-        // Byte-range locking is the next issue; until then no lock is
-        // ever granted, so applications get ENOLCK rather than a false lock.
-        ArgOp::Lock(_) => ResOp::Lock(Lock4Res::Err(Nfs4Error::Notsupp)),
-        ArgOp::Lockt(_) => ResOp::Lockt(Lockt4Res::Err(Nfs4Error::Notsupp)),
+        ArgOp::Lock(a) => ResOp::Lock(lock::lock(ctx, a)),
+        ArgOp::Lockt(a) => ResOp::Lockt(lock::lockt(ctx, a).await),
+        ArgOp::Locku(a) => ResOp::Locku(lock::locku(ctx, a)),
         // SEQUENCE is only ever handled as the first op, by the loop.
         ArgOp::Sequence(_) => ResOp::error(OP_SEQUENCE, Nfs4Error::SequencePos),
         // 4.0-only operations (RFC 8881 §18: NOTSUPP in 4.1), delegations,
         // named attributes, SSV, and the pNFS/4.2 operations.
-        op @ (ArgOp::Locku(_)
-        | ArgOp::OpenConfirm(_)
+        op @ (ArgOp::OpenConfirm(_)
         | ArgOp::Renew(_)
         | ArgOp::Setclientid(_)
         | ArgOp::SetclientidConfirm(_)

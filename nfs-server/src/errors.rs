@@ -24,6 +24,7 @@ impl From<StateError> for Nfs4Error {
             StateError::LocksHeld => Nfs4Error::LocksHeld,
             StateError::TooManyOps => Nfs4Error::TooManyOps,
             StateError::CompleteAlready => Nfs4Error::CompleteAlready,
+            StateError::OpenMode => Nfs4Error::Openmode,
         }
     }
 }

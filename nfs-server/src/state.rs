@@ -1,5 +1,5 @@
 //! NFSv4.1 server state: clients, sessions and their slot reply caches, open
-//! owners and open stateids, leases.
+//! owners and open stateids, lock owners with their byte-range locks, leases.
 //!
 //! Synchronous code behind one mutex, with an injected [`Clock`], so lease
 //! expiry and slot rules are unit-testable without sleeping. Nothing here does
@@ -93,12 +93,86 @@ pub enum StateError {
     ShareDenied,
     #[error("invalid argument")]
     Inval,
-    #[error("open stateid cannot be freed; CLOSE it")]
+    #[error("stateid still holds locks, or is an open stateid (CLOSE frees those)")]
     LocksHeld,
     #[error("more operations than the session allows")]
     TooManyOps,
     #[error("RECLAIM_COMPLETE was already done")]
     CompleteAlready,
+    #[error("the open does not allow this lock type")]
+    OpenMode,
+}
+
+/// A byte range, both ends inclusive, so a lock up to the end of the file
+/// (length all ones) is `end == u64::MAX` without overflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    /// The range of an `offset4`/`length4` pair (RFC 8881 §18.10.4): a zero
+    /// length, or one that runs past 2^64 without being all ones, is INVAL.
+    pub fn from_wire(offset: u64, length: u64) -> StateResult<Self> {
+        if length == u64::MAX {
+            return Ok(Self {
+                start: offset,
+                end: u64::MAX,
+            });
+        }
+        if length == 0 {
+            return Err(StateError::Inval);
+        }
+        let end = offset.checked_add(length - 1).ok_or(StateError::Inval)?;
+        Ok(Self { start: offset, end })
+    }
+
+    /// The `offset4`/`length4` pair of this range.
+    pub fn to_wire(self) -> (u64, u64) {
+        let length = if self.end == u64::MAX {
+            u64::MAX
+        } else {
+            self.end - self.start + 1
+        };
+        (self.start, length)
+    }
+
+    fn overlaps(self, other: Self) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+/// One byte-range lock a lock owner holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeldRange {
+    range: ByteRange,
+    write: bool,
+}
+
+/// The lock that made LOCK or LOCKT fail, for `LOCK4denied`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub client: ClientId,
+    pub owner: Vec<u8>,
+    pub range: ByteRange,
+    pub write: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    #[error("conflicts with a lock of another owner")]
+    Denied(Conflict),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Who asks for a lock: a lock owner new to this file (its first LOCK comes
+/// with the open stateid it derives from), or one that has a lock stateid.
+#[derive(Clone, Copy, Debug)]
+pub enum Locker<'a> {
+    New { open: Stateid4, owner: &'a [u8] },
+    Existing(Stateid4),
 }
 
 pub type StateResult<T> = Result<T, StateError>;
@@ -157,12 +231,27 @@ struct Open {
     file: Arc<OpenFile>,
 }
 
+/// A lock stateid: one lock owner's locks on one file, derived from an open
+/// of that file (RFC 8881 §9.1.4.1).
+#[derive(Debug)]
+struct LockState {
+    client: ClientId,
+    owner: Vec<u8>,
+    /// The open stateid's `other`; I/O with the lock stateid uses its file.
+    open: [u8; 12],
+    file: FileHandle,
+    seqid: u32,
+    /// Sorted by start, disjoint, adjacent ranges of one type merged.
+    ranges: Vec<HeldRange>,
+}
+
 #[derive(Debug)]
 struct Inner {
     next_id: u64,
     clients: HashMap<ClientId, Client>,
     sessions: HashMap<SessionId, Session>,
     opens: HashMap<[u8; 12], Open>,
+    locks: HashMap<[u8; 12], LockState>,
 }
 
 /// Result of EXCHANGE_ID.
@@ -217,6 +306,7 @@ impl State {
                 clients: HashMap::new(),
                 sessions: HashMap::new(),
                 opens: HashMap::new(),
+                locks: HashMap::new(),
             }),
         }
     }
@@ -481,10 +571,11 @@ impl State {
         inner.clients.remove(&client);
         inner.sessions.retain(|_, s| s.client != client);
         inner.opens.retain(|_, o| o.client != client);
+        inner.locks.retain(|_, l| l.client != client);
     }
 
-    /// Removes clients whose lease ran out, with their sessions and opens
-    /// (dropping the opens closes their files). Returns how many went.
+    /// Removes clients whose lease ran out, with their sessions, opens and
+    /// locks (dropping the opens closes their files). Returns how many went.
     pub fn reap_expired(&self) -> usize {
         let now = self.clock.now();
         let mut inner = self.lock();
@@ -597,21 +688,39 @@ impl State {
         }
     }
 
-    /// Looks an open stateid of `client` up for I/O.
+    /// Looks an open or lock stateid of `client` up for I/O: the Linux
+    /// client reads and writes with the lock stateid while it holds a lock.
     pub fn open_for_io(&self, client: ClientId, stateid: Stateid4) -> StateResult<OpenRef> {
         let inner = self.lock();
+        let open = match inner
+            .locks
+            .get(&stateid.other)
+            .filter(|l| l.client == client)
+        {
+            Some(l) => {
+                self.check_seqid(stateid, l.seqid)?;
+                l.open
+            }
+            None => stateid.other,
+        };
         let o = inner
             .opens
-            .get(&stateid.other)
+            .get(&open)
             .filter(|o| o.client == client)
             .ok_or_else(|| self.unknown_stateid(&stateid.other))?;
-        self.check_seqid(stateid, o.seqid)?;
+        if open == stateid.other {
+            self.check_seqid(stateid, o.seqid)?;
+        }
         Ok(OpenRef {
             access: o.access,
             file: o.file.clone(),
         })
     }
 
+    /// CLOSE. The open's lock stateids and their locks go with it, as knfsd
+    /// does: RFC 8881 §18.2.4 lets the server free them, and the Linux client
+    /// has released its locks before it closes (it has no handling for
+    /// NFS4ERR_LOCKS_HELD), so keeping them would only leak state.
     pub fn close(&self, client: ClientId, stateid: Stateid4) -> StateResult<()> {
         let mut inner = self.lock();
         let o = inner
@@ -621,6 +730,7 @@ impl State {
             .ok_or_else(|| self.unknown_stateid(&stateid.other))?;
         self.check_seqid(stateid, o.seqid)?;
         inner.opens.remove(&stateid.other);
+        inner.locks.retain(|_, l| l.open != stateid.other);
         Ok(())
     }
 
@@ -656,17 +766,253 @@ impl State {
         self.open_for_io(client, stateid).map(|_| ())
     }
 
-    /// FREE_STATEID: only lock/delegation stateids can be freed, and we hand
-    /// out neither yet; an open stateid needs CLOSE.
+    /// FREE_STATEID: a lock stateid without locks goes; one with locks,
+    /// and an open stateid (which needs CLOSE), answer LOCKS_HELD.
     pub fn free_stateid(&self, client: ClientId, stateid: Stateid4) -> StateResult<()> {
+        {
+            let mut inner = self.lock();
+            if let Some(l) = inner
+                .locks
+                .get(&stateid.other)
+                .filter(|l| l.client == client)
+            {
+                self.check_seqid(stateid, l.seqid)?;
+                if !l.ranges.is_empty() {
+                    return Err(StateError::LocksHeld);
+                }
+                inner.locks.remove(&stateid.other);
+                return Ok(());
+            }
+        }
         self.open_for_io(client, stateid)?;
         Err(StateError::LocksHeld)
+    }
+
+    /// LOCK (RFC 8881 §18.10): checks the stateid, refuses a lock that
+    /// conflicts with another lock owner's, and otherwise sets `range` of the
+    /// owner's locks on `fh` to the type asked for (POSIX-style: upgrade,
+    /// downgrade, split and merge). Returns the lock stateid with its new
+    /// seqid. Blocking lock types are the caller's to map: the Linux client
+    /// polls after DENIED, so no lock is ever queued here.
+    pub fn lock_range(
+        &self,
+        client: ClientId,
+        fh: &FileHandle,
+        locker: Locker<'_>,
+        write: bool,
+        range: ByteRange,
+    ) -> Result<Stateid4, LockError> {
+        let mut inner = self.lock();
+        let (existing, open, owner) = match locker {
+            Locker::New { open, owner } => {
+                let o = inner
+                    .opens
+                    .get(&open.other)
+                    .filter(|o| o.client == client)
+                    .ok_or_else(|| self.unknown_stateid(&open.other))?;
+                self.check_seqid(open, o.seqid)?;
+                // An owner that already has a lock stateid from this open
+                // keeps using it (knfsd does the same).
+                let existing = inner
+                    .locks
+                    .iter()
+                    .find(|(_, l)| l.client == client && l.owner == owner && l.open == open.other)
+                    .map(|(other, _)| *other);
+                (existing, open.other, owner.to_vec())
+            }
+            Locker::Existing(sid) => {
+                let l = inner
+                    .locks
+                    .get(&sid.other)
+                    .filter(|l| l.client == client)
+                    .ok_or_else(|| self.unknown_stateid(&sid.other))?;
+                self.check_seqid(sid, l.seqid)?;
+                (Some(sid.other), l.open, l.owner.clone())
+            }
+        };
+        let o = inner.opens.get(&open).ok_or(StateError::BadStateid)?;
+        if o.file.handle != *fh {
+            return Err(StateError::BadStateid.into());
+        }
+        let needed = if write { share::WRITE } else { share::READ };
+        if o.access & needed == 0 {
+            return Err(StateError::OpenMode.into());
+        }
+        if let Some(c) = Self::conflict(&inner, client, &owner, fh, range, write) {
+            return Err(LockError::Denied(c));
+        }
+        let other = match existing {
+            Some(other) => other,
+            None => {
+                let other = self.new_stateid_other(&mut inner);
+                inner.locks.insert(
+                    other,
+                    LockState {
+                        client,
+                        owner,
+                        open,
+                        file: fh.clone(),
+                        seqid: 0,
+                        ranges: Vec::new(),
+                    },
+                );
+                other
+            }
+        };
+        let l = inner.locks.get_mut(&other).ok_or(StateError::BadStateid)?;
+        set_range(&mut l.ranges, range, Some(write));
+        l.seqid = next_seqid(l.seqid);
+        Ok(Stateid4 {
+            seqid: l.seqid,
+            other,
+        })
+    }
+
+    /// LOCKT: whether `owner` of `client` could take the lock, without
+    /// creating any state.
+    pub fn test_lock(
+        &self,
+        client: ClientId,
+        owner: &[u8],
+        fh: &FileHandle,
+        write: bool,
+        range: ByteRange,
+    ) -> Result<(), LockError> {
+        let inner = self.lock();
+        match Self::conflict(&inner, client, owner, fh, range, write) {
+            Some(c) => Err(LockError::Denied(c)),
+            None => Ok(()),
+        }
+    }
+
+    /// LOCKU: releases `range` of the lock stateid's locks (splitting a lock
+    /// that covers more); unlocking what is not locked is no error (POSIX).
+    pub fn unlock_range(
+        &self,
+        client: ClientId,
+        fh: &FileHandle,
+        stateid: Stateid4,
+        range: ByteRange,
+    ) -> StateResult<Stateid4> {
+        let mut inner = self.lock();
+        let unknown = self.unknown_stateid(&stateid.other);
+        let l = inner
+            .locks
+            .get_mut(&stateid.other)
+            .filter(|l| l.client == client)
+            .ok_or(unknown)?;
+        self.check_seqid(stateid, l.seqid)?;
+        if l.file != *fh {
+            return Err(StateError::BadStateid);
+        }
+        set_range(&mut l.ranges, range, None);
+        l.seqid = next_seqid(l.seqid);
+        Ok(Stateid4 {
+            seqid: l.seqid,
+            other: stateid.other,
+        })
+    }
+
+    /// The first lock on `fh` of another lock owner than (`client`,
+    /// `owner`) that overlaps `range` where one of the two is a write lock.
+    fn conflict(
+        inner: &Inner,
+        client: ClientId,
+        owner: &[u8],
+        fh: &FileHandle,
+        range: ByteRange,
+        write: bool,
+    ) -> Option<Conflict> {
+        inner
+            .locks
+            .values()
+            .filter(|l| l.file == *fh && (l.client != client || l.owner != owner))
+            .find_map(|l| {
+                l.ranges
+                    .iter()
+                    .find(|h| h.range.overlaps(range) && (write || h.write))
+                    .map(|h| Conflict {
+                        client: l.client,
+                        owner: l.owner.clone(),
+                        range: h.range,
+                        write: h.write,
+                    })
+            })
     }
 
     #[cfg(test)]
     fn counts(&self) -> (usize, usize, usize) {
         let inner = self.lock();
         (inner.clients.len(), inner.sessions.len(), inner.opens.len())
+    }
+
+    #[cfg(test)]
+    fn lock_count(&self) -> usize {
+        self.lock().locks.len()
+    }
+
+    /// A lock stateid's ranges as (start, end, write).
+    #[cfg(test)]
+    fn held(&self, stateid: Stateid4) -> Vec<(u64, u64, bool)> {
+        self.lock().locks[&stateid.other]
+            .ranges
+            .iter()
+            .map(|h| (h.range.start, h.range.end, h.write))
+            .collect()
+    }
+}
+
+/// A stateid's next seqid; 0 is skipped on wrap-around since it means
+/// "the current one" (RFC 8881 §8.2.2).
+fn next_seqid(seqid: u32) -> u32 {
+    seqid.checked_add(1).unwrap_or(1)
+}
+
+/// Sets `range` of one owner's sorted, disjoint locks to a write lock, a
+/// read lock, or (`None`) unlocked, splitting what it cuts and merging
+/// neighbours of one type, as POSIX `fcntl` does for one process.
+fn set_range(ranges: &mut Vec<HeldRange>, range: ByteRange, set: Option<bool>) {
+    let mut out = Vec::with_capacity(ranges.len() + 2);
+    for h in ranges.drain(..) {
+        if !h.range.overlaps(range) {
+            out.push(h);
+            continue;
+        }
+        // Overlapping: keep the parts outside `range` (the subtractions
+        // cannot overflow, the comparisons guard them).
+        if h.range.start < range.start {
+            out.push(HeldRange {
+                range: ByteRange {
+                    start: h.range.start,
+                    end: range.start - 1,
+                },
+                write: h.write,
+            });
+        }
+        if h.range.end > range.end {
+            out.push(HeldRange {
+                range: ByteRange {
+                    start: range.end + 1,
+                    end: h.range.end,
+                },
+                write: h.write,
+            });
+        }
+    }
+    if let Some(write) = set {
+        out.push(HeldRange { range, write });
+    }
+    out.sort_by_key(|h| h.range.start);
+    for h in out {
+        match ranges.last_mut() {
+            Some(last)
+                if last.write == h.write
+                    && last.range.end.checked_add(1) == Some(h.range.start) =>
+            {
+                last.range.end = h.range.end;
+            }
+            _ => ranges.push(h),
+        }
     }
 }
 
@@ -872,5 +1218,334 @@ mod tests {
         state.destroy_session(&sid).unwrap();
         state.destroy_client(client).unwrap();
         assert_eq!(state.destroy_client(client), Err(StateError::StaleClientId));
+    }
+
+    fn r(start: u64, end: u64) -> ByteRange {
+        ByteRange { start, end }
+    }
+
+    /// An open of file `fh` by `owner` with read+write access.
+    fn open_rw(state: &State, client: ClientId, owner: &[u8], fh: &[u8]) -> Stateid4 {
+        state
+            .record_open(client, owner, share::BOTH, 0, open_file(fh, true))
+            .unwrap()
+    }
+
+    fn new_lock(
+        state: &State,
+        client: ClientId,
+        open: Stateid4,
+        owner: &[u8],
+        write: bool,
+        range: ByteRange,
+    ) -> Result<Stateid4, LockError> {
+        let fh = state.lock().opens[&open.other].file.handle.clone();
+        state.lock_range(client, &fh, Locker::New { open, owner }, write, range)
+    }
+
+    #[test]
+    fn byte_ranges_from_the_wire() {
+        assert_eq!(ByteRange::from_wire(5, 0), Err(StateError::Inval));
+        assert_eq!(ByteRange::from_wire(u64::MAX, 2), Err(StateError::Inval));
+        assert_eq!(ByteRange::from_wire(7, u64::MAX), Ok(r(7, u64::MAX)));
+        // Ends exactly at 2^64 - 1: allowed.
+        assert_eq!(ByteRange::from_wire(2, u64::MAX - 1), Ok(r(2, u64::MAX)));
+        assert_eq!(
+            ByteRange::from_wire(3, u64::MAX - 1),
+            Err(StateError::Inval)
+        );
+        assert_eq!(ByteRange::from_wire(10, 5), Ok(r(10, 14)));
+        assert_eq!(r(10, 14).to_wire(), (10, 5));
+        assert_eq!(r(7, u64::MAX).to_wire(), (7, u64::MAX));
+    }
+
+    #[test]
+    fn locks_conflict_across_owners_only_when_one_writes() {
+        let (_, state, client, _) = setup();
+        let fh = FileHandle(b"f".to_vec());
+        let oa = open_rw(&state, client, b"oa", b"f");
+        let ob = open_rw(&state, client, b"ob", b"f");
+        let a = new_lock(&state, client, oa, b"la", true, r(0, 99)).unwrap();
+        assert_eq!(a.seqid, 1);
+        let want = Conflict {
+            client,
+            owner: b"la".to_vec(),
+            range: r(0, 99),
+            write: true,
+        };
+        assert_eq!(
+            new_lock(&state, client, ob, b"lb", false, r(50, 60)),
+            Err(LockError::Denied(want.clone()))
+        );
+        assert_eq!(
+            state.test_lock(client, b"lb", &fh, false, r(99, 99)),
+            Err(LockError::Denied(want))
+        );
+        // Nothing was created for the refused owner.
+        assert_eq!(state.lock_count(), 1);
+        let b = new_lock(&state, client, ob, b"lb", true, r(100, u64::MAX)).unwrap();
+        // Shared locks coexist; another file is independent.
+        let a = state
+            .lock_range(client, &fh, Locker::Existing(a), false, r(0, 99))
+            .unwrap();
+        let oc = open_rw(&state, client, b"oc", b"f");
+        new_lock(&state, client, oc, b"lc", false, r(0, 10)).unwrap();
+        let od = open_rw(&state, client, b"od", b"g");
+        new_lock(&state, client, od, b"ld", true, r(0, u64::MAX)).unwrap();
+        assert_eq!(state.held(a), vec![(0, 99, false)]);
+        assert_eq!(state.held(b), vec![(100, u64::MAX, true)]);
+        // The same owner never conflicts with itself.
+        state
+            .test_lock(client, b"lb", &fh, true, r(200, 300))
+            .unwrap();
+    }
+
+    #[test]
+    fn same_owner_upgrades_downgrades_splits_and_merges() {
+        let (_, state, client, _) = setup();
+        let fh = FileHandle(b"f".to_vec());
+        let o = open_rw(&state, client, b"o", b"f");
+        let s = new_lock(&state, client, o, b"l", false, r(0, 99)).unwrap();
+        let s = state
+            .lock_range(client, &fh, Locker::Existing(s), true, r(20, 29))
+            .unwrap();
+        assert_eq!(s.seqid, 2);
+        assert_eq!(
+            state.held(s),
+            vec![(0, 19, false), (20, 29, true), (30, 99, false)]
+        );
+        let other = open_rw(&state, client, b"o2", b"f");
+        assert!(matches!(
+            new_lock(&state, client, other, b"l2", false, r(25, 25)),
+            Err(LockError::Denied(Conflict { range, write: true, .. })) if range == r(20, 29)
+        ));
+        // Downgrading the middle merges all back into one read lock.
+        let s = state
+            .lock_range(client, &fh, Locker::Existing(s), false, r(20, 29))
+            .unwrap();
+        assert_eq!(state.held(s), vec![(0, 99, false)]);
+        // Adjacent same-type ranges merge; a different type stays apart.
+        let s = state
+            .lock_range(client, &fh, Locker::Existing(s), false, r(100, 199))
+            .unwrap();
+        let s = state
+            .lock_range(client, &fh, Locker::Existing(s), true, r(200, 299))
+            .unwrap();
+        assert_eq!(state.held(s), vec![(0, 199, false), (200, 299, true)]);
+        // A second LOCK with open_to_lock_owner reuses the owner's stateid.
+        let again = new_lock(&state, client, o, b"l", true, r(500, 500)).unwrap();
+        assert_eq!((again.other, again.seqid), (s.other, s.seqid + 1));
+        new_lock(&state, client, other, b"l2", false, r(25, 25)).unwrap();
+    }
+
+    #[test]
+    fn unlock_splits_and_frees_the_middle() {
+        let (_, state, client, _) = setup();
+        let fh = FileHandle(b"f".to_vec());
+        let o = open_rw(&state, client, b"o", b"f");
+        let s = new_lock(&state, client, o, b"l", true, r(0, u64::MAX)).unwrap();
+        let s = state.unlock_range(client, &fh, s, r(10, 19)).unwrap();
+        assert_eq!(state.held(s), vec![(0, 9, true), (20, u64::MAX, true)]);
+        let o2 = open_rw(&state, client, b"o2", b"f");
+        new_lock(&state, client, o2, b"l2", true, r(10, 19)).unwrap();
+        assert!(matches!(
+            new_lock(&state, client, o2, b"l2", true, r(19, 20)),
+            Err(LockError::Denied(_))
+        ));
+        // Unlocking what is not locked is fine.
+        let s = state.unlock_range(client, &fh, s, r(10, 19)).unwrap();
+        assert_eq!(
+            state.unlock_range(client, &FileHandle(b"g".to_vec()), s, r(0, 1)),
+            Err(StateError::BadStateid)
+        );
+        let s = state.unlock_range(client, &fh, s, r(0, u64::MAX)).unwrap();
+        assert!(state.held(s).is_empty());
+    }
+
+    #[test]
+    fn lock_stateid_rules() {
+        let (_, state, client, _) = setup();
+        let fh = FileHandle(b"f".to_vec());
+        let read_only = state
+            .record_open(client, b"ro", share::READ, 0, open_file(b"f", false))
+            .unwrap();
+        assert_eq!(
+            new_lock(&state, client, read_only, b"l", true, r(0, 1)),
+            Err(LockError::State(StateError::OpenMode))
+        );
+        let o = open_rw(&state, client, b"o", b"f");
+        assert_eq!(
+            state.lock_range(
+                client,
+                &FileHandle(b"g".to_vec()),
+                Locker::New {
+                    open: o,
+                    owner: b"l"
+                },
+                false,
+                r(0, 1)
+            ),
+            Err(LockError::State(StateError::BadStateid))
+        );
+        let s1 = new_lock(&state, client, o, b"l", true, r(0, 9)).unwrap();
+        let s2 = state.unlock_range(client, &fh, s1, r(0, 4)).unwrap();
+        assert_eq!(
+            state.unlock_range(client, &fh, s1, r(0, 4)),
+            Err(StateError::OldStateid)
+        );
+        assert_eq!(
+            state.unlock_range(client + 1, &fh, s2, r(0, 4)),
+            Err(StateError::BadStateid)
+        );
+        // I/O and TEST_STATEID accept the lock stateid.
+        assert_eq!(state.open_for_io(client, s2).unwrap().access, share::BOTH);
+        state.test_stateid(client, s2).unwrap();
+        assert_eq!(state.free_stateid(client, s2), Err(StateError::LocksHeld));
+        let s3 = state.unlock_range(client, &fh, s2, r(0, u64::MAX)).unwrap();
+        state.free_stateid(client, s3).unwrap();
+        assert_eq!(state.test_stateid(client, s3), Err(StateError::BadStateid));
+        // CLOSE takes the open's lock stateids and locks with it.
+        let s4 = new_lock(&state, client, o, b"l", true, r(0, 9)).unwrap();
+        state.close(client, o).unwrap();
+        assert_eq!(state.test_stateid(client, s4), Err(StateError::BadStateid));
+        let o2 = open_rw(&state, client, b"o2", b"f");
+        new_lock(&state, client, o2, b"l2", true, r(0, 9)).unwrap();
+    }
+
+    #[test]
+    fn expired_lease_releases_locks_to_another_client() {
+        let (clock, state, a, _) = setup();
+        let ex = state.exchange_id(b"client-b", [2; 8]);
+        let b_sid = state
+            .create_session(ex.client, ex.sequence, 0, attrs())
+            .unwrap()
+            .session;
+        let b = ex.client;
+        let fh = FileHandle(b"f".to_vec());
+        let oa = open_rw(&state, a, b"o", b"f");
+        new_lock(&state, a, oa, b"l", true, r(0, u64::MAX)).unwrap();
+        let ob = open_rw(&state, b, b"o", b"f");
+        match new_lock(&state, b, ob, b"l", false, r(4096, 8191)) {
+            Err(LockError::Denied(c)) => assert_eq!(c.client, a),
+            other => panic!("expected DENIED, got {other:?}"),
+        }
+        // B keeps renewing, A does not.
+        clock.advance(LEASE - Duration::from_secs(1));
+        state.sequence(&b_sid, 0, 1, 1).unwrap();
+        assert_eq!(state.reap_expired(), 0);
+        assert!(state.test_lock(b, b"l", &fh, true, r(0, 0)).is_err());
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(state.reap_expired(), 1);
+        state.test_lock(b, b"l", &fh, true, r(0, 0)).unwrap();
+        new_lock(&state, b, ob, b"l", true, r(0, u64::MAX)).unwrap();
+    }
+
+    #[test]
+    fn destroyed_client_loses_its_locks() {
+        let (_, state, client, sid) = setup();
+        let o = open_rw(&state, client, b"o", b"f");
+        new_lock(&state, client, o, b"l", true, r(0, 9)).unwrap();
+        state.destroy_session(&sid).unwrap();
+        state.destroy_client(client).unwrap();
+        assert_eq!(state.lock_count(), 0);
+    }
+
+    /// Random LOCK/LOCKU/LOCKT sequences of two owners on one file against a
+    /// model that keeps each byte's lock per owner: the same verdicts, and
+    /// the same bytes locked, after every step.
+    #[test]
+    fn locks_match_a_byte_model() {
+        use rand::{Rng, SeedableRng};
+        // Small enough that ranges often touch, overlap and split. Requests
+        // start below N; model byte N stands for all of N..=u64::MAX.
+        const N: u64 = 40;
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum B {
+            Free,
+            Read,
+            Write,
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x10c5);
+        for _ in 0..50 {
+            let (_, state, client, _) = setup();
+            let fh = FileHandle(b"f".to_vec());
+            let owners: [&[u8]; 2] = [b"l0", b"l1"];
+            let opens = [
+                open_rw(&state, client, b"o0", b"f"),
+                open_rw(&state, client, b"o1", b"f"),
+            ];
+            let mut lock_ids: [Option<Stateid4>; 2] = [None, None];
+            let mut model = [[B::Free; N as usize + 1]; 2];
+            for _ in 0..60 {
+                let who = rng.random_range(0..2usize);
+                let start = rng.random_range(0..N);
+                let range = if rng.random_bool(0.2) {
+                    r(start, u64::MAX)
+                } else {
+                    r(start, rng.random_range(start..N))
+                };
+                let bytes = start as usize..=(range.end.min(N) as usize);
+                let write = rng.random_bool(0.5);
+                let conflict = bytes.clone().any(|b| {
+                    let theirs = model[1 - who][b];
+                    theirs == B::Write || (write && theirs == B::Read)
+                });
+                match rng.random_range(0..3) {
+                    0 => {
+                        let locker = match lock_ids[who] {
+                            Some(s) => Locker::Existing(s),
+                            None => Locker::New {
+                                open: opens[who],
+                                owner: owners[who],
+                            },
+                        };
+                        let got = state.lock_range(client, &fh, locker, write, range);
+                        match got {
+                            Ok(s) => {
+                                assert!(!conflict, "granted over a conflict");
+                                lock_ids[who] = Some(s);
+                                for b in bytes {
+                                    model[who][b] = if write { B::Write } else { B::Read };
+                                }
+                            }
+                            Err(LockError::Denied(c)) => {
+                                assert!(conflict, "refused without a conflict: {c:?}");
+                                assert!(c.range.overlaps(range) && (write || c.write));
+                                assert_eq!(c.owner, owners[1 - who]);
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                    1 => {
+                        let got = state.test_lock(client, owners[who], &fh, write, range);
+                        assert_eq!(got.is_err(), conflict);
+                    }
+                    _ => {
+                        if let Some(s) = lock_ids[who] {
+                            lock_ids[who] =
+                                Some(state.unlock_range(client, &fh, s, range).unwrap());
+                            for b in bytes {
+                                model[who][b] = B::Free;
+                            }
+                        }
+                    }
+                }
+                for o in 0..2 {
+                    let held = lock_ids[o].map(|s| state.held(s)).unwrap_or_default();
+                    // Sorted, disjoint, and neighbours of one type merged.
+                    for w in held.windows(2) {
+                        assert!(w[0].1 < w[1].0);
+                        assert!(w[0].2 != w[1].2 || w[0].1 + 1 < w[1].0, "{held:?}");
+                    }
+                    let mut bytes = [B::Free; N as usize + 1];
+                    for (start, end, write) in held {
+                        for b in start..=end.min(N) {
+                            bytes[b as usize] = if write { B::Write } else { B::Read };
+                        }
+                    }
+                    assert_eq!(bytes, model[o], "owner {o}");
+                }
+            }
+        }
     }
 }

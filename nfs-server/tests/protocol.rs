@@ -878,3 +878,234 @@ async fn directory_ops_attributes_and_stale_handles() {
     );
     s.stop().await;
 }
+
+/// OPEN (creating) `name` for reading and writing as `owner`; returns the
+/// file handle and the open stateid.
+async fn open_rw(c: &mut Client, owner: &str, name: &str) -> (NfsFh4, Stateid4) {
+    let how = OpenFlag4::Create(CreateHow4::Unchecked(Fattr4::default()));
+    let claim = OpenClaim4::Null(Utf8Str::from(name));
+    let o = open_args(c, owner, OPEN4_SHARE_ACCESS_BOTH, how, claim);
+    let r = c
+        .compound(vec![ArgOp::Putrootfh, o, ArgOp::Getfh])
+        .await
+        .unwrap();
+    let ResOp::Open(Ok(opened)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    (fh_of(&r[2]), opened.stateid)
+}
+
+fn lock_args(write: bool, offset: u64, length: u64, locker: Locker4) -> ArgOp {
+    ArgOp::Lock(Lock4Args {
+        locktype: if write {
+            LockType::WriteW
+        } else {
+            LockType::Read
+        },
+        reclaim: false,
+        offset,
+        length,
+        locker,
+    })
+}
+
+fn new_locker(clientid: ClientId4, open: Stateid4, owner: &str) -> Locker4 {
+    Locker4::New(OpenToLockOwner4 {
+        open_seqid: 0,
+        open_stateid: open,
+        lock_seqid: 0,
+        lock_owner: StateOwner4 {
+            clientid,
+            owner: Opaque::from(owner),
+        },
+    })
+}
+
+/// SEQUENCE, PUTFH `fh`, `op`: the result of `op`, whatever its status.
+async fn on_file(c: &mut Client, fh: &NfsFh4, op: ArgOp) -> ResOp {
+    let seq = c.sequence_op().unwrap();
+    let mut res = c
+        .compound_raw(1, vec![seq, ArgOp::Putfh(fh.clone()), op])
+        .await
+        .unwrap();
+    assert_eq!(res.results.len(), 3, "{res:?}");
+    res.results.pop().unwrap()
+}
+
+#[tokio::test]
+async fn byte_range_locks_between_two_clients() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    a.establish(b"lock-client-a").await.unwrap();
+    let mut b = s.client().await;
+    b.establish(b"lock-client-b").await.unwrap();
+    let (ida, idb) = (a.clientid.unwrap(), b.clientid.unwrap());
+    let (fh, open_a) = open_rw(&mut a, "oa", "shared").await;
+    let (_, open_b) = open_rw(&mut b, "ob", "shared").await;
+
+    // A takes a write lock on the whole file.
+    let r = on_file(
+        &mut a,
+        &fh,
+        lock_args(true, 0, u64::MAX, new_locker(ida, open_a, "la")),
+    )
+    .await;
+    let ResOp::Lock(Lock4Res::Ok(lock_a)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(lock_a.seqid, 1);
+
+    // B is refused, and told whose lock is in the way.
+    let a_lock = Lock4Denied {
+        offset: 0,
+        length: u64::MAX,
+        locktype: LockType::Write,
+        owner: StateOwner4 {
+            clientid: ida,
+            owner: Opaque::from("la"),
+        },
+    };
+    let r = on_file(
+        &mut b,
+        &fh,
+        lock_args(false, 100, 10, new_locker(idb, open_b, "lb")),
+    )
+    .await;
+    assert_eq!(r, ResOp::Lock(Lock4Res::Denied(a_lock.clone())));
+    let lockt = |owner: &str, clientid| {
+        ArgOp::Lockt(Lockt4Args {
+            locktype: LockType::Read,
+            offset: 4096,
+            length: 1,
+            owner: StateOwner4 {
+                clientid,
+                owner: Opaque::from(owner),
+            },
+        })
+    };
+    let r = on_file(&mut b, &fh, lockt("lb", idb)).await;
+    assert_eq!(r, ResOp::Lockt(Lockt4Res::Denied(a_lock)));
+    // A's own owner does not conflict with itself.
+    let r = on_file(&mut a, &fh, lockt("la", ida)).await;
+    assert_eq!(r, ResOp::Lockt(Lockt4Res::Ok));
+
+    // A writes with its lock stateid (as the Linux client does).
+    let write = ArgOp::Write(Write4Args {
+        stateid: lock_a,
+        offset: 0,
+        stable: StableHow::FileSync,
+        data: Opaque::from("locked"),
+    });
+    let r = on_file(&mut a, &fh, write).await;
+    assert!(r.status().is_ok(), "{r:?}");
+
+    // Argument and stateid errors.
+    let r = on_file(
+        &mut a,
+        &fh,
+        lock_args(
+            true,
+            0,
+            0,
+            Locker4::Exist(ExistLockOwner4 {
+                lock_stateid: lock_a,
+                lock_seqid: 0,
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(r, ResOp::Lock(Lock4Res::Err(Nfs4Error::Inval)));
+    let mut reclaim = lock_args(true, 0, 1, new_locker(ida, open_a, "la"));
+    if let ArgOp::Lock(l) = &mut reclaim {
+        l.reclaim = true;
+    }
+    let r = on_file(&mut a, &fh, reclaim).await;
+    assert_eq!(r, ResOp::Lock(Lock4Res::Err(Nfs4Error::NoGrace)));
+    let r = on_file(
+        &mut b,
+        &fh,
+        lock_args(
+            false,
+            0,
+            1,
+            Locker4::Exist(ExistLockOwner4 {
+                lock_stateid: lock_a,
+                lock_seqid: 0,
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(r, ResOp::Lock(Lock4Res::Err(Nfs4Error::BadStateid)));
+    let release = ArgOp::ReleaseLockowner(StateOwner4 {
+        clientid: ida,
+        owner: Opaque::from("la"),
+    });
+    let r = on_file(&mut a, &fh, release).await;
+    assert_eq!(r.status(), Err(Nfs4Error::Notsupp));
+
+    // A unlocks; a stale seqid is refused, the current one works.
+    let unlock = |stateid| {
+        ArgOp::Locku(Locku4Args {
+            locktype: LockType::Write,
+            seqid: 0,
+            lock_stateid: stateid,
+            offset: 0,
+            length: u64::MAX,
+        })
+    };
+    let r = on_file(&mut a, &fh, unlock(lock_a)).await;
+    let ResOp::Locku(Ok(unlocked)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!((unlocked.other, unlocked.seqid), (lock_a.other, 2));
+    let r = on_file(&mut a, &fh, unlock(lock_a)).await;
+    assert_eq!(r, ResOp::Locku(Err(Nfs4Error::OldStateid)));
+
+    // Now B gets its lock, and A is the one refused.
+    let r = on_file(
+        &mut b,
+        &fh,
+        lock_args(false, 100, 10, new_locker(idb, open_b, "lb")),
+    )
+    .await;
+    assert!(matches!(r, ResOp::Lock(Lock4Res::Ok(_))), "{r:?}");
+    let r = on_file(
+        &mut a,
+        &fh,
+        lock_args(
+            true,
+            105,
+            1,
+            Locker4::Exist(ExistLockOwner4 {
+                lock_stateid: unlocked,
+                lock_seqid: 0,
+            }),
+        ),
+    )
+    .await;
+    let ResOp::Lock(Lock4Res::Denied(d)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!((d.offset, d.length, d.locktype), (100, 10, LockType::Read));
+    assert_eq!(d.owner.clientid, idb);
+
+    // A's lock stateid holds no lock any more: FREE_STATEID lets it go.
+    let r = a
+        .compound(vec![ArgOp::FreeStateid(unlocked)])
+        .await
+        .unwrap();
+    assert_eq!(r[0], ResOp::FreeStateid(Ok(())));
+    let r = a
+        .compound(vec![ArgOp::TestStateid(vec![unlocked])])
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0],
+        ResOp::TestStateid(Ok(vec![Err(Nfs4Error::BadStateid)]))
+    );
+
+    // LOCKT on a directory is refused by type.
+    let r = a.compound(vec![ArgOp::Putrootfh, lockt("la", ida)]).await;
+    assert_eq!(op_error(r), (OP_LOCKT, Nfs4Error::Isdir));
+    s.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod attr;
 pub mod dir;
 pub mod fh;
 pub mod io;
+pub mod lock;
 pub mod open;
 pub mod session;
 pub mod stateid;

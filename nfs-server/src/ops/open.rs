@@ -45,7 +45,7 @@ fn create_args(how: CreateHow4) -> Result<Create, Nfs4Error> {
     })
 }
 
-fn check_type(attr: &Attr) -> Result<(), Nfs4Error> {
+pub(crate) fn check_type(attr: &Attr) -> Result<(), Nfs4Error> {
     match attr.file_type {
         FileType::Regular => Ok(()),
         FileType::Directory => Err(Nfs4Error::Isdir),

@@ -1,0 +1,154 @@
+//! `openefs-nfsd` as a child process on a free loopback port, for tests that
+//! point a real client at it. Killed by its PID on drop.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::binaries::workspace_binary;
+use crate::qemu::{free_loopback_port, wait_for_listener};
+
+pub struct Nfsd {
+    binary: PathBuf,
+    export: PathBuf,
+    port: u16,
+    metrics_port: u16,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Nfsd {
+    /// Serves `export`, logging to `log` (appended across restarts).
+    pub fn start(export: &Path, log: PathBuf) -> Result<Self> {
+        Self::start_with_args(export, log, &[])
+    }
+
+    /// As [`Nfsd::start`], with more command-line flags (e.g. `--lease-time`).
+    pub fn start_with_args(export: &Path, log: PathBuf, args: &[&str]) -> Result<Self> {
+        let binary = workspace_binary("openefs-nfsd", "openefs-nfsd")?;
+        let port = free_loopback_port()?;
+        let metrics_port = free_loopback_port()?;
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = Self::launch(&binary, export, port, metrics_port, &args, &log)?;
+        Ok(Self {
+            binary,
+            export: export.to_owned(),
+            port,
+            metrics_port,
+            args,
+            log,
+            child,
+        })
+    }
+
+    fn launch(
+        binary: &Path,
+        export: &Path,
+        port: u16,
+        metrics_port: u16,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Child> {
+        let log_file = File::options().create(true).append(true).open(log)?;
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .arg("--export")
+            .arg(export)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        if let Err(err) = wait_for_listener(port, &mut child, Duration::from_secs(30)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{err:#}\n--- nfsd log ---\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        Ok(child)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// SIGKILL, as a crash or a rescheduled pod would (handles must survive
+    /// without any help from a clean shutdown), then the same server again
+    /// on the same ports.
+    pub fn restart(&mut self) -> Result<()> {
+        self.child.kill().context("killing nfsd")?;
+        self.child.wait().context("reaping nfsd")?;
+        self.child = Self::launch(
+            &self.binary,
+            &self.export,
+            self.port,
+            self.metrics_port,
+            &self.args,
+            &self.log,
+        )?;
+        Ok(())
+    }
+
+    /// The last lines of the server's log, for a failing test's context.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "--- nfsd log (last 40 lines) ---\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    }
+
+    /// The Prometheus text of `GET /metrics`. One HTTP/1.0 request with
+    /// `Connection: close` on a blocking socket is all it takes; an HTTP
+    /// client crate would add a runtime to these synchronous tests.
+    pub fn metrics(&self) -> Result<String> {
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.metrics_port);
+        let mut conn = TcpStream::connect(addr).context("connecting to the metrics endpoint")?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut page = String::new();
+        conn.read_to_string(&mut page)
+            .context("reading the metrics page")?;
+        ensure!(
+            page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"),
+            "metrics endpoint answered: {}",
+            page.lines().next().unwrap_or_default()
+        );
+        Ok(page)
+    }
+
+    /// `openefs_nfsd_operations_total{op=OP,status=STATUS}`, 0 when absent.
+    pub fn operations(&self, op: &str, status: &str) -> Result<u64> {
+        let page = self.metrics()?;
+        let key = format!(r#"openefs_nfsd_operations_total{{op="{op}",status="{status}"}} "#);
+        page.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(Ok(0), |v| {
+                v.trim()
+                    .parse::<f64>()
+                    .map(|v| v as u64)
+                    .with_context(|| format!("metric value {v:?}"))
+            })
+    }
+}
+
+impl Drop for Nfsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,6 +8,10 @@ cache="$root/.cache"
 mkdir -p "$cache"
 
 apt_packages=(qemu-system-x86 busybox-static socat cpio kmod openssl patch python3-venv)
+# Userspace NFS clients and the comparison server (e2e/tests/libnfs_interop.rs,
+# fio_nfs.rs); ganesha needs rpcbind to start with NFSv3. fio itself is built
+# by e2e/scripts/fio.sh when a test first needs it.
+apt_packages+=(libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,12 +1,25 @@
 //! nfs-ganesha, the comparison server nobody here wrote: a private instance
-//! exporting one directory over NFSv4 on a loopback port, with its config,
-//! log, pid file and recovery state in its own temp dir. Used to prove the
-//! kernel-client workloads right and as the benchmark baseline.
-//! Needs the Debian packages `nfs-ganesha` and `nfs-ganesha-vfs`.
+//! exporting one directory over NFSv4 (optionally NFSv3 too) on loopback
+//! ports, with its config, log, pid file and recovery state in its own temp
+//! dir. Used to prove the kernel-client and libnfs workloads right and as the
+//! benchmark baseline.
+//! Needs the Debian packages `nfs-ganesha` and `nfs-ganesha-vfs`, and
+//! `rpcbind` for NFSv3.
+//!
+//! Debian's ganesha is built with rpcbind support and exits at startup when it
+//! cannot register NFSv3 and MOUNT with rpcbind (NFSv4 registration is
+//! optional). Clients never need the portmapper here (libnfs URLs name both
+//! ports), so an NFSv3 start borrows one only for that moment: a running
+//! rpcbind if there is one, else a private `rpcbind -f` stopped again once
+//! ganesha listens (see `with_rpcbind`).
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
@@ -19,6 +32,7 @@ const BINARY: &str = "ganesha.nfsd";
 pub struct Ganesha {
     child: Child,
     port: u16,
+    mount_port: Option<u16>,
     state: TempDir,
 }
 
@@ -26,6 +40,17 @@ impl Ganesha {
     /// Starts ganesha exporting `export` as the pseudo-root `/` (NFSv4 only,
     /// AUTH_SYS, no root squash, grace period off) and waits until it listens.
     pub fn start(export: &Path) -> Result<Self> {
+        Self::start_with(export, false)
+    }
+
+    /// As [`Ganesha::start`], and NFSv3 with MOUNT v3 on a port of its own
+    /// ([`Ganesha::mount_port`]); a v3 client mounts `/`, the pseudo path
+    /// (`Mount_Path_Pseudo`), as a v4 client does. Needs `rpcbind` installed.
+    pub fn start_v3(export: &Path) -> Result<Self> {
+        Self::start_with(export, true)
+    }
+
+    fn start_with(export: &Path, v3: bool) -> Result<Self> {
         let export = export
             .canonicalize()
             .with_context(|| format!("export directory {}", export.display()))?;
@@ -33,12 +58,22 @@ impl Ganesha {
         let recovery = state.path().join("recovery");
         std::fs::create_dir(&recovery)?;
         let port = free_loopback_port()?;
+        let mount_port = if v3 {
+            Some(free_loopback_port()?)
+        } else {
+            None
+        };
         std::fs::write(
             state.path().join("ganesha.conf"),
-            config_text(&export, &recovery, port)?,
+            config_text(&export, &recovery, port, mount_port)?,
         )?;
-        let child = launch(state.path(), port)?;
-        Ok(Self { child, port, state })
+        let child = launch(state.path(), port, mount_port)?;
+        Ok(Self {
+            child,
+            port,
+            mount_port,
+            state,
+        })
     }
 
     /// Kills ganesha (SIGKILL, as a crash would) and starts it again on the
@@ -46,7 +81,7 @@ impl Ganesha {
     pub fn restart(&mut self) -> Result<()> {
         self.child.kill().context("killing ganesha")?;
         self.child.wait().context("reaping ganesha")?;
-        self.child = launch(self.state.path(), self.port)?;
+        self.child = launch(self.state.path(), self.port, self.mount_port)?;
         Ok(())
     }
 
@@ -54,12 +89,25 @@ impl Ganesha {
         self.port
     }
 
+    /// The MOUNT v3 port of a [`Ganesha::start_v3`] server.
+    pub fn mount_port(&self) -> Option<u16> {
+        self.mount_port
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.state.path().join("ganesha.log")
     }
 }
 
-fn launch(state: &Path, port: u16) -> Result<Child> {
+fn launch(state: &Path, port: u16, mount_port: Option<u16>) -> Result<Child> {
+    if mount_port.is_some() {
+        with_rpcbind(state, || launch_listening(state, port))
+    } else {
+        launch_listening(state, port)
+    }
+}
+
+fn launch_listening(state: &Path, port: u16) -> Result<Child> {
     let mut child = Command::new(BINARY)
         .arg("-F")
         .arg("-f")
@@ -92,7 +140,85 @@ impl Drop for Ganesha {
     }
 }
 
-fn config_text(export: &Path, recovery: &Path, port: u16) -> Result<String> {
+/// Where rpcbind listens for local registrations (libtirpc's fixed path).
+const RPCBIND_SOCKET: &str = "/run/rpcbind.sock";
+
+/// Runs `start` (a ganesha start that registers NFSv3 and MOUNT) while an
+/// rpcbind answers: the running one, or a private `rpcbind -f`, stopped
+/// afterwards. One start at a time, across test processes too (a file lock),
+/// so no start loses its rpcbind to another test's cleanup, and no two
+/// ganeshas register at once (each first unregisters every NFS program).
+fn with_rpcbind<T>(state: &Path, start: impl FnOnce() -> Result<T>) -> Result<T> {
+    let lock_path = std::env::temp_dir().join("openefs-ganesha-rpcbind.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    // Each call opens the file anew, so threads of one process exclude each
+    // other too (flock locks belong to the open file description).
+    // SAFETY: flock(2) on a descriptor we own; released when `lock` closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!(
+            "locking {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    if UnixStream::connect(RPCBIND_SOCKET).is_ok() {
+        return start();
+    }
+    let log = File::create(state.join("rpcbind.log"))?;
+    let mut rpcbind = Command::new("rpcbind")
+        .arg("-f")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting rpcbind (Debian package rpcbind), which ganesha needs for NFSv3")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(RPCBIND_SOCKET).is_err() {
+        if let Some(status) = rpcbind.try_wait()? {
+            let log = std::fs::read_to_string(state.join("rpcbind.log")).unwrap_or_default();
+            bail!("rpcbind exited with {status} before listening on {RPCBIND_SOCKET}: {log}");
+        }
+        if Instant::now() > deadline {
+            let _ = rpcbind.kill();
+            let _ = rpcbind.wait();
+            bail!("rpcbind did not listen on {RPCBIND_SOCKET} within 10 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let result = start();
+    stop_rpcbind(&mut rpcbind);
+    result
+}
+
+/// SIGTERM first, so rpcbind removes its socket and lock file; SIGKILL if it
+/// lingers.
+fn stop_rpcbind(rpcbind: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(rpcbind.id()) {
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = rpcbind.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = rpcbind.kill();
+    let _ = rpcbind.wait();
+}
+
+fn config_text(
+    export: &Path,
+    recovery: &Path,
+    port: u16,
+    mount_port: Option<u16>,
+) -> Result<String> {
     let quoted = |path: &Path| -> Result<String> {
         let text = path.to_str().context("ganesha paths must be UTF-8")?;
         if text.contains('"') {
@@ -100,11 +226,21 @@ fn config_text(export: &Path, recovery: &Path, port: u16) -> Result<String> {
         }
         Ok(format!("\"{text}\""))
     };
+    // NFSv3 over TCP only; v3 clients mount the pseudo path `/` like v4 ones.
+    let (protocols, v3_params) = match mount_port {
+        Some(mount_port) => (
+            "3, 4",
+            format!(
+                "  MNT_Port = {mount_port};\n  Mount_Path_Pseudo = true;\n  Enable_UDP = false;\n"
+            ),
+        ),
+        None => ("4", String::new()),
+    };
     Ok(format!(
         r#"NFS_CORE_PARAM {{
   NFS_Port = {port};
-  Bind_Addr = 127.0.0.1;
-  Protocols = 4;
+{v3_params}  Bind_Addr = 127.0.0.1;
+  Protocols = {protocols};
   Enable_NLM = false;
   Enable_RQUOTA = false;
 }}
@@ -120,7 +256,7 @@ EXPORT {{
   Pseudo = "/";
   Access_Type = RW;
   Squash = No_Root_Squash;
-  Protocols = 4;
+  Protocols = {protocols};
   Transports = TCP;
   SecType = sys;
   FSAL {{ Name = VFS; }}

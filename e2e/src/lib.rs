@@ -1,6 +1,9 @@
 //! Harnesses that run openefs against real peers nobody here wrote.
 pub mod apiserver;
 pub mod binaries;
+pub mod command;
+pub mod fio;
 pub mod ganesha;
+pub mod libnfs;
 pub mod nfsd;
 pub mod qemu;

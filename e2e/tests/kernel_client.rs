@@ -98,9 +98,37 @@ fn report(server: &str, what: &str, out: &GuestOutput, started: Instant) {
     }
 }
 
+/// NFSv3 mount options: MOUNT is served on the NFS port (no portmapper),
+/// and NLM is not served at all, so locks stay local to the client.
+const NFS3_OPTIONS: &str = "vers=3,proto=tcp,port=2049,mountport=2049,mountproto=tcp,nolock";
+
+/// Which protocol the guest mounts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    /// The harness default, NFSv4.1.
+    V41,
+    V3,
+}
+
+impl Version {
+    fn apply(self, opts: &mut RunOptions<'_>) {
+        if self == Version::V3 {
+            opts.fs_type = "nfs".into();
+            opts.mount_options = NFS3_OPTIONS.into();
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Version::V41 => "suite",
+            Version::V3 => "suite (NFSv3)",
+        }
+    }
+}
+
 /// Runs the suite's guest workload, then checks from the host what the
 /// guest wrote into `export`.
-fn run_suite(server: &mut dyn Server, export: &Path) -> Result<()> {
+fn run_suite(server: &mut dyn Server, export: &Path, version: Version) -> Result<()> {
     let _guard = ONE_GUEST
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -118,8 +146,9 @@ fn run_suite(server: &mut dyn Server, export: &Path) -> Result<()> {
     opts.env.insert("BIG_MIB".into(), BIG_MIB.to_string());
     opts.env.insert("BIG_SHA".into(), big_sha.clone());
     opts.files.push(("block.bin".into(), block.clone()));
+    version.apply(&mut opts);
     let out = KernelClient::run(server.port(), SUITE, opts)?;
-    report(server.name(), "suite", &out, started);
+    report(server.name(), version.label(), &out, started);
     println!(
         "{} large file ({BIG_MIB} MiB): write {} MB/s, read {} MB/s (TCG guest, smoke figure)",
         server.name(),
@@ -253,7 +282,30 @@ fn kernel_client_suite() -> Result<()> {
     let export = dir.path().join("export");
     std::fs::create_dir(&export)?;
     let mut nfsd = Nfsd::start(&export, dir.path().join("nfsd.log"))?;
-    run_suite(&mut nfsd, &export).with_context(|| nfsd.log_tail())
+    run_suite(&mut nfsd, &export, Version::V41).with_context(|| nfsd.log_tail())
+}
+
+/// The same suite over NFSv3 + MOUNT v3 on the one NFS port, `nolock`.
+#[test]
+fn kernel_client_suite_nfs3() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let export = dir.path().join("export");
+    std::fs::create_dir(&export)?;
+    let mut nfsd = Nfsd::start(&export, dir.path().join("nfsd.log"))?;
+    run_suite(&mut nfsd, &export, Version::V3).with_context(|| nfsd.log_tail())?;
+    // The kernel really spoke NFSv3: MNT, then v3 procedures.
+    for op in ["MOUNTPROC3_MNT", "NFSPROC3_FSINFO", "NFSPROC3_WRITE"] {
+        let ok = if op.starts_with("MOUNT") {
+            "MNT3_OK"
+        } else {
+            "NFS3_OK"
+        };
+        ensure!(
+            nfsd.operations(op, ok)? > 0,
+            "no successful {op} seen by the server"
+        );
+    }
+    Ok(())
 }
 
 #[test]
@@ -277,7 +329,7 @@ fn kernel_client_against_ganesha() -> Result<()> {
     let export = dir.path().join("suite");
     std::fs::create_dir(&export)?;
     let mut ganesha = Ganesha::start(&export)?;
-    run_suite(&mut ganesha, &export)
+    run_suite(&mut ganesha, &export, Version::V41)
         .with_context(|| format!("ganesha log: {}", ganesha.log_path().display()))?;
     drop(ganesha);
 

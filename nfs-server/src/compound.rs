@@ -72,14 +72,9 @@ impl Ctx<'_> {
         T: Send + 'static,
         F: FnOnce(&dyn Vfs, &Identity) -> VfsResult<T> + Send + 'static,
     {
-        let vfs = self.server.vfs().clone();
-        let id = self.identity.clone();
-        match tokio::task::spawn_blocking(move || f(&*vfs, &id)).await {
-            Ok(r) => r.map_err(crate::errors::vfs_status),
-            Err(e) => {
-                tracing::error!(error = %e, "vfs task failed");
-                Err(Nfs4Error::Serverfault)
-            }
+        match self.server.vfs_call(&self.identity, f).await {
+            Some(r) => r.map_err(crate::errors::vfs_status),
+            None => Err(Nfs4Error::Serverfault),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The tables from our error types to `nfsstat4`. Every variant is listed so
-//! a new one cannot silently map to a wrong status.
+//! The tables from our error types to `nfsstat4` and `nfsstat3`. Every
+//! variant is listed so a new one cannot silently map to a wrong status.
 
+use openefs_nfs_wire::nfs3::Nfs3Error;
 use openefs_nfs_wire::nfs4::Nfs4Error;
 use openefs_vfs::VfsError;
 
@@ -58,5 +59,39 @@ pub fn vfs_status(e: VfsError) -> Nfs4Error {
         VfsError::TooManyLinks => Nfs4Error::Mlink,
         VfsError::NotSupported => Nfs4Error::Notsupp,
         VfsError::Io { .. } => Nfs4Error::Io,
+    }
+}
+
+/// A vfs failure as an NFSv3 status. NFSv3 has no SYMLINK, WRONG_TYPE or
+/// BADNAME; RFC 1813 and knfsd answer INVAL for an operation on the wrong
+/// kind of object and ACCES for a name that is not a single component.
+pub fn vfs_status3(e: VfsError) -> Nfs3Error {
+    match e {
+        VfsError::NotFound => Nfs3Error::Noent,
+        VfsError::Exists => Nfs3Error::Exist,
+        VfsError::NotEmpty => Nfs3Error::Notempty,
+        VfsError::NotDir => Nfs3Error::Notdir,
+        VfsError::IsDir => Nfs3Error::Isdir,
+        VfsError::Symlink => Nfs3Error::Inval,
+        VfsError::WrongType => Nfs3Error::Inval,
+        VfsError::Access => Nfs3Error::Acces,
+        VfsError::Perm => Nfs3Error::Perm,
+        VfsError::Stale => Nfs3Error::Stale,
+        VfsError::BadHandle => Nfs3Error::Badhandle,
+        VfsError::NameTooLong => Nfs3Error::Nametoolong,
+        VfsError::InvalidName => Nfs3Error::Acces,
+        VfsError::Inval => Nfs3Error::Inval,
+        VfsError::BadCookie => Nfs3Error::BadCookie,
+        VfsError::NoSpace => Nfs3Error::Nospc,
+        VfsError::QuotaExceeded => Nfs3Error::Dquot,
+        VfsError::ReadOnly => Nfs3Error::Rofs,
+        VfsError::XDev => Nfs3Error::Xdev,
+        // Lookups never follow symlinks; a loop met anyway is a symlink
+        // where none may be, as for Symlink.
+        VfsError::Loop => Nfs3Error::Inval,
+        VfsError::FileTooLarge => Nfs3Error::Fbig,
+        VfsError::TooManyLinks => Nfs3Error::Mlink,
+        VfsError::NotSupported => Nfs3Error::Notsupp,
+        VfsError::Io { .. } => Nfs3Error::Io,
     }
 }

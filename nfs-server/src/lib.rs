@@ -1,23 +1,29 @@
-//! openefs-nfsd: the openefs data plane, an NFSv4.1 server over a local
-//! directory.
+//! openefs-nfsd: the openefs data plane, an NFSv4.1 and NFSv3 server over a
+//! local directory.
 //!
 //! Layers, outermost first: [`transport`] (TCP, record marking, concurrent
 //! calls per connection) → [`rpc`] (ONC RPC dispatch, credentials) →
 //! [`compound`] (the COMPOUND loop, SEQUENCE and the slot reply cache) →
 //! [`ops`] (one function per operation) → [`state`] (clients, sessions,
-//! opens, leases) and the `openefs-vfs` storage backend.
+//! opens, leases) and the `openefs-vfs` storage backend. NFSv3 calls go
+//! from [`rpc`] to [`v3`] (one function per procedure) and MOUNT v3 calls
+//! to [`mount`], over the same vfs; [`dirwalk`] pages directories for both
+//! versions' READDIR.
 
 pub mod attrs;
 pub mod client;
 pub mod compound;
 pub mod config;
+pub mod dirwalk;
 mod errors;
 pub mod metrics;
+pub mod mount;
 pub mod ops;
 pub mod rpc;
 pub mod server;
 pub mod state;
 pub mod transport;
+pub mod v3;
 
 pub use config::{Config, ServeArgs};
 pub use server::{Server, run, serve_on};

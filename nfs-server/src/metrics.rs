@@ -10,6 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use std::fmt::Write;
 
+use openefs_nfs_wire::mount::MountError;
+use openefs_nfs_wire::nfs3::Nfs3Error;
 use openefs_nfs_wire::nfs4::{Nfs4Error, Nfs4Status};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -20,12 +22,15 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 /// How an operation ended, as a label: `NFS4_OK`, `REPLAY` (answered from
-/// the slot reply cache) or the error's name.
+/// the slot reply cache) or the error's name; NFSv3 and MOUNT procedures
+/// say `NFS3_OK`/`NFS3ERR_*` and `MNT3_OK`/`MNT3ERR_*`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     Replay,
     Err(Nfs4Error),
+    V3(Result<(), Nfs3Error>),
+    Mount(Result<(), MountError>),
 }
 
 impl From<Nfs4Status> for Outcome {
@@ -44,6 +49,10 @@ impl EncodeLabelValue for Outcome {
             Self::Replay => enc.write_str("REPLAY"),
             // The variant name, upper-cased: NFS4ERR_BADSTATEID.
             Self::Err(e) => write!(enc, "NFS4ERR_{}", format!("{e:?}").to_uppercase()),
+            Self::V3(Ok(())) => enc.write_str("NFS3_OK"),
+            Self::V3(Err(e)) => write!(enc, "NFS3ERR_{}", format!("{e:?}").to_uppercase()),
+            Self::Mount(Ok(())) => enc.write_str("MNT3_OK"),
+            Self::Mount(Err(e)) => write!(enc, "MNT3ERR_{}", format!("{e:?}").to_uppercase()),
         }
     }
 }
@@ -199,6 +208,16 @@ mod tests {
             Duration::from_micros(100),
         );
         m.read(4096);
+        m.op_done(
+            "NFSPROC3_LOOKUP",
+            Outcome::V3(Err(Nfs3Error::Noent)),
+            Duration::from_micros(100),
+        );
+        m.op_done(
+            "MOUNTPROC3_MNT",
+            Outcome::Mount(Ok(())),
+            Duration::from_micros(100),
+        );
         m.connection_opened();
         let text = m.encode().unwrap();
         assert!(text.contains(r#"openefs_nfsd_operations_total{op="READ",status="NFS4_OK"} 2"#));
@@ -206,6 +225,14 @@ mod tests {
             text.contains(r#"openefs_nfsd_operations_total{op="READ",status="NFS4ERR_STALE"} 1"#)
         );
         assert!(text.contains("openefs_nfsd_read_bytes_total 4096"));
+        assert!(text.contains(
+            r#"openefs_nfsd_operations_total{op="NFSPROC3_LOOKUP",status="NFS3ERR_NOENT"} 1"#
+        ));
+        assert!(
+            text.contains(
+                r#"openefs_nfsd_operations_total{op="MOUNTPROC3_MNT",status="MNT3_OK"} 1"#
+            )
+        );
         assert!(text.contains("openefs_nfsd_connections 1"));
         assert!(text.contains(r#"openefs_nfsd_operation_duration_seconds_count{op="READ"} 3"#));
     }

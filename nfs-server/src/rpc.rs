@@ -1,9 +1,11 @@
-//! ONC RPC dispatch: call header → program/version/procedure → NFSv4 NULL or
-//! COMPOUND, with the protocol's error replies for everything else.
+//! ONC RPC dispatch: call header → (program, version) → NFSv4 NULL or
+//! COMPOUND, an NFSv3 procedure or a MOUNT v3 procedure, with the
+//! protocol's error replies for everything else. All share one TCP port.
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use openefs_nfs_wire::mount::{MOUNT_PROGRAM, MOUNT_V3};
 use openefs_nfs_wire::rpc::{AuthStat, CallError, CallHeader, Credential, ReplyHeader};
 use openefs_nfs_wire::xdr::{Decoder, Encoder, XdrEncode};
 use openefs_vfs::Identity;
@@ -13,9 +15,18 @@ use crate::compound::{CompoundReply, run_compound};
 use crate::server::Server;
 
 pub const NFS_PROGRAM: u32 = 100003;
+pub const NFS_V3: u32 = 3;
 pub const NFS_V4: u32 = 4;
 const PROC_NULL: u32 = 0;
 const PROC_COMPOUND: u32 = 1;
+
+/// What an NFSv3 or MOUNT procedure answers.
+pub enum ProcReply {
+    /// SUCCESS, followed by these encoded results.
+    Success(Encoder),
+    GarbageArgs,
+    ProcUnavail,
+}
 
 fn encode_header(header: ReplyHeader) -> Bytes {
     let mut enc = Encoder::new();
@@ -30,6 +41,29 @@ fn with_body(header: ReplyHeader, body: &[u8]) -> Bytes {
     out.extend_from_slice(&head);
     out.extend_from_slice(body);
     out.freeze()
+}
+
+/// The versions served of a program, lowest and highest (every version in
+/// between is served too).
+fn versions(prog: u32) -> Option<(u32, u32)> {
+    match prog {
+        NFS_PROGRAM => Some((NFS_V3, NFS_V4)),
+        MOUNT_PROGRAM => Some((MOUNT_V3, MOUNT_V3)),
+        _ => None,
+    }
+}
+
+fn proc_reply(xid: u32, reply: ProcReply) -> Bytes {
+    match reply {
+        ProcReply::Success(body) => {
+            let mut enc = Encoder::new();
+            ReplyHeader::success(xid).encode(&mut enc);
+            enc.append(body);
+            enc.into_bytes()
+        }
+        ProcReply::GarbageArgs => encode_header(ReplyHeader::garbage_args(xid)),
+        ProcReply::ProcUnavail => encode_header(ReplyHeader::proc_unavail(xid)),
+    }
 }
 
 impl Server {
@@ -51,36 +85,60 @@ impl Server {
             }
         };
         let xid = header.xid;
-        let span = debug_span!("rpc", xid = format_args!("{xid:#x}"), proc = header.proc_);
+        let span = debug_span!(
+            "rpc",
+            xid = format_args!("{xid:#x}"),
+            prog = header.prog,
+            vers = header.vers,
+            proc = header.proc_
+        );
         async move {
-            if header.prog != NFS_PROGRAM {
+            let Some((low, high)) = versions(header.prog) else {
                 return Some(encode_header(ReplyHeader::prog_unavail(xid)));
-            }
-            if header.vers != NFS_V4 {
-                return Some(encode_header(ReplyHeader::prog_mismatch(
-                    xid, NFS_V4, NFS_V4,
-                )));
+            };
+            if !(low..=high).contains(&header.vers) {
+                return Some(encode_header(ReplyHeader::prog_mismatch(xid, low, high)));
             }
             let identity = match self.credential_identity(&header) {
                 Ok(id) => id,
                 Err(stat) => return Some(encode_header(ReplyHeader::auth_error(xid, stat))),
             };
-            match header.proc_ {
-                PROC_NULL => Some(encode_header(ReplyHeader::success(xid))),
-                PROC_COMPOUND => {
-                    let started = Instant::now();
-                    let reply = run_compound(self, identity, dec.into_rest()).await;
-                    debug!(took = ?started.elapsed(), "compound done");
-                    Some(match reply {
-                        CompoundReply::Results(body) => with_body(ReplyHeader::success(xid), &body),
-                        CompoundReply::GarbageArgs => encode_header(ReplyHeader::garbage_args(xid)),
-                    })
+            let args = dec.into_rest();
+            Some(match (header.prog, header.vers) {
+                (NFS_PROGRAM, NFS_V4) => self.nfs4_call(xid, header.proc_, identity, args).await,
+                (NFS_PROGRAM, _) => proc_reply(
+                    xid,
+                    crate::v3::dispatch(self, identity, header.proc_, args).await,
+                ),
+                _ => {
+                    let host = match Credential::parse(&header.cred) {
+                        Ok(Credential::Sys(sys)) => sys.machinename.0,
+                        _ => Bytes::new(),
+                    };
+                    let reply =
+                        crate::mount::dispatch(self, &identity, host, header.proc_, args).await;
+                    proc_reply(xid, reply)
                 }
-                _ => Some(encode_header(ReplyHeader::proc_unavail(xid))),
-            }
+            })
         }
         .instrument(span)
         .await
+    }
+
+    async fn nfs4_call(&self, xid: u32, proc_: u32, identity: Identity, args: Bytes) -> Bytes {
+        match proc_ {
+            PROC_NULL => encode_header(ReplyHeader::success(xid)),
+            PROC_COMPOUND => {
+                let started = Instant::now();
+                let reply = run_compound(self, identity, args).await;
+                debug!(took = ?started.elapsed(), "compound done");
+                match reply {
+                    CompoundReply::Results(body) => with_body(ReplyHeader::success(xid), &body),
+                    CompoundReply::GarbageArgs => encode_header(ReplyHeader::garbage_args(xid)),
+                }
+            }
+            _ => encode_header(ReplyHeader::proc_unavail(xid)),
+        }
     }
 
     fn credential_identity(&self, header: &CallHeader) -> Result<Identity, AuthStat> {

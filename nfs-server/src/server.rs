@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openefs_vfs::{FileHandle, Identity, OpenAccess, OpenFile, Vfs};
+use openefs_vfs::{FileHandle, Identity, OpenAccess, OpenFile, Vfs, VfsResult};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::metrics::{Metrics, serve_metrics};
+use crate::mount::Mounts;
 use crate::state::{Clock, State, SystemClock};
 
 pub struct Server {
@@ -27,6 +28,8 @@ pub struct Server {
     /// survives a restart yet.
     instance: [u8; 8],
     special_opens: SpecialOpens,
+    /// Who mounted the export through MOUNT v3 (for DUMP).
+    mounts: Mounts,
 }
 
 impl std::fmt::Debug for Server {
@@ -51,6 +54,7 @@ impl Server {
             write_verifier,
             instance,
             special_opens: SpecialOpens::default(),
+            mounts: Mounts::default(),
         }
     }
 
@@ -80,6 +84,50 @@ impl Server {
 
     pub fn special_opens(&self) -> &SpecialOpens {
         &self.special_opens
+    }
+
+    pub fn mounts(&self) -> &Mounts {
+        &self.mounts
+    }
+
+    /// Runs a blocking vfs call (which switches the thread's fsuid) as `id`
+    /// on tokio's blocking pool. `None` when the task died (a panic), which
+    /// protocols answer with their SERVERFAULT.
+    pub async fn vfs_call<T, F>(&self, id: &Identity, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Vfs, &Identity) -> T + Send + 'static,
+    {
+        let vfs = self.vfs.clone();
+        let id = id.clone();
+        match tokio::task::spawn_blocking(move || f(&*vfs, &id)).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(error = %e, "vfs task failed");
+                None
+            }
+        }
+    }
+
+    /// A file to do I/O through without open state (NFSv4's special
+    /// stateids, every NFSv3 READ/WRITE): a recent open from
+    /// [`SpecialOpens`], or a new open as `id`, which checks permission.
+    /// `None` as for [`Server::vfs_call`].
+    pub async fn stateless_open(
+        &self,
+        id: &Identity,
+        fh: &FileHandle,
+        need: OpenAccess,
+    ) -> Option<VfsResult<Arc<OpenFile>>> {
+        if let Some(f) = self.special_opens.get(id, fh, need) {
+            return Some(Ok(f));
+        }
+        let f = fh.clone();
+        let opened = self.vfs_call(id, move |v, id| v.open(id, &f, need)).await?;
+        if let Ok(file) = &opened {
+            self.special_opens.put(id.clone(), need, file.clone());
+        }
+        Some(opened)
     }
 }
 
@@ -166,7 +214,7 @@ pub async fn run(
         None => None,
     };
     let server = Arc::new(Server::new(config, vfs, Arc::new(SystemClock::default())));
-    info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1");
+    info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1 and NFSv3");
     let metrics_task = metrics_listener.map(|l| {
         if let Ok(addr) = l.local_addr() {
             info!(listen = %addr, "serving /metrics");

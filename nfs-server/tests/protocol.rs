@@ -82,12 +82,13 @@ async fn rpc_level_errors() {
         .await
         .unwrap();
     assert_eq!(accepted(&h.stat), &AcceptedBody::Success);
-    let (h, _) = c.call(100005, 3, 0, &[]).await.unwrap();
+    // NLM is not served (NFSv3 mounts use nolock).
+    let (h, _) = c.call(100021, 4, 0, &[]).await.unwrap();
     assert_eq!(accepted(&h.stat), &AcceptedBody::ProgUnavail);
-    let (h, _) = c.call(NFS4_PROGRAM, 3, 0, &[]).await.unwrap();
+    let (h, _) = c.call(NFS4_PROGRAM, 2, 0, &[]).await.unwrap();
     assert_eq!(
         accepted(&h.stat),
-        &AcceptedBody::ProgMismatch(MismatchInfo { low: 4, high: 4 })
+        &AcceptedBody::ProgMismatch(MismatchInfo { low: 3, high: 4 })
     );
     let (h, _) = c.call(NFS4_PROGRAM, NFS_V4, 7, &[]).await.unwrap();
     assert_eq!(accepted(&h.stat), &AcceptedBody::ProcUnavail);

@@ -15,6 +15,7 @@ use openefs_vfs::SetAttr;
 use crate::attrs::{self, AttrSource};
 use crate::compound::Ctx;
 use crate::config::MAX_MESSAGE;
+use crate::dirwalk;
 use crate::ops::{check_name, cinfo};
 
 enum NewObject {
@@ -110,11 +111,8 @@ pub async fn readlink(ctx: &mut Ctx<'_>) -> Result<Utf8Str, Nfs4Error> {
 
 /// Our cookie verifier. Cookies come from the vfs and stay valid while the
 /// directory is unchanged, across server restarts too, so one constant
-/// verifier is honest.
-const COOKIEVERF: Verifier4 = [0; 8];
-
-/// Vfs calls one READDIR may make; each returns up to a reply's worth.
-const READDIR_ROUNDS: usize = 16;
+/// verifier is honest (NFSv3 uses it too).
+pub const COOKIEVERF: Verifier4 = [0; 8];
 
 pub async fn readdir(ctx: &mut Ctx<'_>, a: Readdir4Args) -> Result<Readdir4ResOk, Nfs4Error> {
     let dir = ctx.fh()?.clone();
@@ -127,8 +125,6 @@ pub async fn readdir(ctx: &mut Ctx<'_>, a: Readdir4Args) -> Result<Readdir4ResOk
     let maxcount = a.maxcount.min(MAX_MESSAGE);
     let requested = a.attr_request;
     let lease_secs = ctx.server.state().lease().as_secs() as u32;
-    // The smallest entry (name and empty attributes) takes 24 bytes.
-    let batch = (maxcount as usize / 24).clamp(1, 4096);
     let reply = ctx.vfs(move |v, id| {
         let statfs = if attrs::needs_statfs(&requested) {
             Some(v.statfs(&dir)?)
@@ -136,35 +132,25 @@ pub async fn readdir(ctx: &mut Ctx<'_>, a: Readdir4Args) -> Result<Readdir4ResOk
             None
         };
         let mut out = ReaddirBuilder::new(maxcount);
-        let mut cookie = a.cookie;
-        for _ in 0..READDIR_ROUNDS {
-            let page = v.readdir(id, &dir, cookie, batch)?;
-            let got = page.entries.len();
-            for e in page.entries {
-                let src = AttrSource {
-                    attr: &e.attr,
-                    handle: &e.handle,
-                    statfs: statfs.as_ref(),
-                    lease_secs,
-                };
-                let entry = Entry4 {
-                    cookie: e.cookie,
-                    name: Opaque(Bytes::from(e.name)),
-                    attrs: src.encode(&requested),
-                };
-                if out.push(entry).is_err() {
-                    return Ok(full(out));
-                }
-                cookie = e.cookie;
-            }
-            if page.eof {
-                return Ok(Some(out.finish(COOKIEVERF, true)));
-            }
-            if got == 0 {
-                break;
-            }
-        }
-        Ok(full(out))
+        let eof = dirwalk::walk(v, id, &dir, a.cookie, dirwalk::batch_for(maxcount), |e| {
+            let src = AttrSource {
+                attr: &e.attr,
+                handle: &e.handle,
+                statfs: statfs.as_ref(),
+                lease_secs,
+            };
+            let entry = Entry4 {
+                cookie: e.cookie,
+                name: Opaque(Bytes::from(e.name)),
+                attrs: src.encode(&requested),
+            };
+            out.push(entry).is_ok()
+        })?;
+        Ok(if eof {
+            Some(out.finish(COOKIEVERF, true))
+        } else {
+            full(out)
+        })
     });
     reply.await?.ok_or(Nfs4Error::Toosmall)
 }

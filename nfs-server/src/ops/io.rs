@@ -12,11 +12,11 @@ use openefs_vfs::{FileHandle, OpenAccess, OpenFile, Stability};
 use crate::compound::Ctx;
 use crate::config::MAX_IO;
 
-const READ: OpenAccess = OpenAccess {
+pub(crate) const READ: OpenAccess = OpenAccess {
     read: true,
     write: false,
 };
-const WRITE: OpenAccess = OpenAccess {
+pub(crate) const WRITE: OpenAccess = OpenAccess {
     read: false,
     write: true,
 };
@@ -46,14 +46,10 @@ async fn file_for(
             return Ok(open.file);
         }
     }
-    let cache = ctx.server.special_opens();
-    if let Some(f) = cache.get(&ctx.identity, fh, need) {
-        return Ok(f);
+    match ctx.server.stateless_open(&ctx.identity, fh, need).await {
+        Some(r) => r.map_err(crate::errors::vfs_status),
+        None => Err(Nfs4Error::Serverfault),
     }
-    let f = fh.clone();
-    let file = ctx.vfs(move |v, id| v.open(id, &f, need)).await?;
-    cache.put(ctx.identity.clone(), need, file.clone());
-    Ok(file)
 }
 
 pub async fn read(ctx: &mut Ctx<'_>, a: Read4Args) -> Result<Read4ResOk, Nfs4Error> {
@@ -69,7 +65,7 @@ pub async fn read(ctx: &mut Ctx<'_>, a: Read4Args) -> Result<Read4ResOk, Nfs4Err
     })
 }
 
-fn stability(s: StableHow) -> Stability {
+pub(crate) fn stability(s: StableHow) -> Stability {
     match s {
         StableHow::Unstable => Stability::Unstable,
         StableHow::DataSync => Stability::DataSync,
@@ -77,7 +73,7 @@ fn stability(s: StableHow) -> Stability {
     }
 }
 
-fn stable_how(s: Stability) -> StableHow {
+pub(crate) fn stable_how(s: Stability) -> StableHow {
     match s {
         Stability::Unstable => StableHow::Unstable,
         Stability::DataSync => StableHow::DataSync,

@@ -1,5 +1,5 @@
-//! XDR (RFC 4506), ONC RPC (RFC 5531) and NFSv4.1 (RFC 8881) wire types for
-//! openefs. No I/O: fuzzable, and usable by tests as a client.
+//! XDR (RFC 4506), ONC RPC (RFC 5531), NFSv4.1 (RFC 8881), NFSv3 and
+//! MOUNT v3 (RFC 1813) wire types for openefs. No I/O: fuzzable, and usable by tests as a client.
 //!
 //! Layout:
 //! - [`xdr`]: [`xdr::Decoder`] (bounded, zero-copy over `Bytes`),
@@ -24,7 +24,15 @@
 //!     requested, decode SETATTR/CREATE/OPEN/VERIFY input).
 //!   - [`nfs4::status`]: [`nfs4::Nfs4Error`] (every `nfsstat4` but OK) and
 //!     [`nfs4::Nfs4Status`] = `Result<(), Nfs4Error>`.
+//! - [`nfs3`]: program and procedure numbers, [`nfs3::Res3`] (`resok` or a
+//!   status with its `resfail` arm), [`nfs3::Nfs3Error`].
+//!   - [`nfs3::types`]: `fattr3`, `wcc_data`, `sattr3`, `post_op_*`, …
+//!   - [`nfs3::ops`]: every procedure's arguments and results, and
+//!     [`nfs3::ops::DirListBuilder`] (entries within `count`/`dircount`).
+//! - [`mount`]: MOUNT v3 (MNT, DUMP, UMNT, UMNTALL, EXPORT).
 
+pub mod mount;
+pub mod nfs3;
 pub mod nfs4;
 pub mod rpc;
 pub mod xdr;

@@ -173,6 +173,38 @@ impl Decoder {
     }
 }
 
+/// A linked list of optional-data entries (`entry *next`, as in directory
+/// listings and MOUNT's lists): each element preceded by TRUE, the end by
+/// FALSE. At most `max` elements; each takes at least four bytes of input,
+/// so a list cannot claim more elements than the input could hold.
+pub fn decode_list<T: XdrDecode>(
+    dec: &mut Decoder,
+    what: &'static str,
+    max: usize,
+) -> Result<Vec<T>, XdrError> {
+    let mut out = Vec::new();
+    while dec.bool()? {
+        if out.len() == max {
+            return Err(XdrError::TooLong {
+                what,
+                len: max + 1,
+                max,
+            });
+        }
+        out.push(T::decode(dec)?);
+    }
+    Ok(out)
+}
+
+/// Writes `items` as an optional-data linked list (see [`decode_list`]).
+pub fn encode_list<T: XdrEncode>(enc: &mut Encoder, items: &[T]) {
+    for item in items {
+        enc.put_bool(true);
+        item.encode(enc);
+    }
+    enc.put_bool(false);
+}
+
 /// Writes XDR items. Output is a list of chunks so that large payloads
 /// (READ data) are referenced, not copied; [`Encoder::into_chunks`] suits
 /// vectored writes.

@@ -77,6 +77,7 @@ fn decode_each(input: &Bytes) {
     if let Ok(f) = xdr::from_bytes::<Fattr4>(input.clone()) {
         let _ = FileAttrs::decode(&f);
     }
+    common::nfs3::decode_each(input);
     let mut stream = BytesMut::from(&input[..]);
     let mut records = RecordDecoder::new(64 * 1024);
     while let Ok(Some(_)) = records.decode(&mut stream) {}
@@ -97,6 +98,7 @@ fn valid_messages() -> Vec<Bytes> {
     for r in common::sample_res_ops() {
         out.push(xdr::to_bytes(&r));
     }
+    out.extend(common::nfs3::encoded_samples());
     out
 }
 

@@ -1,6 +1,8 @@
 //! Sample values covering every operation, shared by the test binaries.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod nfs3;
+
 use bytes::Bytes;
 use openefs_nfs_wire::nfs4::ops::*;
 use openefs_nfs_wire::nfs4::types::*;

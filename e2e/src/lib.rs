@@ -2,5 +2,6 @@
 pub mod apiserver;
 pub mod binaries;
 pub mod ganesha;
+pub mod locks;
 pub mod nfsd;
 pub mod qemu;

@@ -5,7 +5,8 @@
 //! calls per connection) → [`rpc`] (ONC RPC dispatch, credentials) →
 //! [`compound`] (the COMPOUND loop, SEQUENCE and the slot reply cache) →
 //! [`ops`] (one function per operation) → [`state`] (clients, sessions,
-//! opens, leases) and the `openefs-vfs` storage backend.
+//! opens, leases, the grace period) with [`stable`] (the client records
+//! that survive a restart), and the `openefs-vfs` storage backend.
 
 pub mod attrs;
 pub mod client;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod ops;
 pub mod rpc;
 pub mod server;
+pub mod stable;
 pub mod state;
 pub mod transport;
 

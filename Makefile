@@ -4,6 +4,7 @@ CARGO ?= cargo
 VALIDATE := .cache/venv/bin/kubernetes-validate
 K8S_VERSION ?= 1.36.0
 EXPORT ?= $(CURDIR)/.cache/export
+STATE ?= $(CURDIR)/.cache/state
 LISTEN ?= 127.0.0.1:2049
 
 .PHONY: help run test deps lint crds validate-crds unit build
@@ -11,9 +12,9 @@ LISTEN ?= 127.0.0.1:2049
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-run: ## serve $(EXPORT) over NFS on $(LISTEN) with openefs-nfsd (release build)
+run: ## serve $(EXPORT) over NFS on $(LISTEN) with openefs-nfsd (release build), client records in $(STATE)
 	mkdir -p $(EXPORT)
-	$(CARGO) run --release -p openefs-nfsd -- serve --export $(EXPORT) --listen $(LISTEN)
+	$(CARGO) run --release -p openefs-nfsd -- serve --export $(EXPORT) --listen $(LISTEN) --state-dir $(STATE)
 
 test: deps lint validate-crds build ## everything CI runs: deps, fmt, clippy, CRD checks, all tests
 	$(CARGO) test --workspace

@@ -58,3 +58,20 @@ pause() {
     *) _fail "pause-$1" "host answered '$_reply'" ;;
   esac
 }
+
+# wait_file FILE -- until FILE is non-empty, at most 20 s.
+wait_file() {
+  _i=0
+  while [ ! -s "$1" ] && [ "$_i" -lt 200 ]; do usleep 100000; _i=$((_i + 1)); done
+  [ -s "$1" ]
+}
+
+# flock ARGS... -- util-linux's flock: busybox has no flock applet, so the
+# host ships it with its libraries and dynamic loader (FLOCK_LOADER) into
+# /openefs/run (e2e/src/locks.rs).
+flock() {
+  chmod 755 "/openefs/run/$FLOCK_LOADER"
+  "/openefs/run/$FLOCK_LOADER" --library-path /openefs/run /openefs/run/flock "$@"
+}
+# Exit status of a refused non-blocking flock (-E), distinct from failures.
+DENIED=75

@@ -3,20 +3,6 @@
 # client's own owners locally before it asks the server; so the host plays a
 # second client (another node) at the pauses, with a lock taken over its own
 # session, to make the server's refusals and lease expiry visible here.
-#
-# busybox has no flock applet; the host ships util-linux's flock with its
-# libraries and dynamic loader (FLOCK_LOADER) into /openefs/run.
-chmod 755 "/openefs/run/$FLOCK_LOADER"
-flock() { "/openefs/run/$FLOCK_LOADER" --library-path /openefs/run /openefs/run/flock "$@"; }
-# Exit status of a refused non-blocking flock, distinct from other failures.
-DENIED=75
-
-# wait_file FILE -- until FILE is non-empty, at most 20 s.
-wait_file() {
-  _i=0
-  while [ ! -s "$1" ] && [ "$_i" -lt 200 ]; do usleep 100000; _i=$((_i + 1)); done
-  [ -s "$1" ]
-}
 
 section exclusive
 : >lockfile

@@ -5,5 +5,6 @@ pub mod command;
 pub mod fio;
 pub mod ganesha;
 pub mod libnfs;
+pub mod locks;
 pub mod nfsd;
 pub mod qemu;

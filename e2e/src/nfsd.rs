@@ -89,8 +89,20 @@ impl Nfsd {
     /// without any help from a clean shutdown), then the same server again
     /// on the same ports.
     pub fn restart(&mut self) -> Result<()> {
+        self.kill()?;
+        self.start_again()
+    }
+
+    /// SIGKILL, and wait until the process is gone: whatever it had not
+    /// written to the export or the state directory is lost.
+    pub fn kill(&mut self) -> Result<()> {
         self.child.kill().context("killing nfsd")?;
         self.child.wait().context("reaping nfsd")?;
+        Ok(())
+    }
+
+    /// After [`Nfsd::kill`]: the same server again on the same ports.
+    pub fn start_again(&mut self) -> Result<()> {
         self.child = Self::launch(
             &self.binary,
             &self.export,
@@ -133,16 +145,23 @@ impl Nfsd {
 
     /// `openefs_nfsd_operations_total{op=OP,status=STATUS}`, 0 when absent.
     pub fn operations(&self, op: &str, status: &str) -> Result<u64> {
+        let series = format!(r#"openefs_nfsd_operations_total{{op="{op}",status="{status}"}}"#);
+        Ok(self.metric(&series)?.map_or(0, |v| v as u64))
+    }
+
+    /// The value of one series, named with its labels exactly as the page
+    /// prints it (e.g. `openefs_nfsd_grace_active`); `None` when absent.
+    pub fn metric(&self, series: &str) -> Result<Option<f64>> {
         let page = self.metrics()?;
-        let key = format!(r#"openefs_nfsd_operations_total{{op="{op}",status="{status}"}} "#);
+        let key = format!("{series} ");
         page.lines()
             .find_map(|l| l.strip_prefix(&key))
-            .map_or(Ok(0), |v| {
+            .map(|v| {
                 v.trim()
                     .parse::<f64>()
-                    .map(|v| v as u64)
                     .with_context(|| format!("metric value {v:?}"))
             })
+            .transpose()
     }
 }
 

@@ -200,6 +200,15 @@ impl Client {
     /// EXCHANGE_ID, CREATE_SESSION and RECLAIM_COMPLETE, as a client's
     /// mount does.
     pub async fn establish(&mut self, owner: &[u8]) -> Result<(), ClientError> {
+        self.establish_for_reclaim(owner).await?;
+        self.compound(vec![ArgOp::ReclaimComplete(false)]).await?;
+        Ok(())
+    }
+
+    /// EXCHANGE_ID and CREATE_SESSION only, as a client does that is about
+    /// to reclaim its state from a restarted server (it sends
+    /// RECLAIM_COMPLETE when done).
+    pub async fn establish_for_reclaim(&mut self, owner: &[u8]) -> Result<(), ClientError> {
         let res = self
             .compound_raw(
                 1,
@@ -254,7 +263,6 @@ impl Client {
         self.clientid = Some(ex.clientid);
         self.session = Some(cs.sessionid);
         self.seqid = 1;
-        self.compound(vec![ArgOp::ReclaimComplete(false)]).await?;
         Ok(())
     }
 }

@@ -237,11 +237,15 @@ async fn execute(ctx: &mut Ctx<'_>, op: ArgOp) -> ResOp {
         ArgOp::ExchangeId(a) => ResOp::ExchangeId(session::exchange_id(ctx, a)),
         ArgOp::CreateSession(a) => ResOp::CreateSession(session::create_session(ctx, a)),
         ArgOp::DestroySession(a) => ResOp::DestroySession(session::destroy_session(ctx, a)),
-        ArgOp::DestroyClientid(a) => ResOp::DestroyClientid(session::destroy_clientid(ctx, a)),
+        ArgOp::DestroyClientid(a) => {
+            ResOp::DestroyClientid(session::destroy_clientid(ctx, a).await)
+        }
         ArgOp::BindConnToSession(a) => {
             ResOp::BindConnToSession(session::bind_conn_to_session(ctx, a))
         }
-        ArgOp::ReclaimComplete(a) => ResOp::ReclaimComplete(session::reclaim_complete(ctx, a)),
+        ArgOp::ReclaimComplete(a) => {
+            ResOp::ReclaimComplete(session::reclaim_complete(ctx, a).await)
+        }
         ArgOp::SecinfoNoName(a) => ResOp::SecinfoNoName(session::secinfo_no_name(ctx, a).await),
         ArgOp::Secinfo(a) => ResOp::Secinfo(session::secinfo(ctx, a).await),
         ArgOp::Putrootfh | ArgOp::Putpubfh => {

@@ -40,6 +40,16 @@ pub struct ServeArgs {
     /// How long a client's state lives without renewal, e.g. "90s".
     #[arg(long, env = "OPENEFS_LEASE_TIME")]
     pub lease_time: Option<humantime::Duration>,
+    /// Directory for the stable client records that let clients reclaim
+    /// opens and locks after a restart; put it on the export's volume, e.g.
+    /// /data/state next to /data/export. Without it state is in memory only
+    /// and a restart loses every open and lock.
+    #[arg(long, env = "OPENEFS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Longest grace period after a restart, in which only reclaims are
+    /// served, e.g. "90s" [default: the lease time].
+    #[arg(long, env = "OPENEFS_GRACE_TIME")]
+    pub grace_time: Option<humantime::Duration>,
     /// Address and port for the Prometheus `/metrics` endpoint (off if unset).
     #[arg(long, env = "OPENEFS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -60,6 +70,8 @@ struct FileConfig {
     anon_uid: Option<u32>,
     anon_gid: Option<u32>,
     lease_time: Option<String>,
+    state_dir: Option<PathBuf>,
+    grace_time: Option<String>,
     metrics_listen: Option<SocketAddr>,
     max_connections: Option<usize>,
     log_format: Option<LogFormat>,
@@ -84,6 +96,13 @@ pub enum ConfigError {
     },
     #[error("lease time {0:?} is outside 10s..=1h")]
     LeaseRange(Duration),
+    #[error("invalid grace-time {value:?}: {source}")]
+    GraceTime {
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("grace time {0:?} is outside 1s..=1h")]
+    GraceRange(Duration),
     #[error("missing required setting `{0}` (flag, env var or config file)")]
     Missing(&'static str),
     #[error("export {path} is not a directory")]
@@ -101,6 +120,10 @@ pub struct Config {
     pub anon_uid: u32,
     pub anon_gid: u32,
     pub lease: Duration,
+    /// Where the stable client records live; `None`: in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Longest grace period after a restart with recorded clients.
+    pub grace: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub max_connections: usize,
     pub log_format: LogFormat,
@@ -156,6 +179,8 @@ impl Config {
             anon_uid: 65534,
             anon_gid: 65534,
             lease: Duration::from_secs(90),
+            state_dir: None,
+            grace: Duration::from_secs(90),
             metrics_listen: None,
             max_connections: 1024,
             log_format: LogFormat::Text,
@@ -177,6 +202,17 @@ impl ServeArgs {
         };
         if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&lease) {
             return Err(ConfigError::LeaseRange(lease));
+        }
+        let grace = match (self.grace_time, file.grace_time) {
+            (Some(d), _) => d.into(),
+            (None, Some(s)) => humantime::parse_duration(&s)
+                .map_err(|source| ConfigError::GraceTime { value: s, source })?,
+            // A client renews within one lease, so it notices the restart
+            // and reclaims within one too.
+            (None, None) => lease,
+        };
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&grace) {
+            return Err(ConfigError::GraceRange(grace));
         }
         let export = self
             .export
@@ -202,6 +238,8 @@ impl ServeArgs {
             anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(65534),
             anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(65534),
             lease,
+            state_dir: self.state_dir.or(file.state_dir),
+            grace,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             max_connections,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
@@ -244,6 +282,9 @@ mod tests {
         let c = args.into_config().unwrap();
         assert_eq!(c.listen.port(), 3049);
         assert_eq!(c.lease, Duration::from_secs(30));
+        // The grace period follows the lease unless set.
+        assert_eq!(c.grace, Duration::from_secs(30));
+        assert_eq!(c.state_dir, None);
         assert!(c.root_squash);
         assert_eq!(
             (c.anon_uid, c.anon_gid, c.max_connections),
@@ -290,6 +331,23 @@ mod tests {
             .into_config(),
             Err(ConfigError::LeaseRange(_))
         ));
+        assert!(matches!(
+            ServeArgs {
+                grace_time: Some("0s".parse().unwrap()),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::GraceRange(_))
+        ));
+        let c = ServeArgs {
+            grace_time: Some("15s".parse().unwrap()),
+            state_dir: Some(dir.path().join("state")),
+            ..base()
+        }
+        .into_config()
+        .unwrap();
+        assert_eq!(c.grace, Duration::from_secs(15));
+        assert_eq!(c.state_dir, Some(dir.path().join("state")));
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "no-such-key = 1\n").unwrap();
         assert!(matches!(

@@ -26,6 +26,8 @@ impl From<StateError> for Nfs4Error {
             StateError::TooManyOps => Nfs4Error::TooManyOps,
             StateError::CompleteAlready => Nfs4Error::CompleteAlready,
             StateError::OpenMode => Nfs4Error::Openmode,
+            StateError::Grace => Nfs4Error::Grace,
+            StateError::NoGrace => Nfs4Error::NoGrace,
         }
     }
 }

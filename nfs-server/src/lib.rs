@@ -5,10 +5,11 @@
 //! calls per connection) → [`rpc`] (ONC RPC dispatch, credentials) →
 //! [`compound`] (the COMPOUND loop, SEQUENCE and the slot reply cache) →
 //! [`ops`] (one function per operation) → [`state`] (clients, sessions,
-//! opens, leases) and the `openefs-vfs` storage backend. NFSv3 calls go
-//! from [`rpc`] to [`v3`] (one function per procedure) and MOUNT v3 calls
-//! to [`mount`], over the same vfs; [`dirwalk`] pages directories for both
-//! versions' READDIR.
+//! opens, leases, the grace period) with [`stable`] (the client records
+//! that survive a restart), and the `openefs-vfs` storage backend. NFSv3
+//! calls go from [`rpc`] to [`v3`] (one function per procedure) and MOUNT v3
+//! calls to [`mount`], over the same vfs; [`dirwalk`] pages directories for
+//! both versions' READDIR.
 
 pub mod attrs;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod mount;
 pub mod ops;
 pub mod rpc;
 pub mod server;
+pub mod stable;
 pub mod state;
 pub mod transport;
 pub mod v3;

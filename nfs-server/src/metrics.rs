@@ -68,6 +68,27 @@ struct Op {
     op: &'static str,
 }
 
+/// What a client reclaimed after a restart.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Reclaimed {
+    Open,
+    Lock,
+}
+
+impl EncodeLabelValue for Reclaimed {
+    fn encode(&self, enc: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        enc.write_str(match self {
+            Self::Open => "open",
+            Self::Lock => "lock",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReclaimKind {
+    kind: Reclaimed,
+}
+
 fn latency_histogram() -> Histogram {
     // 25 µs … ~6.5 s: from a cached GETATTR to a large synchronous WRITE.
     Histogram::new(exponential_buckets(25e-6, 2.0, 19))
@@ -80,6 +101,8 @@ pub struct Metrics {
     bytes_read: Counter,
     bytes_written: Counter,
     connections: Gauge,
+    grace_active: Gauge,
+    reclaims: Family<ReclaimKind, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,6 +120,8 @@ impl Default for Metrics {
         let bytes_read = Counter::default();
         let bytes_written = Counter::default();
         let connections = Gauge::default();
+        let grace_active = Gauge::default();
+        let reclaims = Family::<ReclaimKind, Counter>::default();
         registry.register(
             "operations",
             "NFS operations executed, by operation and result status",
@@ -122,6 +147,16 @@ impl Default for Metrics {
             "Open client connections",
             connections.clone(),
         );
+        registry.register(
+            "grace_active",
+            "1 while the server is in its grace period after a restart (only reclaims served)",
+            grace_active.clone(),
+        );
+        registry.register(
+            "reclaims",
+            "Opens and locks clients took back in a grace period",
+            reclaims.clone(),
+        );
         Self {
             registry,
             ops,
@@ -129,6 +164,8 @@ impl Default for Metrics {
             bytes_read,
             bytes_written,
             connections,
+            grace_active,
+            reclaims,
         }
     }
 }
@@ -155,6 +192,14 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections.dec();
+    }
+
+    pub fn set_grace(&self, active: bool) {
+        self.grace_active.set(i64::from(active));
+    }
+
+    pub fn reclaimed(&self, kind: Reclaimed) {
+        self.reclaims.get_or_create(&ReclaimKind { kind }).inc();
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
@@ -219,6 +264,8 @@ mod tests {
             Duration::from_micros(100),
         );
         m.connection_opened();
+        m.set_grace(true);
+        m.reclaimed(Reclaimed::Lock);
         let text = m.encode().unwrap();
         assert!(text.contains(r#"openefs_nfsd_operations_total{op="READ",status="NFS4_OK"} 2"#));
         assert!(
@@ -234,6 +281,8 @@ mod tests {
             )
         );
         assert!(text.contains("openefs_nfsd_connections 1"));
+        assert!(text.contains("openefs_nfsd_grace_active 1"));
+        assert!(text.contains(r#"openefs_nfsd_reclaims_total{kind="lock"} 1"#));
         assert!(text.contains(r#"openefs_nfsd_operation_duration_seconds_count{op="READ"} 3"#));
     }
 }

@@ -6,15 +6,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openefs_nfs_wire::nfs4::Nfs4Error;
 use openefs_vfs::{FileHandle, Identity, OpenAccess, OpenFile, Vfs, VfsResult};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::metrics::{Metrics, serve_metrics};
 use crate::mount::Mounts;
-use crate::state::{Clock, State, SystemClock};
+use crate::stable::{StableError, StableStore};
+use crate::state::{ClientId, Clock, State, SystemClock};
 
 pub struct Server {
     config: Config,
@@ -24,9 +26,11 @@ pub struct Server {
     /// WRITE/COMMIT verifier: random per server instance, so a client learns
     /// from a change that unstable writes may be lost and must be resent.
     write_verifier: [u8; 8],
-    /// EXCHANGE_ID server scope/owner: random per instance since no state
-    /// survives a restart yet.
-    instance: [u8; 8],
+    /// EXCHANGE_ID `server_owner` major id and `server_scope`: from the
+    /// stable records, so clients know the restarted server for the same
+    /// one and reclaim; random per instance without them.
+    server_id: Vec<u8>,
+    store: Option<Arc<StableStore>>,
     special_opens: SpecialOpens,
     /// Who mounted the export through MOUNT v3 (for DUMP).
     mounts: Mounts,
@@ -41,18 +45,60 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// A server whose state lives in memory only: a restart loses it, and
+    /// clients see a new server (no grace period, no reclaims).
     pub fn new(config: Config, vfs: Arc<dyn Vfs>, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, vfs, clock, None)
+    }
+
+    /// A server with stable client records: the previous instance's clients
+    /// get a grace period to reclaim their opens and locks.
+    pub fn with_store(
+        config: Config,
+        vfs: Arc<dyn Vfs>,
+        clock: Arc<dyn Clock>,
+        store: StableStore,
+    ) -> Self {
+        Self::build(config, vfs, clock, Some(store))
+    }
+
+    fn build(
+        config: Config,
+        vfs: Arc<dyn Vfs>,
+        clock: Arc<dyn Clock>,
+        store: Option<StableStore>,
+    ) -> Self {
+        // Both change on every start: a client learns from the verifier that
+        // unstable writes may be lost, and from the boot epoch in client ids
+        // and stateids that they are from an earlier instance.
         let write_verifier: [u8; 8] = rand::random();
-        let instance: [u8; 8] = rand::random();
-        let boot = u32::from_be_bytes([instance[0], instance[1], instance[2], instance[3]]);
+        let boot: u32 = rand::random();
         let state = State::new(clock, config.lease, boot);
+        let metrics = Arc::new(Metrics::default());
+        let server_id = match &store {
+            Some(store) => {
+                let previous = store.previous_clients();
+                state.start_grace(previous, config.grace);
+                if state.in_grace() {
+                    info!(
+                        clients = previous.len(),
+                        grace = ?config.grace,
+                        "grace period: waiting for the previous clients to reclaim"
+                    );
+                    metrics.set_grace(true);
+                }
+                store.server_id()
+            }
+            None => rand::random::<[u8; 16]>().to_vec(),
+        };
         Self {
             config,
             vfs,
             state,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             write_verifier,
-            instance,
+            server_id,
+            store: store.map(Arc::new),
             special_opens: SpecialOpens::default(),
             mounts: Mounts::default(),
         }
@@ -78,8 +124,63 @@ impl Server {
         self.write_verifier
     }
 
-    pub fn instance(&self) -> [u8; 8] {
-        self.instance
+    pub fn server_id(&self) -> &[u8] {
+        &self.server_id
+    }
+
+    /// Puts `client` into the stable records unless it is there: before a
+    /// client gets its first state, so that it can reclaim after a crash.
+    pub async fn record_client(&self, client: ClientId) -> Result<(), Nfs4Error> {
+        let Some(store) = self.store.clone() else {
+            return Ok(());
+        };
+        let Some(owner) = self.state.owner_to_record(client)? else {
+            return Ok(());
+        };
+        match tokio::task::spawn_blocking(move || store.add(&owner)).await {
+            Ok(Ok(())) => {
+                self.state.mark_recorded(client);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot record a client: refusing it state");
+                Err(Nfs4Error::Serverfault)
+            }
+            Err(e) => {
+                error!(error = %e, "client record task failed");
+                Err(Nfs4Error::Serverfault)
+            }
+        }
+    }
+
+    /// Drops clients from the stable records. A failure only costs a later
+    /// restart a longer grace period, so it is logged, not returned.
+    pub async fn forget_clients(&self, owners: Vec<Vec<u8>>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if owners.is_empty() {
+            return;
+        }
+        match tokio::task::spawn_blocking(move || store.remove(&owners)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot forget client records"),
+            Err(e) => warn!(error = %e, "client record task failed"),
+        }
+    }
+
+    /// Ends the grace period once it is over, and forgets the clients that
+    /// did not come back in it.
+    pub async fn end_grace_if_over(&self) {
+        if let Some(ended) = self.state.end_grace_if_over() {
+            info!(
+                early = ended.early,
+                not_reclaimed = ended.forget.len(),
+                "grace period over"
+            );
+            self.metrics.set_grace(false);
+            self.forget_clients(ended.forget).await;
+        }
     }
 
     pub fn special_opens(&self) -> &SpecialOpens {
@@ -191,6 +292,8 @@ pub enum RunError {
     },
     #[error("serving metrics: {0}")]
     Metrics(std::io::Error),
+    #[error(transparent)]
+    StateDir(#[from] StableError),
 }
 
 /// Binds the configured listeners and serves until `shutdown` fires.
@@ -213,7 +316,20 @@ pub async fn run(
         ),
         None => None,
     };
-    let server = Arc::new(Server::new(config, vfs, Arc::new(SystemClock::default())));
+    let clock = Arc::new(SystemClock::default());
+    let server = match &config.state_dir {
+        Some(dir) => {
+            let store = StableStore::open(dir)?;
+            Server::with_store(config, vfs, clock, store)
+        }
+        None => {
+            warn!(
+                "no --state-dir: client state is in memory only, a restart loses opens and locks"
+            );
+            Server::new(config, vfs, clock)
+        }
+    };
+    let server = Arc::new(server);
     info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1 and NFSv3");
     let metrics_task = metrics_listener.map(|l| {
         if let Ok(addr) = l.local_addr() {
@@ -241,17 +357,23 @@ pub async fn serve_on(listener: TcpListener, server: Arc<Server>, shutdown: Canc
     }
 }
 
+/// Expires leases and notices the end of the grace period. A second's
+/// tick (the shortest lease is 10 s) keeps the `grace_active` gauge and the
+/// log close to the truth; the state itself goes by its clock, not by this
+/// task.
 async fn reap_leases(server: Arc<Server>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(server.state.lease() / 4);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                let n = server.state.reap_expired();
-                if n > 0 {
-                    info!(clients = n, "expired clients whose lease ran out");
+                let reaped = server.state.reap_expired();
+                if reaped.clients > 0 {
+                    info!(clients = reaped.clients, "expired clients whose lease ran out");
                 }
+                server.forget_clients(reaped.forget).await;
+                server.end_grace_if_over().await;
             }
         }
     }

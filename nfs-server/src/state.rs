@@ -2,10 +2,12 @@
 //! owners and open stateids, lock owners with their byte-range locks, leases.
 //!
 //! Synchronous code behind one mutex, with an injected [`Clock`], so lease
-//! expiry and slot rules are unit-testable without sleeping. Nothing here does
-//! I/O: opening files is the caller's job, the state only keeps the result.
+//! expiry, slot rules and the grace period are unit-testable without
+//! sleeping. Nothing here does I/O: opening files and writing the stable
+//! client records (`crate::stable`) are the caller's job, the state only
+//! keeps the result and says which owners to record or forget.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,10 @@ pub enum StateError {
     CompleteAlready,
     #[error("the open does not allow this lock type")]
     OpenMode,
+    #[error("in the grace period: only reclaims are served")]
+    Grace,
+    #[error("no grace period, or this client may not reclaim in it")]
+    NoGrace,
 }
 
 /// A byte range, both ends inclusive, so a lock up to the end of the file
@@ -219,6 +225,8 @@ struct Client {
     last_cs: Option<CreatedSession>,
     last_renewed: Duration,
     reclaim_complete: bool,
+    /// Its owner is in the stable records (set by the caller once written).
+    recorded: bool,
 }
 
 #[derive(Debug)]
@@ -252,6 +260,42 @@ struct Inner {
     sessions: HashMap<SessionId, Session>,
     opens: HashMap<[u8; 12], Open>,
     locks: HashMap<[u8; 12], LockState>,
+    grace: Option<Grace>,
+}
+
+/// The grace period after a restart (RFC 8881 §8.4.2.1): until `until`, or
+/// until every client of the previous instance said RECLAIM_COMPLETE.
+#[derive(Debug)]
+struct Grace {
+    until: Duration,
+    /// Owners of the previous instance's recorded clients.
+    reclaimable: HashSet<Vec<u8>>,
+    /// Those of them that sent RECLAIM_COMPLETE.
+    completed: HashSet<Vec<u8>>,
+}
+
+impl Grace {
+    fn over(&self, now: Duration) -> bool {
+        now >= self.until || self.completed.len() == self.reclaimable.len()
+    }
+}
+
+/// How a grace period ended, for the log and the stable records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraceEnded {
+    /// Every recorded client sent RECLAIM_COMPLETE before the time was up.
+    pub early: bool,
+    /// Previous clients that did not come back: their state is gone, their
+    /// records can go too.
+    pub forget: Vec<Vec<u8>>,
+}
+
+/// What the lease reaper removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub clients: usize,
+    /// Recorded owners no client in memory has any more.
+    pub forget: Vec<Vec<u8>>,
 }
 
 /// Result of EXCHANGE_ID.
@@ -307,7 +351,95 @@ impl State {
                 sessions: HashMap::new(),
                 opens: HashMap::new(),
                 locks: HashMap::new(),
+                grace: None,
             }),
+        }
+    }
+
+    /// Starts a grace period of `length` for the previous instance's
+    /// recorded clients; without any there is nothing to reclaim, and none.
+    pub fn start_grace(&self, previous: &[Vec<u8>], length: Duration) {
+        if previous.is_empty() {
+            return;
+        }
+        let until = self.clock.now() + length;
+        self.lock().grace = Some(Grace {
+            until,
+            reclaimable: previous.iter().cloned().collect(),
+            completed: HashSet::new(),
+        });
+    }
+
+    /// Whether new state is refused for now, so that clients can take back
+    /// what they had.
+    pub fn in_grace(&self) -> bool {
+        let now = self.clock.now();
+        self.lock().grace.as_ref().is_some_and(|g| !g.over(now))
+    }
+
+    /// Refuses what could conflict with state not yet reclaimed.
+    pub fn check_not_grace(&self) -> StateResult<()> {
+        if self.in_grace() {
+            return Err(StateError::Grace);
+        }
+        Ok(())
+    }
+
+    /// A reclaim (OPEN CLAIM_PREVIOUS, LOCK with reclaim) is allowed in the
+    /// grace period, from a client the previous instance recorded, until it
+    /// sends RECLAIM_COMPLETE.
+    pub fn check_reclaim(&self, client: ClientId) -> StateResult<()> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        let c = inner
+            .clients
+            .get(&client)
+            .ok_or(StateError::StaleClientId)?;
+        match &inner.grace {
+            Some(g) if !g.over(now) && !c.reclaim_complete && g.reclaimable.contains(&c.owner) => {
+                Ok(())
+            }
+            _ => Err(StateError::NoGrace),
+        }
+    }
+
+    /// Ends the grace period if its time is up or every previous client
+    /// completed its reclaims; says so once.
+    pub fn end_grace_if_over(&self) -> Option<GraceEnded> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        if !inner.grace.as_ref().is_some_and(|g| g.over(now)) {
+            return None;
+        }
+        let g = inner.grace.take()?;
+        let present: HashSet<&Vec<u8>> = inner.clients.values().map(|c| &c.owner).collect();
+        let mut forget: Vec<Vec<u8>> = g
+            .reclaimable
+            .iter()
+            .filter(|o| !present.contains(o))
+            .cloned()
+            .collect();
+        forget.sort();
+        Some(GraceEnded {
+            early: g.completed.len() == g.reclaimable.len(),
+            forget,
+        })
+    }
+
+    /// The owner of `client` when it is not yet in the stable records.
+    pub fn owner_to_record(&self, client: ClientId) -> StateResult<Option<Vec<u8>>> {
+        let inner = self.lock();
+        let c = inner
+            .clients
+            .get(&client)
+            .ok_or(StateError::StaleClientId)?;
+        Ok((!c.recorded).then(|| c.owner.clone()))
+    }
+
+    /// Notes that the owner of `client` is in the stable records now.
+    pub fn mark_recorded(&self, client: ClientId) {
+        if let Some(c) = self.lock().clients.get_mut(&client) {
+            c.recorded = true;
         }
     }
 
@@ -375,6 +507,7 @@ impl State {
                 last_cs: None,
                 last_renewed: now,
                 reclaim_complete: false,
+                recorded: false,
             },
         );
         Exchanged {
@@ -539,8 +672,9 @@ impl State {
             .ok_or(StateError::BadSession)
     }
 
-    /// RECLAIM_COMPLETE: there is no grace period to end (no state survives
-    /// a restart yet), so this only records that the client said it.
+    /// RECLAIM_COMPLETE: the client has taken back all it will; once every
+    /// client of the previous instance said so, the grace period can end
+    /// early ([`State::end_grace_if_over`]).
     pub fn reclaim_complete(&self, client: ClientId) -> StateResult<()> {
         let mut inner = self.lock();
         let c = inner
@@ -551,10 +685,18 @@ impl State {
             return Err(StateError::CompleteAlready);
         }
         c.reclaim_complete = true;
+        let owner = c.owner.clone();
+        if let Some(g) = inner.grace.as_mut()
+            && g.reclaimable.contains(&owner)
+        {
+            g.completed.insert(owner);
+        }
         Ok(())
     }
 
-    pub fn destroy_client(&self, client: ClientId) -> StateResult<()> {
+    /// DESTROY_CLIENTID; returns the owner to forget from the stable
+    /// records, if it was recorded and no other client has it.
+    pub fn destroy_client(&self, client: ClientId) -> StateResult<Option<Vec<u8>>> {
         self.check_client_boot(client)?;
         let mut inner = self.lock();
         if !inner.clients.contains_key(&client) {
@@ -563,20 +705,30 @@ impl State {
         if inner.sessions.values().any(|s| s.client == client) {
             return Err(StateError::ClientIdBusy);
         }
-        Self::remove_client(&mut inner, client);
-        Ok(())
+        let forget = Self::remove_client(&mut inner, client);
+        Ok(forget)
     }
 
-    fn remove_client(inner: &mut Inner, client: ClientId) {
-        inner.clients.remove(&client);
+    /// Removes a client with its sessions, opens and locks; returns its
+    /// owner when it was recorded and no other client has that owner (a
+    /// new incarnation of the client keeps the record).
+    fn remove_client(inner: &mut Inner, client: ClientId) -> Option<Vec<u8>> {
+        let c = inner.clients.remove(&client)?;
         inner.sessions.retain(|_, s| s.client != client);
         inner.opens.retain(|_, o| o.client != client);
         inner.locks.retain(|_, l| l.client != client);
+        let mut shared = false;
+        for other in inner.clients.values_mut().filter(|o| o.owner == c.owner) {
+            // The record is per owner: another incarnation inherits it.
+            other.recorded |= c.recorded;
+            shared = true;
+        }
+        (c.recorded && !shared).then_some(c.owner)
     }
 
     /// Removes clients whose lease ran out, with their sessions, opens and
-    /// locks (dropping the opens closes their files). Returns how many went.
-    pub fn reap_expired(&self) -> usize {
+    /// locks (dropping the opens closes their files).
+    pub fn reap_expired(&self) -> Reaped {
         let now = self.clock.now();
         let mut inner = self.lock();
         let expired: Vec<ClientId> = inner
@@ -585,10 +737,12 @@ impl State {
             .filter(|(_, c)| now.saturating_sub(c.last_renewed) > self.lease)
             .map(|(id, _)| *id)
             .collect();
+        let mut reaped = Reaped::default();
         for id in &expired {
-            Self::remove_client(&mut inner, *id);
+            reaped.clients += 1;
+            reaped.forget.extend(Self::remove_client(&mut inner, *id));
         }
-        expired.len()
+        reaped
     }
 
     fn new_stateid_other(&self, inner: &mut Inner) -> [u8; 12] {
@@ -1141,10 +1295,10 @@ mod tests {
         clock.advance(LEASE - Duration::from_secs(1));
         state.sequence(&sid, 1, 1, 1).unwrap();
         clock.advance(LEASE - Duration::from_secs(1));
-        assert_eq!(state.reap_expired(), 0);
+        assert_eq!(state.reap_expired().clients, 0);
         assert_eq!(state.counts(), (1, 1, 1));
         clock.advance(Duration::from_secs(2));
-        assert_eq!(state.reap_expired(), 1);
+        assert_eq!(state.reap_expired().clients, 1);
         assert_eq!(state.counts(), (0, 0, 0));
         assert!(matches!(
             state.sequence(&sid, 1, 2, 1),
@@ -1209,6 +1363,111 @@ mod tests {
         state
             .record_open(client, b"b", share::READ, 0, open_file(b"f", false))
             .unwrap();
+    }
+
+    /// A confirmed client of `owner` on `state`.
+    fn connect(state: &State, owner: &[u8]) -> ClientId {
+        let ex = state.exchange_id(owner, [1; 8]);
+        state
+            .create_session(ex.client, ex.sequence, 0, attrs())
+            .unwrap();
+        ex.client
+    }
+
+    #[test]
+    fn grace_serves_only_reclaims_of_recorded_clients() {
+        let clock = Arc::new(ManualClock::default());
+        let state = State::new(clock.clone(), LEASE, 8);
+        state.start_grace(&[b"old".to_vec()], Duration::from_secs(30));
+        assert!(state.in_grace());
+        let old = connect(&state, b"old");
+        let new = connect(&state, b"new");
+        state.check_reclaim(old).unwrap();
+        assert_eq!(state.check_not_grace(), Err(StateError::Grace));
+        assert_eq!(state.check_reclaim(new), Err(StateError::NoGrace));
+        // A client the previous instance did not know ends nothing.
+        state.reclaim_complete(new).unwrap();
+        assert!(state.in_grace());
+        assert_eq!(state.end_grace_if_over(), None);
+        // The last previous client finishing ends grace early.
+        clock.advance(Duration::from_secs(5));
+        state.reclaim_complete(old).unwrap();
+        assert_eq!(state.check_reclaim(old), Err(StateError::NoGrace));
+        assert!(!state.in_grace());
+        state.check_not_grace().unwrap();
+        assert_eq!(
+            state.end_grace_if_over(),
+            Some(GraceEnded {
+                early: true,
+                forget: vec![]
+            })
+        );
+        assert_eq!(state.end_grace_if_over(), None);
+    }
+
+    #[test]
+    fn grace_ends_in_time_and_forgets_who_did_not_return() {
+        let clock = Arc::new(ManualClock::default());
+        let state = State::new(clock.clone(), LEASE, 8);
+        state.start_grace(&[b"a".to_vec(), b"b".to_vec()], Duration::from_secs(30));
+        let a = connect(&state, b"a");
+        clock.advance(Duration::from_secs(29));
+        state.check_reclaim(a).unwrap();
+        assert_eq!(state.end_grace_if_over(), None);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(state.check_reclaim(a), Err(StateError::NoGrace));
+        state.check_not_grace().unwrap();
+        assert_eq!(
+            state.end_grace_if_over(),
+            Some(GraceEnded {
+                early: false,
+                forget: vec![b"b".to_vec()]
+            })
+        );
+    }
+
+    #[test]
+    fn no_records_no_grace() {
+        let (_, state, client, _) = setup();
+        state.start_grace(&[], Duration::from_secs(30));
+        assert!(!state.in_grace());
+        assert_eq!(state.check_reclaim(client), Err(StateError::NoGrace));
+        assert_eq!(state.end_grace_if_over(), None);
+    }
+
+    #[test]
+    fn records_follow_the_owner() {
+        let (clock, state, a, sid) = setup();
+        assert_eq!(state.owner_to_record(a), Ok(Some(b"client-a".to_vec())));
+        state.mark_recorded(a);
+        assert_eq!(state.owner_to_record(a), Ok(None));
+        // A new incarnation of the client inherits the record: dropping
+        // the old one forgets nothing.
+        let ex = state.exchange_id(b"client-a", [9; 8]);
+        state
+            .create_session(ex.client, ex.sequence, 0, attrs())
+            .unwrap();
+        assert_eq!(state.owner_to_record(ex.client), Ok(None));
+        assert_eq!(state.destroy_session(&sid), Err(StateError::BadSession));
+        // Unrecorded clients leave nothing to forget; recorded ones do.
+        let b = connect(&state, b"client-b");
+        let b_sid = state
+            .lock()
+            .sessions
+            .iter()
+            .find(|(_, s)| s.client == b)
+            .map(|(id, _)| *id)
+            .unwrap();
+        state.destroy_session(&b_sid).unwrap();
+        assert_eq!(state.destroy_client(b), Ok(None));
+        clock.advance(LEASE + Duration::from_secs(1));
+        assert_eq!(
+            state.reap_expired(),
+            Reaped {
+                clients: 1,
+                forget: vec![b"client-a".to_vec()]
+            }
+        );
     }
 
     #[test]
@@ -1432,10 +1691,10 @@ mod tests {
         // B keeps renewing, A does not.
         clock.advance(LEASE - Duration::from_secs(1));
         state.sequence(&b_sid, 0, 1, 1).unwrap();
-        assert_eq!(state.reap_expired(), 0);
+        assert_eq!(state.reap_expired().clients, 0);
         assert!(state.test_lock(b, b"l", &fh, true, r(0, 0)).is_err());
         clock.advance(Duration::from_secs(2));
-        assert_eq!(state.reap_expired(), 1);
+        assert_eq!(state.reap_expired().clients, 1);
         state.test_lock(b, b"l", &fh, true, r(0, 0)).unwrap();
         new_lock(&state, b, ob, b"l", true, r(0, u64::MAX)).unwrap();
     }
@@ -1544,6 +1803,207 @@ mod tests {
                         }
                     }
                     assert_eq!(bytes, model[o], "owner {o}");
+                }
+            }
+        }
+    }
+
+    /// Random OPEN/CLOSE/LOCK/LOCKU sequences of four owners (two per
+    /// client) on two files, with replays of old and closed stateids and
+    /// lease expiry of one client, against a model of share reservations,
+    /// whole-file locks and stateid seqids: the same verdict at every step.
+    #[test]
+    fn opens_and_locks_match_a_model_with_replays() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::HashMap as Map;
+        const OWNERS: usize = 4;
+        struct MOpen {
+            sid: Stateid4,
+            access: u32,
+            deny: u32,
+        }
+        struct MLock {
+            sid: Stateid4,
+            write: Option<bool>,
+        }
+        let files = [FileHandle(b"f".to_vec()), FileHandle(b"g".to_vec())];
+        let whole = r(0, u64::MAX);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x0be7);
+        for _ in 0..40 {
+            let clock = Arc::new(ManualClock::default());
+            let state = State::new(clock.clone(), LEASE, 3);
+            let connect_as = |name: &[u8], verifier: u8| {
+                let ex = state.exchange_id(name, [verifier; 8]);
+                let cs = state
+                    .create_session(ex.client, ex.sequence, 0, attrs())
+                    .unwrap();
+                (ex.client, cs.session)
+            };
+            let mut clients = [connect_as(b"a", 1), connect_as(b"b", 1)];
+            let mut incarnation = 1;
+            let mut a_seq = 0;
+            let mut opens: Map<(usize, usize), MOpen> = Map::new();
+            let mut locks: Map<(usize, usize), MLock> = Map::new();
+            // Stateids that must no longer work: (client index, stateid).
+            let mut gone: Vec<(usize, Stateid4)> = Vec::new();
+            for _ in 0..80 {
+                let o = rng.random_range(0..OWNERS);
+                let c = o / 2;
+                let client = clients[c].0;
+                let f = rng.random_range(0..2usize);
+                let owner = format!("o{o}").into_bytes();
+                let lock_owner = format!("l{o}").into_bytes();
+                match rng.random_range(0..7) {
+                    0 | 1 => {
+                        let access =
+                            [share::READ, share::WRITE, share::BOTH][rng.random_range(0..3)];
+                        let deny = rng.random_range(0..4u32);
+                        let conflict = opens.iter().any(|(&(o2, f2), m)| {
+                            o2 != o && f2 == f && (m.deny & access != 0 || m.access & deny != 0)
+                        });
+                        let got = state.record_open(
+                            client,
+                            &owner,
+                            access,
+                            deny,
+                            open_file(&files[f].0, access & share::WRITE != 0),
+                        );
+                        if conflict {
+                            assert_eq!(got, Err(StateError::ShareDenied));
+                            continue;
+                        }
+                        let sid = got.unwrap();
+                        match opens.get_mut(&(o, f)) {
+                            Some(m) => {
+                                assert_eq!((sid.other, sid.seqid), (m.sid.other, m.sid.seqid + 1));
+                                gone.push((c, m.sid));
+                                m.sid = sid;
+                                m.access |= access;
+                                m.deny |= deny;
+                            }
+                            None => {
+                                assert_eq!(sid.seqid, 1);
+                                opens.insert((o, f), MOpen { sid, access, deny });
+                            }
+                        }
+                    }
+                    2 => {
+                        let Some(m) = opens.remove(&(o, f)) else {
+                            continue;
+                        };
+                        state.close(client, m.sid).unwrap();
+                        gone.push((c, m.sid));
+                        if let Some(l) = locks.remove(&(o, f)) {
+                            gone.push((c, l.sid));
+                        }
+                    }
+                    3 | 4 => {
+                        let Some(m) = opens.get(&(o, f)) else {
+                            continue;
+                        };
+                        let write = rng.random_bool(0.5);
+                        let needed = if write { share::WRITE } else { share::READ };
+                        let locker = match locks.get(&(o, f)) {
+                            Some(l) => Locker::Existing(l.sid),
+                            None => Locker::New {
+                                open: m.sid,
+                                owner: &lock_owner,
+                            },
+                        };
+                        let got = state.lock_range(client, &files[f], locker, write, whole);
+                        if m.access & needed == 0 {
+                            assert_eq!(got, Err(LockError::State(StateError::OpenMode)));
+                            continue;
+                        }
+                        let conflict = locks.iter().any(|(&(o2, f2), l)| {
+                            o2 != o && f2 == f && l.write.is_some_and(|w| w || write)
+                        });
+                        if conflict {
+                            assert!(matches!(got, Err(LockError::Denied(_))), "{got:?}");
+                            continue;
+                        }
+                        let sid = got.unwrap();
+                        match locks.get_mut(&(o, f)) {
+                            Some(l) => {
+                                assert_eq!((sid.other, sid.seqid), (l.sid.other, l.sid.seqid + 1));
+                                gone.push((c, l.sid));
+                                l.sid = sid;
+                                l.write = Some(write);
+                            }
+                            None => {
+                                assert_eq!(sid.seqid, 1);
+                                locks.insert(
+                                    (o, f),
+                                    MLock {
+                                        sid,
+                                        write: Some(write),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    5 => {
+                        let Some(l) = locks.get_mut(&(o, f)) else {
+                            continue;
+                        };
+                        let sid = state.unlock_range(client, &files[f], l.sid, whole).unwrap();
+                        assert_eq!(sid.seqid, l.sid.seqid + 1);
+                        gone.push((c, l.sid));
+                        l.sid = sid;
+                        l.write = None;
+                    }
+                    _ => {
+                        // Client a renews, b goes silent past its lease;
+                        // then b comes back as a new incarnation.
+                        a_seq += 1;
+                        state.sequence(&clients[0].1, 0, a_seq, 1).unwrap();
+                        state.finish_slot(&clients[0].1, 0, a_seq, None);
+                        clock.advance(LEASE + Duration::from_secs(1));
+                        a_seq += 1;
+                        state.sequence(&clients[0].1, 0, a_seq, 1).unwrap();
+                        state.finish_slot(&clients[0].1, 0, a_seq, None);
+                        assert_eq!(state.reap_expired().clients, 1);
+                        for key in opens
+                            .keys()
+                            .filter(|k| k.0 / 2 == 1)
+                            .copied()
+                            .collect::<Vec<_>>()
+                        {
+                            gone.push((1, opens.remove(&key).unwrap().sid));
+                        }
+                        for key in locks
+                            .keys()
+                            .filter(|k| k.0 / 2 == 1)
+                            .copied()
+                            .collect::<Vec<_>>()
+                        {
+                            gone.push((1, locks.remove(&key).unwrap().sid));
+                        }
+                        incarnation += 1;
+                        clients[1] = connect_as(b"b", incarnation);
+                    }
+                }
+                // Every live stateid works for I/O with the model's access;
+                // replays of replaced, closed or expired ones do not.
+                for (&(o, _), m) in &opens {
+                    let io = state.open_for_io(clients[o / 2].0, m.sid).unwrap();
+                    assert_eq!(io.access, m.access);
+                }
+                for (&(o, _), l) in &locks {
+                    state.open_for_io(clients[o / 2].0, l.sid).unwrap();
+                }
+                for &(c, sid) in &gone {
+                    let replaced = opens
+                        .values()
+                        .map(|m| m.sid)
+                        .chain(locks.values().map(|l| l.sid))
+                        .any(|s| s.other == sid.other && s.seqid > sid.seqid);
+                    let got = state.open_for_io(clients[c].0, sid);
+                    if replaced {
+                        assert_eq!(got.map(|_| ()), Err(StateError::OldStateid));
+                    } else {
+                        assert_eq!(got.map(|_| ()), Err(StateError::BadStateid), "{sid:?}");
+                    }
                 }
             }
         }

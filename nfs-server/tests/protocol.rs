@@ -13,6 +13,7 @@ use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::{AcceptedBody, AuthStat, MismatchInfo, RejectedReply, ReplyStat};
 use openefs_nfs_wire::xdr::{Decoder, Opaque, XdrDecode};
 use openefs_nfsd::client::{Client, ClientError};
+use openefs_nfsd::stable::StableStore;
 use openefs_nfsd::state::{Clock, ManualClock, SystemClock};
 use openefs_nfsd::{Config, Server, serve_on};
 use openefs_vfs::LocalVfs;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 struct TestServer {
     addr: SocketAddr,
     server: Arc<Server>,
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -33,15 +34,38 @@ impl TestServer {
     }
 
     async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let vfs = LocalVfs::new(dir.path()).expect("LocalVfs (run as root)");
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::serve(dir, clock, None).await
+    }
+
+    /// A server over `dir` with stable client records in `state`: started
+    /// again over the same two, it is the same server after a restart.
+    async fn start_with_store(
+        dir: Arc<tempfile::TempDir>,
+        state: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::serve(
+            dir,
+            clock,
+            Some(StableStore::open(state).expect("state dir")),
+        )
+        .await
+    }
+
+    async fn serve(
+        dir: Arc<tempfile::TempDir>,
+        clock: Arc<dyn Clock>,
+        store: Option<StableStore>,
+    ) -> Self {
+        let vfs = Arc::new(LocalVfs::new(dir.path()).expect("LocalVfs (run as root)"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = Arc::new(Server::new(
-            Config::new(dir.path().to_owned(), addr),
-            Arc::new(vfs),
-            clock,
-        ));
+        let config = Config::new(dir.path().to_owned(), addr);
+        let server = Arc::new(match store {
+            Some(store) => Server::with_store(config, vfs, clock, store),
+            None => Server::new(config, vfs, clock),
+        });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve_on(listener, server.clone(), shutdown.clone()));
         Self {
@@ -661,7 +685,7 @@ async fn expired_lease_frees_session_and_opens() {
         .await
         .unwrap();
     clock.advance(Duration::from_secs(80));
-    assert_eq!(s.server.state().reap_expired(), 0);
+    assert_eq!(s.server.state().reap_expired().clients, 0);
     let r = c
         .compound(vec![ArgOp::TestStateid(vec![stateid])])
         .await
@@ -669,7 +693,7 @@ async fn expired_lease_frees_session_and_opens() {
     assert_eq!(r[0], ResOp::TestStateid(Ok(vec![Ok(())])));
 
     clock.advance(Duration::from_secs(91));
-    assert_eq!(s.server.state().reap_expired(), 1);
+    assert_eq!(s.server.state().reap_expired().clients, 1);
     assert_eq!(
         op_error(c.compound(vec![ArgOp::Putrootfh]).await),
         (OP_SEQUENCE, Nfs4Error::Badsession)
@@ -1109,4 +1133,259 @@ async fn byte_range_locks_between_two_clients() {
     let r = a.compound(vec![ArgOp::Putrootfh, lockt("la", ida)]).await;
     assert_eq!(op_error(r), (OP_LOCKT, Nfs4Error::Isdir));
     s.stop().await;
+}
+
+/// EXCHANGE_ID alone, for the server owner and scope it answers with.
+async fn server_identity(c: &mut Client) -> (Vec<u8>, Vec<u8>) {
+    let res = c
+        .compound_raw(
+            1,
+            vec![ArgOp::ExchangeId(ExchangeId4Args {
+                clientowner: ClientOwner4 {
+                    verifier: [1; 8],
+                    ownerid: Opaque::from("identity-probe"),
+                },
+                flags: 0,
+                state_protect: StateProtect4A::None,
+                client_impl_id: None,
+            })],
+        )
+        .await
+        .unwrap();
+    let Some(ResOp::ExchangeId(Ok(ex))) = res.results.first() else {
+        panic!("{res:?}")
+    };
+    (
+        ex.server_owner.major_id.as_bytes().to_vec(),
+        ex.server_scope.as_bytes().to_vec(),
+    )
+}
+
+fn reclaim_lock(open: Stateid4, clientid: ClientId4, owner: &str) -> ArgOp {
+    let mut lock = lock_args(true, 0, u64::MAX, new_locker(clientid, open, owner));
+    if let ArgOp::Lock(l) = &mut lock {
+        l.reclaim = true;
+    }
+    lock
+}
+
+/// OPEN with CLAIM_PREVIOUS of the current filehandle, as a client
+/// reclaiming after a server restart.
+fn reclaim_open(c: &Client, owner: &str) -> ArgOp {
+    open_args(
+        c,
+        owner,
+        OPEN4_SHARE_ACCESS_BOTH,
+        OpenFlag4::NoCreate,
+        OpenClaim4::Previous(OpenDelegationType::None),
+    )
+}
+
+#[tokio::test]
+async fn restart_grace_and_reclaim() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let state = tempfile::tempdir().unwrap();
+    let s1 =
+        TestServer::start_with_store(dir.clone(), state.path(), Arc::new(SystemClock::default()))
+            .await;
+    assert!(!s1.server.state().in_grace(), "a first start has no grace");
+    let mut a = s1.client().await;
+    a.establish(b"reclaimer").await.unwrap();
+    let ida = a.clientid.unwrap();
+    let (fh, open_a) = open_rw(&mut a, "oa", "f").await;
+    let r = on_file(
+        &mut a,
+        &fh,
+        lock_args(true, 0, u64::MAX, new_locker(ida, open_a, "la")),
+    )
+    .await;
+    assert!(matches!(r, ResOp::Lock(Lock4Res::Ok(_))), "{r:?}");
+    let identity = server_identity(&mut s1.client().await).await;
+    let verifier = s1.server.write_verifier();
+    // Stopping drops all in-memory state, as a crash would; the record of
+    // the client was on disk before its OPEN returned.
+    s1.stop().await;
+
+    let clock = Arc::new(ManualClock::default());
+    let s2 = TestServer::start_with_store(dir.clone(), state.path(), clock.clone()).await;
+    assert_eq!(server_identity(&mut s2.client().await).await, identity);
+    assert_ne!(s2.server.write_verifier(), verifier);
+    assert!(s2.server.state().in_grace());
+    assert!(
+        s2.server
+            .metrics()
+            .encode()
+            .unwrap()
+            .contains("openefs_nfsd_grace_active 1")
+    );
+
+    // A client the previous instance did not know: no new state, no
+    // reclaims, no removal of a file whose open may be reclaimed.
+    let mut b = s2.client().await;
+    b.establish(b"newcomer").await.unwrap();
+    let idb = b.clientid.unwrap();
+    let how = OpenFlag4::Create(CreateHow4::Unchecked(Fattr4::default()));
+    let o = open_args(
+        &b,
+        "ob",
+        OPEN4_SHARE_ACCESS_BOTH,
+        how,
+        OpenClaim4::Null(Utf8Str::from("g")),
+    );
+    assert_eq!(
+        op_error(b.compound(vec![ArgOp::Putrootfh, o]).await),
+        (OP_OPEN, Nfs4Error::Grace)
+    );
+    let reclaim = reclaim_open(&b, "ob");
+    let r = on_file(&mut b, &fh, reclaim).await;
+    assert_eq!(r.status(), Err(Nfs4Error::NoGrace));
+    assert_eq!(
+        op_error(
+            b.compound(vec![ArgOp::Putrootfh, ArgOp::Remove(Utf8Str::from("f"))])
+                .await
+        ),
+        (OP_REMOVE, Nfs4Error::Grace)
+    );
+    let anonymous_write = ArgOp::Write(Write4Args {
+        stateid: Stateid4::ANONYMOUS,
+        offset: 0,
+        stable: StableHow::FileSync,
+        data: Opaque::from("x"),
+    });
+    let r = on_file(&mut b, &fh, anonymous_write).await;
+    assert_eq!(r.status(), Err(Nfs4Error::Grace));
+    let lockt = ArgOp::Lockt(Lockt4Args {
+        locktype: LockType::Read,
+        offset: 0,
+        length: 1,
+        owner: StateOwner4 {
+            clientid: idb,
+            owner: Opaque::from("lb"),
+        },
+    });
+    let r = on_file(&mut b, &fh, lockt.clone()).await;
+    assert_eq!(r, ResOp::Lockt(Lockt4Res::Err(Nfs4Error::Grace)));
+
+    // The old client comes back and reclaims its open and its lock.
+    let mut a = s2.client().await;
+    a.establish_for_reclaim(b"reclaimer").await.unwrap();
+    let ida = a.clientid.unwrap();
+    let reclaim = reclaim_open(&a, "oa");
+    let r = on_file(&mut a, &fh, reclaim).await;
+    let ResOp::Open(Ok(reopened)) = r else {
+        panic!("{r:?}")
+    };
+    let r = on_file(&mut a, &fh, reclaim_lock(reopened.stateid, ida, "la")).await;
+    let ResOp::Lock(Lock4Res::Ok(lock_a)) = r else {
+        panic!("{r:?}")
+    };
+    // Not a reclaim: refused while in grace.
+    let more = lock_args(
+        true,
+        0,
+        1,
+        Locker4::Exist(ExistLockOwner4 {
+            lock_stateid: lock_a,
+            lock_seqid: 0,
+        }),
+    );
+    let r = on_file(&mut a, &fh, more).await;
+    assert_eq!(r, ResOp::Lock(Lock4Res::Err(Nfs4Error::Grace)));
+
+    // Its RECLAIM_COMPLETE ends grace at once: it was the only one.
+    clock.advance(Duration::from_secs(3));
+    a.compound(vec![ArgOp::ReclaimComplete(false)])
+        .await
+        .unwrap();
+    assert!(!s2.server.state().in_grace());
+    let page = s2.server.metrics().encode().unwrap();
+    assert!(page.contains("openefs_nfsd_grace_active 0"), "{page}");
+    assert!(
+        page.contains(r#"openefs_nfsd_reclaims_total{kind="open"} 1"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"openefs_nfsd_reclaims_total{kind="lock"} 1"#),
+        "{page}"
+    );
+    let r = on_file(&mut a, &fh, reclaim_lock(reopened.stateid, ida, "la2")).await;
+    assert_eq!(r, ResOp::Lock(Lock4Res::Err(Nfs4Error::NoGrace)));
+
+    // The reclaimed lock excludes the other client.
+    let o = open_args(
+        &b,
+        "ob",
+        OPEN4_SHARE_ACCESS_BOTH,
+        OpenFlag4::NoCreate,
+        OpenClaim4::Null(Utf8Str::from("f")),
+    );
+    let r = b.compound(vec![ArgOp::Putrootfh, o]).await.unwrap();
+    let ResOp::Open(Ok(open_b)) = &r[1] else {
+        panic!("{r:?}")
+    };
+    let r = on_file(
+        &mut b,
+        &fh,
+        lock_args(false, 100, 1, new_locker(idb, open_b.stateid, "lb")),
+    )
+    .await;
+    let ResOp::Lock(Lock4Res::Denied(d)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(d.owner.clientid, ida);
+    s2.stop().await;
+
+    // The reclaimer holds state, so it is still recorded: the next start
+    // has a grace period again, which runs out in time when it stays away,
+    // and then forgets it.
+    let clock = Arc::new(ManualClock::default());
+    let s3 = TestServer::start_with_store(dir.clone(), state.path(), clock.clone()).await;
+    assert!(s3.server.state().in_grace());
+    clock.advance(Duration::from_secs(89));
+    assert!(s3.server.state().in_grace());
+    clock.advance(Duration::from_secs(1));
+    assert!(!s3.server.state().in_grace());
+    s3.server.end_grace_if_over().await;
+    s3.stop().await;
+    let s4 = TestServer::start_with_store(dir, state.path(), clock).await;
+    assert!(!s4.server.state().in_grace());
+    s4.stop().await;
+}
+
+#[tokio::test]
+async fn destroyed_client_is_forgotten() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let state = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock::default());
+    let s1 = TestServer::start_with_store(dir.clone(), state.path(), clock.clone()).await;
+    let mut a = s1.client().await;
+    a.establish(b"leaves-cleanly").await.unwrap();
+    open_rw(&mut a, "oa", "f").await;
+    assert_eq!(
+        StableStore::open(state.path()).unwrap().previous_clients(),
+        &[b"leaves-cleanly".to_vec()]
+    );
+    // An unmount: the session goes, then the client.
+    let session = a.session.unwrap();
+    let clientid = a.clientid.unwrap();
+    let r = a
+        .compound_raw(1, vec![ArgOp::DestroySession(session)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, Ok(()));
+    let r = a
+        .compound_raw(1, vec![ArgOp::DestroyClientid(clientid)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, Ok(()));
+    assert!(
+        StableStore::open(state.path())
+            .unwrap()
+            .previous_clients()
+            .is_empty()
+    );
+    s1.stop().await;
+    let s2 = TestServer::start_with_store(dir, state.path(), clock).await;
+    assert!(!s2.server.state().in_grace(), "nothing to reclaim");
+    s2.stop().await;
 }

@@ -44,6 +44,9 @@ pub async fn getattr(ctx: &mut Ctx<'_>, requested: Bitmap4) -> Result<Fattr4, Nf
 fn check_size_stateid(ctx: &Ctx<'_>, stateid: Stateid4, fh: &FileHandle) -> Result<(), Nfs4Error> {
     let stateid = ctx.resolve_stateid(stateid)?;
     if stateid == Stateid4::ANONYMOUS || stateid == Stateid4::READ_BYPASS {
+        // A truncation without open state could break a share reservation
+        // still to be reclaimed.
+        ctx.server.state().check_not_grace()?;
         return Ok(());
     }
     let open = ctx.server.state().open_for_io(ctx.client()?, stateid)?;

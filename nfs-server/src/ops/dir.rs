@@ -64,6 +64,9 @@ pub async fn create(ctx: &mut Ctx<'_>, a: Create4Args) -> Result<Create4ResOk, N
 }
 
 pub async fn remove(ctx: &mut Ctx<'_>, name: Utf8Str) -> Result<ChangeInfo4, Nfs4Error> {
+    // Removing or replacing a file whose open is still to be reclaimed
+    // would make the reclaim fail (knfsd refuses these in grace too).
+    ctx.server.state().check_not_grace()?;
     let dir = ctx.fh()?.clone();
     let name = check_name(&name)?;
     ctx.vfs(move |v, id| {
@@ -75,6 +78,7 @@ pub async fn remove(ctx: &mut Ctx<'_>, name: Utf8Str) -> Result<ChangeInfo4, Nfs
 }
 
 pub async fn rename(ctx: &mut Ctx<'_>, a: Rename4Args) -> Result<Rename4ResOk, Nfs4Error> {
+    ctx.server.state().check_not_grace()?;
     let from_dir = ctx.saved()?.clone();
     let to_dir = ctx.fh()?.clone();
     let from = check_name(&a.oldname)?;

@@ -32,6 +32,12 @@ async fn file_for(
     need: OpenAccess,
 ) -> Result<Arc<OpenFile>, Nfs4Error> {
     let stateid = ctx.resolve_stateid(stateid)?;
+    // I/O without open state could conflict with a share reservation not
+    // yet reclaimed (RFC 8881 §8.4.2); READ_BYPASS reads ignore those.
+    let bypass_read = stateid == Stateid4::READ_BYPASS && !need.write;
+    if (stateid == Stateid4::ANONYMOUS || stateid == Stateid4::READ_BYPASS) && !bypass_read {
+        ctx.server.state().check_not_grace()?;
+    }
     if stateid != Stateid4::ANONYMOUS && stateid != Stateid4::READ_BYPASS {
         let open = ctx.server.state().open_for_io(ctx.client()?, stateid)?;
         if open.file.handle != *fh {

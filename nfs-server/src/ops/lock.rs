@@ -15,6 +15,7 @@ use openefs_nfs_wire::nfs4::types::{LockType, StateOwner4, Stateid4};
 use openefs_nfs_wire::xdr::Opaque;
 
 use crate::compound::Ctx;
+use crate::metrics::Reclaimed;
 use crate::ops::open::check_type;
 use crate::state::{ByteRange, Conflict, LockError, Locker};
 
@@ -44,9 +45,15 @@ pub fn lock(ctx: &mut Ctx<'_>, a: Lock4Args) -> Lock4Res {
         Ok(c) => c,
         Err(e) => return Lock4Res::Err(e),
     };
-    if a.reclaim {
-        // Nothing survives a restart yet, so there is no grace period.
-        return Lock4Res::Err(Nfs4Error::NoGrace);
+    // Reclaims only in the grace period, everything else only outside it;
+    // a reclaimed lock can only conflict with another reclaimed one.
+    let allowed = if a.reclaim {
+        ctx.server.state().check_reclaim(client)
+    } else {
+        ctx.server.state().check_not_grace()
+    };
+    if let Err(e) = allowed {
+        return Lock4Res::Err(e.into());
     }
     let range = match ByteRange::from_wire(a.offset, a.length) {
         Ok(r) => r,
@@ -75,6 +82,9 @@ pub fn lock(ctx: &mut Ctx<'_>, a: Lock4Args) -> Lock4Res {
         .lock_range(client, &fh, locker, is_write(a.locktype), range)
     {
         Ok(stateid) => {
+            if a.reclaim {
+                ctx.server.metrics().reclaimed(Reclaimed::Lock);
+            }
             ctx.current_stateid = Some(stateid);
             Lock4Res::Ok(stateid)
         }
@@ -86,6 +96,9 @@ pub fn lock(ctx: &mut Ctx<'_>, a: Lock4Args) -> Lock4Res {
 pub async fn lockt(ctx: &mut Ctx<'_>, a: Lockt4Args) -> Lockt4Res {
     let checked = async {
         let client = ctx.client()?;
+        // An answer now could be contradicted by a lock still to be
+        // reclaimed.
+        ctx.server.state().check_not_grace()?;
         let range = ByteRange::from_wire(a.offset, a.length)?;
         let fh = ctx.fh()?.clone();
         // LOCK needs an open, which is of a regular file; LOCKT has none.

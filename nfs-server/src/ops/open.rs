@@ -7,6 +7,7 @@ use openefs_vfs::{Attr, CreateMode, FileHandle, FileType, OpenAccess, SetAttr};
 
 use crate::attrs;
 use crate::compound::Ctx;
+use crate::metrics::Reclaimed;
 use crate::ops::{check_name, cinfo};
 use crate::state::share;
 
@@ -77,13 +78,28 @@ pub async fn open(ctx: &mut Ctx<'_>, a: Open4Args) -> Result<Open4ResOk, Nfs4Err
         OpenFlag4::Create(how) => create_args(how)?,
     };
     let cur = ctx.fh()?.clone();
+    let state = ctx.server.state();
+    let reclaim = matches!(a.claim, OpenClaim4::Previous(_));
     let (name, create) = match a.claim {
-        OpenClaim4::Null(name) => (Some(check_name(&name)?), create),
-        OpenClaim4::Fh if matches!(create, Create::No) => (None, create),
+        OpenClaim4::Null(name) => {
+            state.check_not_grace()?;
+            (Some(check_name(&name)?), create)
+        }
+        OpenClaim4::Fh if matches!(create, Create::No) => {
+            state.check_not_grace()?;
+            (None, create)
+        }
         OpenClaim4::Fh => return Err(Nfs4Error::Inval),
-        // Nothing survives a restart yet, so there is no grace period in
-        // which state could be reclaimed.
-        OpenClaim4::Previous(_) | OpenClaim4::DelegatePrev(_) | OpenClaim4::DelegPrevFh => {
+        // A reclaim after a restart: the current filehandle is the file
+        // (RFC 8881 §18.16.3). No delegation was ever granted, so none is
+        // reclaimed, whatever type the client names. The file exists: a
+        // create request is moot.
+        OpenClaim4::Previous(_) => {
+            state.check_reclaim(client)?;
+            (None, Create::No)
+        }
+        // Reclaims of delegations after a client restart: none was granted.
+        OpenClaim4::DelegatePrev(_) | OpenClaim4::DelegPrevFh => {
             return Err(Nfs4Error::NoGrace);
         }
         // We never grant delegations.
@@ -155,10 +171,16 @@ pub async fn open(ctx: &mut Ctx<'_>, a: Open4Args) -> Result<Open4ResOk, Nfs4Err
             ctx.vfs(move |v, id| v.open(id, &f, union)).await?
         }
     };
+    // On disk before the client holds state it would want back after a
+    // crash. LOCK needs no such step: every lock derives from an open.
+    ctx.server.record_client(client).await?;
     let stateid = ctx
         .server
         .state()
         .record_open(client, &owner, access, deny, file)?;
+    if reclaim {
+        ctx.server.metrics().reclaimed(Reclaimed::Open);
+    }
     ctx.set_fh(fh);
     ctx.current_stateid = Some(stateid);
     Ok(Open4ResOk {

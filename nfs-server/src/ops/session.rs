@@ -35,9 +35,9 @@ pub fn exchange_id(ctx: &mut Ctx<'_>, a: ExchangeId4Args) -> Result<ExchangeId4R
     if ex.confirmed {
         flags |= EXCHGID4_FLAG_CONFIRMED_R;
     }
-    // Owner and scope are per server instance: no state survives a restart
-    // yet, and a changed scope tells clients not to attempt reclaims.
-    let instance = Opaque(bytes::Bytes::copy_from_slice(&ctx.server.instance()));
+    // The same owner and scope as before a restart tell the client that
+    // this is the same server, whose grace period it may reclaim in.
+    let instance = Opaque(bytes::Bytes::copy_from_slice(ctx.server.server_id()));
     Ok(ExchangeId4ResOk {
         clientid: ex.client,
         sequenceid: ex.sequence,
@@ -101,8 +101,14 @@ pub fn destroy_session(ctx: &mut Ctx<'_>, session: SessionId4) -> Result<(), Nfs
     Ok(ctx.server.state().destroy_session(&session)?)
 }
 
-pub fn destroy_clientid(ctx: &mut Ctx<'_>, client: ClientId4) -> Result<(), Nfs4Error> {
-    Ok(ctx.server.state().destroy_client(client)?)
+pub async fn destroy_clientid(ctx: &mut Ctx<'_>, client: ClientId4) -> Result<(), Nfs4Error> {
+    let forget = ctx.server.state().destroy_client(client)?;
+    // Awaited, so that a new incarnation's OPEN cannot find the record
+    // still present and then lose it to this removal.
+    ctx.server
+        .forget_clients(forget.into_iter().collect())
+        .await;
+    Ok(())
 }
 
 pub fn bind_conn_to_session(
@@ -124,14 +130,18 @@ pub fn bind_conn_to_session(
     })
 }
 
-pub fn reclaim_complete(ctx: &mut Ctx<'_>, one_fs: bool) -> Result<(), Nfs4Error> {
+pub async fn reclaim_complete(ctx: &mut Ctx<'_>, one_fs: bool) -> Result<(), Nfs4Error> {
     let client = ctx.client()?;
     if one_fs {
         // Per-file-system form: we export one file system and track only
         // the global form.
         return Ok(());
     }
-    Ok(ctx.server.state().reclaim_complete(client)?)
+    ctx.server.state().reclaim_complete(client)?;
+    // The last previous client to finish ends the grace period now rather
+    // than at the reaper's next tick.
+    ctx.server.end_grace_if_over().await;
+    Ok(())
 }
 
 fn flavors() -> Vec<SecInfo4> {

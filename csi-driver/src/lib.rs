@@ -1,11 +1,12 @@
-//! The openefs CSI plugin: identity and controller services over the CSI v1
-//! gRPC API (`proto/csi.proto`), served on a unix socket.
+//! The openefs CSI plugin: identity, controller and node services over the
+//! CSI v1 gRPC API (`proto/csi.proto`), served on a unix socket.
 
 pub mod controller;
 /// The volume-handle grammar is part of the API contract, so it lives in `openefs-crds`.
 pub use openefs_crds::volume_handle as handle;
 pub mod identity;
 pub mod inflight;
+pub mod node;
 pub mod server;
 
 /// Types and services generated from `proto/csi.proto` (CSI spec v1.10).

@@ -9,6 +9,10 @@ use openefs_crds::AccessPoint;
 use openefs_csi::{
     controller::{ControllerConfig, ControllerService},
     identity::{IdentityService, ReadinessCheck},
+    node::{
+        NodeConfig, NodeService,
+        mounter::{KernelMounter, Mounter},
+    },
     server,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -45,12 +49,25 @@ enum Command {
         #[arg(long, env = "OPENEFS_PROVISION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
         provision_timeout: Duration,
     },
-    /// Serve the identity and node services (mounting on this node). Not
-    /// implemented yet.
+    /// Serve the identity and node services (mounting on this node; needs
+    /// root, or CAP_SYS_ADMIN, in the host's mount namespace).
     Node {
         /// This node's id as reported to the CO.
         #[arg(long, env = "CSI_NODE_ID")]
         node_id: String,
+        /// Limit for resolving the server and mounting; a mount still
+        /// running then is answered DEADLINE_EXCEEDED and its path stays
+        /// busy (ABORTED) until the kernel returns.
+        #[arg(long, env = "OPENEFS_MOUNT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+        mount_timeout: Duration,
+        /// Limit for one unmount; then the mount is detached lazily (and the
+        /// staging mount's pending NFS requests are aborted).
+        #[arg(long, env = "OPENEFS_UNMOUNT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+        unmount_timeout: Duration,
+        /// Limit for a statvfs (health checks, NodeGetVolumeStats); beyond it
+        /// the volume is reported abnormal.
+        #[arg(long, env = "OPENEFS_STAT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+        stat_timeout: Duration,
     },
 }
 
@@ -110,13 +127,46 @@ async fn main() -> Result<()> {
             let controller = ControllerService::new(client, ControllerConfig { provision_timeout });
             let listener = server::bind(&socket)?;
             tracing::info!(endpoint = %cli.endpoint, "serving identity and controller");
-            server::serve(listener, identity, Some(controller), shutdown_signal()).await?;
+            server::serve(
+                listener,
+                identity,
+                Some(controller),
+                None,
+                shutdown_signal(),
+            )
+            .await?;
         }
-        Command::Node { node_id } => {
-            bail!(
-                "openefs-csi node (node id {node_id:?}): the node service is not implemented yet; \
-                 see docs/csi.md"
+        Command::Node {
+            node_id,
+            mount_timeout,
+            unmount_timeout,
+            stat_timeout,
+        } => {
+            if node_id.is_empty() {
+                bail!("--node-id must not be empty");
+            }
+            // Ready once the mount table can be read: every RPC starts there.
+            let check: ReadinessCheck = Arc::new(|| {
+                Box::pin(async {
+                    KernelMounter
+                        .mount_table()
+                        .map(drop)
+                        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))
+                })
+            });
+            let identity = IdentityService::new(false, check);
+            let node = NodeService::new(
+                NodeConfig {
+                    node_id,
+                    mount_timeout,
+                    unmount_timeout,
+                    stat_timeout,
+                },
+                Arc::new(KernelMounter),
             );
+            let listener = server::bind(&socket)?;
+            tracing::info!(endpoint = %cli.endpoint, "serving identity and node");
+            server::serve(listener, identity, None, Some(node), shutdown_signal()).await?;
         }
     }
     tracing::info!("stopped");

@@ -7,8 +7,12 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::{
     controller::ControllerService,
-    csi::{controller_server::ControllerServer, identity_server::IdentityServer},
+    csi::{
+        controller_server::ControllerServer, identity_server::IdentityServer,
+        node_server::NodeServer,
+    },
     identity::IdentityService,
+    node::NodeService,
 };
 
 /// Why the plugin could not serve.
@@ -66,17 +70,19 @@ pub fn bind(path: &PathBuf) -> Result<UnixListener, ServeError> {
     })
 }
 
-/// Serve identity (and the controller, when given) on `listener` until
-/// `shutdown` completes; in-flight calls finish first.
+/// Serve identity (and the controller and node services, when given) on
+/// `listener` until `shutdown` completes; in-flight calls finish first.
 pub async fn serve(
     listener: UnixListener,
     identity: IdentityService,
     controller: Option<ControllerService>,
+    node: Option<NodeService>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_optional_service(controller.map(ControllerServer::new))
+        .add_optional_service(node.map(NodeServer::new))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -4,7 +4,9 @@
 //! unreachable here (port 1 on loopback), so every request that passes
 //! validation ends in UNAVAILABLE and Probe reports not ready; the
 //! provisioning paths run against a real API server in
-//! e2e/tests/csi_controller.rs.
+//! e2e/tests/csi_controller.rs. The node service reads the real mount table
+//! but mounts nothing here (this kernel has no NFS client); its mounts run
+//! with the real kernel client in e2e/tests/csi_node.rs.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -18,9 +20,11 @@ use openefs_csi::{
         self, CapacityRange, VolumeCapability,
         controller_client::ControllerClient,
         identity_client::IdentityClient,
+        node_client::NodeClient,
         volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode},
     },
     identity::{IdentityService, ReadinessCheck},
+    node::{NodeConfig, NodeService, mounter::KernelMounter},
     server,
 };
 use tokio::{net::UnixStream, sync::oneshot, task::JoinHandle};
@@ -57,10 +61,25 @@ async fn start() -> Result<Plugin> {
             provision_timeout: Duration::from_secs(2),
         },
     );
+    let node = NodeService::new(
+        NodeConfig {
+            node_id: "node-1".into(),
+            mount_timeout: Duration::from_secs(5),
+            unmount_timeout: Duration::from_secs(5),
+            stat_timeout: Duration::from_secs(5),
+        },
+        Arc::new(KernelMounter),
+    );
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(server::serve(listener, identity, Some(controller), async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(server::serve(
+        listener,
+        identity,
+        Some(controller),
+        Some(node),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
@@ -307,5 +326,193 @@ async fn controller_codes_over_the_socket() -> Result<()> {
             "rpc #{i}"
         );
     }
+    plugin.stop().await
+}
+
+fn node_cap(mode: Mode, mount_flags: &[&str]) -> VolumeCapability {
+    VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            mount_flags: mount_flags.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })),
+        access_mode: Some(AccessMode { mode: mode.into() }),
+    }
+}
+
+#[tokio::test]
+async fn node_codes_over_the_socket() -> Result<()> {
+    let plugin = start().await?;
+    let mut node = NodeClient::new(plugin.channel.clone());
+    let dir = tempfile::tempdir()?;
+    let path = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
+
+    let info = node
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(info.node_id, "node-1");
+    let caps = node
+        .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
+        .await?
+        .into_inner();
+    let rpcs: Vec<i32> = caps
+        .capabilities
+        .iter()
+        .filter_map(|c| c.r#type.as_ref())
+        .map(|csi::node_service_capability::Type::Rpc(r)| r.r#type)
+        .collect();
+    use csi::node_service_capability::rpc::Type as N;
+    for want in [
+        N::StageUnstageVolume,
+        N::GetVolumeStats,
+        N::VolumeCondition,
+        N::SingleNodeMultiWriter,
+    ] {
+        assert!(rpcs.contains(&want.into()), "{want:?} missing");
+    }
+    assert!(!rpcs.contains(&N::ExpandVolume.into()));
+
+    let stage = || csi::NodeStageVolumeRequest {
+        volume_id: "storage/shared::pvc-1".into(),
+        staging_target_path: path("staging"),
+        volume_capability: Some(node_cap(Mode::MultiNodeMultiWriter, &[])),
+        volume_context: params(&[
+            ("server", "127.0.0.1"),
+            ("path", "/pvc-1"),
+            ("encryptInTransit", "false"),
+        ]),
+        ..Default::default()
+    };
+    let mut cases: Vec<(csi::NodeStageVolumeRequest, Code, &str)> = Vec::new();
+    let mut r = stage();
+    r.volume_id.clear();
+    cases.push((r, Code::InvalidArgument, "volume_id"));
+    let mut r = stage();
+    r.staging_target_path.clear();
+    cases.push((r, Code::InvalidArgument, "staging_target_path"));
+    let mut r = stage();
+    r.volume_capability = None;
+    cases.push((r, Code::InvalidArgument, "volume_capability"));
+    let mut r = stage();
+    r.volume_capability = Some(VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        ..node_cap(Mode::MultiNodeMultiWriter, &[])
+    });
+    cases.push((r, Code::InvalidArgument, "block"));
+    let mut r = stage();
+    r.volume_id = "not a handle".into();
+    cases.push((r, Code::NotFound, "not a handle"));
+    let mut r = stage();
+    r.volume_context.remove("server");
+    cases.push((r, Code::InvalidArgument, "server"));
+    let mut r = stage();
+    r.volume_context
+        .insert("server".into(), "bad server".into());
+    cases.push((r, Code::InvalidArgument, "bad server"));
+    let mut r = stage();
+    r.volume_context.remove("path");
+    cases.push((r, Code::InvalidArgument, "path"));
+    let mut r = stage();
+    r.volume_context
+        .insert("encryptInTransit".into(), "true".into());
+    cases.push((r, Code::FailedPrecondition, "encryptInTransit"));
+    let mut r = stage();
+    r.volume_capability = Some(node_cap(Mode::MultiNodeMultiWriter, &["hard", "_netdev"]));
+    cases.push((r, Code::InvalidArgument, "_netdev"));
+    let mut r = stage();
+    r.volume_capability = Some(node_cap(
+        Mode::MultiNodeMultiWriter,
+        &["clientaddr=1.2.3.4"],
+    ));
+    cases.push((r, Code::InvalidArgument, "clientaddr"));
+    for (req, want, needle) in cases {
+        let err = node.node_stage_volume(req).await.unwrap_err();
+        assert_eq!(err.code(), want, "{needle}: {}", err.message());
+        assert!(
+            err.message().contains(needle),
+            "{:?} lacks {needle:?}",
+            err.message()
+        );
+    }
+
+    let publish = || csi::NodePublishVolumeRequest {
+        volume_id: "storage/shared::pvc-1".into(),
+        staging_target_path: path("staging"),
+        target_path: path("pod/mount"),
+        volume_capability: Some(node_cap(Mode::MultiNodeMultiWriter, &[])),
+        volume_context: stage().volume_context,
+        ..Default::default()
+    };
+    let mut no_target = publish();
+    no_target.target_path.clear();
+    let mut no_staging = publish();
+    no_staging.staging_target_path.clear();
+    let mut bad_option = publish();
+    bad_option.volume_capability = Some(node_cap(Mode::MultiNodeMultiWriter, &["port=1"]));
+    for (req, want) in [
+        (no_target, Code::InvalidArgument),
+        (no_staging, Code::InvalidArgument),
+        (bad_option, Code::InvalidArgument),
+        // Nothing is mounted at the staging path.
+        (publish(), Code::FailedPrecondition),
+    ] {
+        let err = node.node_publish_volume(req).await.unwrap_err();
+        assert_eq!(err.code(), want, "{}", err.message());
+    }
+
+    // Unpublish and unstage of what is not mounted: done already.
+    std::fs::create_dir_all(path("pod/mount"))?;
+    for _ in 0..2 {
+        node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: "storage/shared::pvc-1".into(),
+            target_path: path("pod/mount"),
+        })
+        .await?;
+        assert!(
+            !dir.path().join("pod/mount").exists(),
+            "target path left behind"
+        );
+        node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: "storage/shared::pvc-1".into(),
+            staging_target_path: path("staging"),
+        })
+        .await?;
+    }
+    let err = node
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: "v".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let stats = |volume_path: String| csi::NodeGetVolumeStatsRequest {
+        volume_id: "storage/shared::pvc-1".into(),
+        volume_path,
+        staging_target_path: String::new(),
+    };
+    for (req, want) in [
+        (stats(String::new()), Code::InvalidArgument),
+        (stats(path("missing")), Code::NotFound),
+        // A directory, but no volume mounted on it.
+        (
+            stats(dir.path().to_string_lossy().into_owned()),
+            Code::NotFound,
+        ),
+    ] {
+        let err = node.node_get_volume_stats(req).await.unwrap_err();
+        assert_eq!(err.code(), want, "{}", err.message());
+    }
+    let err = node
+        .node_expand_volume(csi::NodeExpandVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
     plugin.stop().await
 }

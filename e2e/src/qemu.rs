@@ -56,6 +56,22 @@ pub struct RunOptions<'a> {
     /// server); the guest resumes when it returns `Ok`. Without it the guest
     /// resumes at once.
     pub on_pause: Option<PauseHandler<'a>>,
+    /// Boot without mounting the server: the workload runs in `/tmp` and
+    /// mounts itself (e.g. through the CSI node plugin).
+    pub skip_mount: bool,
+    /// Host programs for the guest, at `/openefs/bin/<name>` without debug
+    /// info: an absolute path, or a name looked up in `$PATH`. Their shared
+    /// libraries (as
+    /// `ldd` lists them) go to `/openefs/lib`, which the workload's
+    /// `LD_LIBRARY_PATH` names, and the dynamic loader to its own path.
+    pub binaries: Vec<PathBuf>,
+    /// `(host port, guest port)`: `127.0.0.1:<host port>` on the host
+    /// reaches `<guest port>` of the guest (qemu `hostfwd`).
+    pub host_forwards: Vec<(u16, u16)>,
+    /// `(guest address, host port)`: TCP to `<guest address>:2049` in the
+    /// guest reaches `127.0.0.1:<host port>`, as the server's address does
+    /// (another server for the guest, e.g. one that never answers).
+    pub extra_servers: Vec<(Ipv4Addr, u16)>,
 }
 
 impl Default for RunOptions<'_> {
@@ -70,6 +86,10 @@ impl Default for RunOptions<'_> {
             env: BTreeMap::new(),
             files: Vec::new(),
             on_pause: None,
+            skip_mount: false,
+            binaries: Vec::new(),
+            host_forwards: Vec::new(),
+            extra_servers: Vec::new(),
         }
     }
 }
@@ -260,6 +280,12 @@ fn env_file(opts: &RunOptions<'_>) -> Result<String> {
             format!("{GUEST_SERVER_ADDR}:{}", opts.export_path),
         ),
     ]);
+    if opts.skip_mount {
+        env.insert("SKIP_MOUNT".to_owned(), "1".to_owned());
+    }
+    if !opts.binaries.is_empty() {
+        env.insert("LD_LIBRARY_PATH".to_owned(), GUEST_LIB_DIR.to_owned());
+    }
     for (key, value) in &opts.env {
         let valid = key
             .chars()
@@ -280,6 +306,118 @@ fn env_file(opts: &RunOptions<'_>) -> Result<String> {
         .iter()
         .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
         .collect())
+}
+
+/// Where [`RunOptions::binaries`] go in the guest.
+pub const GUEST_BIN_DIR: &str = "/openefs/bin";
+/// Where their shared libraries go.
+const GUEST_LIB_DIR: &str = "/openefs/lib";
+
+/// `program` itself when it is a path, else its first match in `$PATH`.
+fn find_program(program: &Path) -> Result<PathBuf> {
+    if program.components().count() > 1 {
+        return Ok(program.to_owned());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("{} is not in $PATH", program.display()))
+}
+
+/// The shared libraries `ldd` lists for `binary`, and its dynamic loader
+/// (the line without `=>`); none for a static binary.
+fn shared_libraries(binary: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    let ldd = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .context("running ldd")?;
+    let text = String::from_utf8_lossy(&ldd.stdout);
+    if !ldd.status.success() {
+        // ldd's answer for a static binary; anything else is an error.
+        ensure!(
+            text.contains("not a dynamic executable")
+                || String::from_utf8_lossy(&ldd.stderr).contains("not a dynamic executable"),
+            "ldd {}: {}",
+            binary.display(),
+            ldd.status
+        );
+        return Ok((Vec::new(), None));
+    }
+    let mut libraries = Vec::new();
+    let mut loader = None;
+    for line in text.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x…)"; the vdso has no file.
+        match line.split_once("=>") {
+            Some((_, rest)) => {
+                if let Some(path) = rest
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/'))
+                {
+                    libraries.push(PathBuf::from(path));
+                }
+            }
+            None => {
+                if let Some(path) = line
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/'))
+                {
+                    loader = Some(PathBuf::from(path));
+                }
+            }
+        }
+    }
+    Ok((libraries, loader))
+}
+
+/// Copies `binaries` and what they load into the run's overlay.
+fn add_binaries(overlay: &Path, binaries: &[PathBuf]) -> Result<()> {
+    let bin_dir = overlay.join(GUEST_BIN_DIR.trim_start_matches('/'));
+    let lib_dir = overlay.join(GUEST_LIB_DIR.trim_start_matches('/'));
+    std::fs::create_dir_all(&bin_dir)?;
+    std::fs::create_dir_all(&lib_dir)?;
+    let copy = |from: &Path, to: &Path| -> Result<()> {
+        // fs::copy follows symlinks and keeps the mode bits.
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} for the guest", from.display()))?;
+        Ok(())
+    };
+    for binary in binaries {
+        let path = find_program(binary)?;
+        let name = path
+            .file_name()
+            .with_context(|| format!("no file name in {}", path.display()))?;
+        // Without debug info: a debug build of a workspace binary is
+        // hundreds of MB, which the guest would unpack into its RAM.
+        let status = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(bin_dir.join(name))
+            .arg(&path)
+            .status()
+            .context("running strip (binutils)")?;
+        ensure!(status.success(), "strip {}: {status}", path.display());
+        let (libraries, loader) = shared_libraries(&path)?;
+        for library in libraries {
+            let name = library
+                .file_name()
+                .with_context(|| format!("no file name in {}", library.display()))?;
+            copy(&library, &lib_dir.join(name))?;
+        }
+        if let Some(loader) = loader {
+            // The loader is found by the absolute path written in the binary.
+            let at = overlay.join(loader.strip_prefix("/")?);
+            if let Some(parent) = at.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            copy(&loader, &at)?;
+        }
+    }
+    Ok(())
 }
 
 /// Kills qemu by its PID when a run ends early (timeout, error, panic).
@@ -352,13 +490,23 @@ impl KernelClient {
             );
             std::fs::write(run_dir.join(name), data)?;
         }
+        add_binaries(&work.path().join("overlay"), &opts.binaries)?;
         let initrd = work.path().join("initrd.cpio");
         let artefacts = build_initrd(&work.path().join("overlay"), &initrd)?;
 
-        let netdev = format!(
+        let mut netdev = format!(
             "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER_ADDR}:2049-cmd:{} - TCP:127.0.0.1:{server_port}",
             artefacts.socat.display()
         );
+        for (addr, port) in &opts.extra_servers {
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:{addr}:2049-cmd:{} - TCP:127.0.0.1:{port}",
+                artefacts.socat.display()
+            ));
+        }
+        for (host, guest) in &opts.host_forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
         let started = Instant::now();
         let mut child = Command::new(&artefacts.qemu)
             .args(["-accel", "tcg", "-nographic", "-no-reboot"])
@@ -508,5 +656,37 @@ mod tests {
         opts.env.clear();
         opts.env.insert("MOUNT_OPTS".into(), String::new());
         assert!(env_file(&opts).is_err());
+        opts.env.clear();
+        assert!(!env_file(&opts).unwrap().contains("SKIP_MOUNT"));
+        opts.skip_mount = true;
+        opts.binaries.push("env".into());
+        let env = env_file(&opts).unwrap();
+        assert!(env.contains("export SKIP_MOUNT='1'\n"), "{env}");
+        assert!(
+            env.contains("export LD_LIBRARY_PATH='/openefs/lib'\n"),
+            "{env}"
+        );
+    }
+
+    #[test]
+    fn binaries_come_with_their_libraries() {
+        let overlay = tempfile::tempdir().unwrap();
+        // coreutils' env is dynamically linked on every Debian host.
+        add_binaries(overlay.path(), &["env".into()]).unwrap();
+        assert!(overlay.path().join("openefs/bin/env").is_file());
+        let libs: Vec<String> = std::fs::read_dir(overlay.path().join("openefs/lib"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(libs.iter().any(|l| l.starts_with("libc.so")), "{libs:?}");
+        let (_, loader) = shared_libraries(&find_program(Path::new("env")).unwrap()).unwrap();
+        let loader = loader.expect("a dynamic loader");
+        assert!(
+            overlay
+                .path()
+                .join(loader.strip_prefix("/").unwrap())
+                .is_file()
+        );
+        assert!(find_program(Path::new("no-such-program-here")).is_err());
     }
 }

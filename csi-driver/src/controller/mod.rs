@@ -21,6 +21,7 @@ use crate::{
     },
     inflight::InFlight,
 };
+pub use access_point::context;
 pub use error::ControllerError;
 
 /// Settings of the controller service.

@@ -5,74 +5,19 @@
 //! writes and their verifier, and paging through a large directory.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use openefs_nfs_wire::mount::*;
 use openefs_nfs_wire::nfs3::ops::*;
 use openefs_nfs_wire::nfs3::types::*;
 use openefs_nfs_wire::nfs3::*;
-use openefs_nfs_wire::rpc::{AcceptedBody, MismatchInfo, ReplyStat};
+use openefs_nfs_wire::rpc::{AcceptedBody, MismatchInfo};
 use openefs_nfs_wire::xdr::{self, Opaque, XdrDecode, XdrEncode};
 use openefs_nfsd::client::Client;
-use openefs_nfsd::state::SystemClock;
-use openefs_nfsd::{Config, Server, serve_on};
-use openefs_vfs::LocalVfs;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-struct TestServer {
-    addr: SocketAddr,
-    server: Arc<Server>,
-    dir: tempfile::TempDir,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let vfs = LocalVfs::new(dir.path()).expect("LocalVfs (run as root)");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = Arc::new(Server::new(
-            Config::new(dir.path().to_owned(), addr),
-            Arc::new(vfs),
-            Arc::new(SystemClock::default()),
-        ));
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve_on(listener, server.clone(), shutdown.clone()));
-        Self {
-            addr,
-            server,
-            dir,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(self.addr).await.expect("connect")
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("graceful shutdown in time")
-            .expect("server task");
-    }
-}
-
-fn accepted(stat: &ReplyStat) -> &AcceptedBody {
-    match stat {
-        ReplyStat::Accepted(a) => &a.body,
-        ReplyStat::Denied(d) => panic!("call denied: {d:?}"),
-    }
-}
+mod common;
+use common::{TestServer, accepted};
 
 /// One call of `prog` version `vers`, which must be accepted; its results.
 async fn rpc<A: XdrEncode, R: XdrDecode>(

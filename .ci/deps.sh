@@ -25,7 +25,9 @@ fi
 
 # kubernetes-validate (PyPI) in a private venv, so the system Python stays untouched.
 venv="$cache/venv"
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+# A venv copied from another path has scripts whose interpreter is gone: run it.
+if ! "$venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  rm -rf "$venv"
   echo "deps: installing kubernetes-validate into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q kubernetes-validate

@@ -2,8 +2,9 @@
 //!
 //! This build reconciles the custom-resource side only: finalizers, ids,
 //! endpoint, phase, conditions and observedGeneration of `FileSystem` and
-//! `AccessPoint`. It creates no core objects (Secret, PVC, StatefulSet,
-//! Services, PodDisruptionBudget); see docs/operator.md.
+//! `AccessPoint`. It computes a FileSystem's core objects ([`desired`]: PVC,
+//! StatefulSet, Services, PodDisruptionBudget) but does not apply them yet;
+//! see docs/operator.md.
 
 mod accesspoint;
 mod apply;
@@ -22,7 +23,7 @@ use openefs_crds::{AccessPoint, FileSystem};
 
 pub use accesspoint::status as accesspoint_status;
 pub use error::{Error, Retry};
-pub use filesystem::{endpoint, service_name, status as filesystem_status};
+pub use filesystem::{desired, endpoint, service_name, status as filesystem_status};
 
 /// How often an object is reconciled without any change, to repair what a
 /// missed watch event would leave stale.

@@ -1,8 +1,10 @@
 //! FileSystem reconciler, custom-resource side: finalizer, ids, endpoint,
 //! phase and conditions. The NFS server's core objects (Secret, PVC,
-//! StatefulSet, Services) are not managed by this build; `BackingStorageReady`
-//! and `ServerReady` are read from the status, where their manager writes them.
+//! StatefulSet, Services) are computed by [`desired`] but not applied by this
+//! build; `BackingStorageReady` and `ServerReady` are read from the status,
+//! where their manager writes them.
 
+pub mod desired;
 pub mod status;
 
 use std::sync::Arc;

@@ -1,0 +1,672 @@
+//! The core objects that serve a FileSystem, as a pure function of the
+//! FileSystem and the operator's settings: the backing PersistentVolumeClaim,
+//! a StatefulSet of one `openefs-nfsd` pod, the headless Service that governs
+//! it, the ClusterIP Service clients mount (the mount target) and a
+//! PodDisruptionBudget. No I/O: the apply layer writes what this returns.
+//!
+//! Every object is named after the file system id, not the FileSystem's name:
+//! a FileSystem name may be a 253-character DNS subdomain, while Service and
+//! StatefulSet names must be short DNS labels; the id (`fs-` + 17 hex digits)
+//! always fits and cannot collide with the user's own objects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{StatefulSet, StatefulSetSpec},
+        core::v1::{
+            Capabilities, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+            PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+            Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            VolumeResourceRequirements,
+        },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
+        util::intstr::IntOrString,
+    },
+};
+use kube::Resource;
+use openefs_crds::{
+    DeletionPolicy, FileSystem, FileSystemId, RootAccess, names, volume_handle::is_dns_subdomain,
+};
+
+use super::service_name;
+use crate::{error::Error, identity};
+
+/// TCP port of NFS (v4.1, v3 and MOUNT v3 all share it), on the pod and on
+/// both Services.
+pub const NFS_PORT: i32 = 2049;
+
+/// Port of nfsd's Prometheus `/metrics` endpoint in the pod.
+pub const METRICS_PORT: i32 = 9100;
+
+/// Name of the nfsd container in the server pod.
+pub const NFSD_CONTAINER: &str = "nfsd";
+
+/// Where the export directory of the backing volume is mounted in the pod.
+/// The volume's root is not exported: its `export/` sub-directory is, so
+/// nfsd's state can live next to it (`state/`) and a file system's own
+/// `lost+found` stays invisible to clients.
+pub const EXPORT_PATH: &str = "/data/export";
+
+/// Sub-directory of the backing volume that is exported (the kubelet creates
+/// it on first mount).
+pub const EXPORT_SUBPATH: &str = "export";
+
+/// The Linux capabilities nfsd needs; every other one is dropped. Why each:
+/// - `DAC_READ_SEARCH`: `open_by_handle_at` resolves file handles (with it,
+///   the container runtime's default seccomp profile allows that call);
+/// - `SETUID`, `SETGID`: `setfsuid`/`setfsgid`/`setgroups` to run each call
+///   as the client's user;
+/// - `SYS_ADMIN`: the handle key and exclusive-create verifiers are
+///   `trusted.*` extended attributes;
+/// - `CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`: what root itself may do on
+///   files, kept while a call runs as uid 0 (an unsquashed root client, as
+///   EFS allows by default): chown, access regardless of mode, chmod of
+///   others' files, keeping set-id bits.
+pub const NFSD_CAPABILITIES: [&str; 8] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "SETGID",
+    "SETUID",
+    "SYS_ADMIN",
+];
+
+/// Longest Kubernetes label value.
+const MAX_LABEL_VALUE: usize = 63;
+
+/// What the operator contributes besides the FileSystem itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorSettings {
+    /// Container image of openefs-nfsd, unless `spec.server.image` names one.
+    /// The image must have `openefs-nfsd` on its `PATH`.
+    pub nfsd_image: String,
+    /// Requests and limits of the nfsd container unless
+    /// `spec.server.resources` is given: a file server should not be the
+    /// first pod evicted when its node runs short (BestEffort).
+    pub default_server_resources: ResourceRequirements,
+}
+
+impl OperatorSettings {
+    /// Settings with `nfsd_image` and default requests of 100m CPU and
+    /// 128Mi memory (no limits: a limit would throttle I/O bursts).
+    pub fn new(nfsd_image: impl Into<String>) -> Self {
+        Self {
+            nfsd_image: nfsd_image.into(),
+            default_server_resources: ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_owned(), Quantity("100m".into())),
+                    ("memory".to_owned(), Quantity("128Mi".into())),
+                ])),
+                ..ResourceRequirements::default()
+            },
+        }
+    }
+}
+
+/// The core objects of one FileSystem, in the order they are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObjects {
+    /// The volume that holds the data (ReadWriteOnce). Owned by the
+    /// FileSystem only under `deletionPolicy: Delete`, so garbage collection
+    /// never removes the data of a retained file system.
+    pub backing_pvc: PersistentVolumeClaim,
+    /// Governs the StatefulSet: stable pod DNS name, metrics scraping.
+    pub headless_service: Service,
+    /// The mount target: `<fileSystemId>.<namespace>.svc.<domain>`.
+    pub service: Service,
+    /// One openefs-nfsd pod serving the backing volume.
+    pub stateful_set: StatefulSet,
+    /// Keeps voluntary evictions (drains) from taking the only server away.
+    pub pod_disruption_budget: PodDisruptionBudget,
+}
+
+/// Name of the headless Service that governs the server's StatefulSet.
+pub fn headless_service_name(id: &FileSystemId) -> String {
+    format!("{}-headless", service_name(id))
+}
+
+/// Name of the backing PersistentVolumeClaim.
+pub fn backing_pvc_name(id: &FileSystemId) -> String {
+    format!("{}-data", service_name(id))
+}
+
+/// Name of the StatefulSet (and PodDisruptionBudget); its pod is `<name>-0`.
+pub fn stateful_set_name(id: &FileSystemId) -> &str {
+    service_name(id)
+}
+
+/// The labels that select the server pod. The file system id is the
+/// instance: it is unique, never changes (a StatefulSet's selector is
+/// immutable) and, unlike a FileSystem name, always fits in a label value.
+pub fn selector_labels(id: &FileSystemId) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::LABEL_NAME.to_owned(), names::PART_OF.to_owned()),
+        (
+            names::LABEL_COMPONENT.to_owned(),
+            names::COMPONENT_NFS_SERVER.to_owned(),
+        ),
+        (names::LABEL_INSTANCE.to_owned(), id.as_str().to_owned()),
+    ])
+}
+
+/// Labels on every object (and the pod): the selector labels, managed-by
+/// (for orphan cleanup), part-of, and the FileSystem's name when it fits in
+/// a label value (names longer than 63 characters are left out rather than
+/// cut, which could make two FileSystems look the same).
+fn labels(id: &FileSystemId, fs_name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(id);
+    labels.insert(
+        names::LABEL_MANAGED_BY.to_owned(),
+        names::MANAGED_BY.to_owned(),
+    );
+    labels.insert(names::LABEL_PART_OF.to_owned(), names::PART_OF.to_owned());
+    if fs_name.len() <= MAX_LABEL_VALUE && is_dns_subdomain(fs_name) {
+        labels.insert(names::LABEL_FILESYSTEM.to_owned(), fs_name.to_owned());
+    }
+    labels
+}
+
+/// The core objects that should exist for `fs`. Fails only for an object
+/// that was not read from the API server (no name, namespace or uid).
+pub fn objects(fs: &FileSystem, settings: &OperatorSettings) -> Result<DesiredObjects, Error> {
+    let (namespace, name) = identity(fs, "FileSystem")?;
+    let id = FileSystemId::of(fs).map_err(|_| Error::IncompleteObject {
+        kind: "FileSystem",
+        field: "metadata.uid",
+    })?;
+    let owner = fs
+        .controller_owner_ref(&())
+        .map(|owner| OwnerReference {
+            block_owner_deletion: Some(true),
+            ..owner
+        })
+        .ok_or(Error::IncompleteObject {
+            kind: "FileSystem",
+            field: "metadata.uid",
+        })?;
+    let labels = labels(&id, &name);
+    let meta = |object_name: &str, owned: bool| ObjectMeta {
+        name: Some(object_name.to_owned()),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: owned.then(|| vec![owner.clone()]),
+        ..ObjectMeta::default()
+    };
+    let delete_data = fs.spec.deletion_policy == DeletionPolicy::Delete;
+    let pvc_name = backing_pvc_name(&id);
+    let headless_name = headless_service_name(&id);
+    Ok(DesiredObjects {
+        backing_pvc: backing_pvc(fs, meta(&pvc_name, delete_data)),
+        headless_service: headless_service(&id, meta(&headless_name, true)),
+        service: service(&id, meta(service_name(&id), true)),
+        stateful_set: stateful_set(
+            fs,
+            settings,
+            &id,
+            &labels,
+            &pvc_name,
+            &headless_name,
+            meta(stateful_set_name(&id), true),
+        ),
+        pod_disruption_budget: pod_disruption_budget(&id, meta(stateful_set_name(&id), true)),
+    })
+}
+
+fn backing_pvc(fs: &FileSystem, metadata: ObjectMeta) -> PersistentVolumeClaim {
+    let storage = &fs.spec.backing_storage;
+    PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            volume_mode: Some("Filesystem".to_owned()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    storage.initial_size.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+fn nfs_service_port() -> ServicePort {
+    ServicePort {
+        name: Some("nfs".to_owned()),
+        port: NFS_PORT,
+        target_port: Some(IntOrString::String("nfs".to_owned())),
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
+    }
+}
+
+fn headless_service(id: &FileSystemId, metadata: ObjectMeta) -> Service {
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(selector_labels(id)),
+            ports: Some(vec![
+                nfs_service_port(),
+                ServicePort {
+                    name: Some("metrics".to_owned()),
+                    port: METRICS_PORT,
+                    target_port: Some(IntOrString::String("metrics".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+            ]),
+            // Monitoring must reach a server that is not Ready: that is when
+            // its metrics matter most. Clients use the other Service.
+            publish_not_ready_addresses: Some(true),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn service(id: &FileSystemId, metadata: ObjectMeta) -> Service {
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(selector_labels(id)),
+            ports: Some(vec![nfs_service_port()]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn nfsd_args(fs: &FileSystem) -> Vec<String> {
+    let mut args = vec![
+        "serve".to_owned(),
+        "--export".to_owned(),
+        EXPORT_PATH.to_owned(),
+        "--listen".to_owned(),
+        format!("0.0.0.0:{NFS_PORT}"),
+        "--metrics-listen".to_owned(),
+        format!("0.0.0.0:{METRICS_PORT}"),
+        "--log-format".to_owned(),
+        "json".to_owned(),
+    ];
+    if fs.spec.policy.root_access == RootAccess::Squash {
+        args.push("--root-squash".to_owned());
+    }
+    args
+}
+
+fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
+    let server = fs.spec.server.clone().unwrap_or_default();
+    let port = |name: &str, port| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    };
+    Container {
+        name: NFSD_CONTAINER.to_owned(),
+        image: Some(server.image.unwrap_or_else(|| settings.nfsd_image.clone())),
+        command: Some(vec!["openefs-nfsd".to_owned()]),
+        args: Some(nfsd_args(fs)),
+        ports: Some(vec![port("nfs", NFS_PORT), port("metrics", METRICS_PORT)]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: EXPORT_PATH.to_owned(),
+            sub_path: Some(EXPORT_SUBPATH.to_owned()),
+            ..VolumeMount::default()
+        }]),
+        // Ready once nfsd accepts NFS connections: it listens only after the
+        // export has been opened and its handles checked.
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("nfs".to_owned()),
+                ..TCPSocketAction::default()
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        // Alive while nfsd answers HTTP: a TCP connect to the NFS port would
+        // be completed by the kernel's listen backlog even if the process
+        // were stuck.
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/metrics".to_owned()),
+                port: IntOrString::String("metrics".to_owned()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(10),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(6),
+            ..Probe::default()
+        }),
+        resources: Some(
+            server
+                .resources
+                .unwrap_or_else(|| settings.default_server_resources.clone()),
+        ),
+        // Root, because the capabilities a pod adds only take effect for
+        // uid 0 (Kubernetes sets no ambient capabilities), but root with
+        // just the capabilities nfsd uses.
+        security_context: Some(SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: Some(NFSD_CAPABILITIES.map(str::to_owned).to_vec()),
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn stateful_set(
+    fs: &FileSystem,
+    settings: &OperatorSettings,
+    id: &FileSystemId,
+    labels: &BTreeMap<String, String>,
+    pvc_name: &str,
+    headless_name: &str,
+    metadata: ObjectMeta,
+) -> StatefulSet {
+    let server = fs.spec.server.clone().unwrap_or_default();
+    StatefulSet {
+        metadata,
+        spec: StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(headless_name.to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(id)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![nfsd_container(fs, settings)],
+                    volumes: Some(vec![Volume {
+                        name: "data".to_owned(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: pvc_name.to_owned(),
+                            ..PersistentVolumeClaimVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    // nfsd never calls the Kubernetes API.
+                    automount_service_account_token: Some(false),
+                    // Namespaces with many Services would otherwise fill the
+                    // environment with variables nfsd never reads.
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    node_selector: (!server.node_selector.is_empty())
+                        .then_some(server.node_selector),
+                    tolerations: (!server.tolerations.is_empty()).then_some(server.tolerations),
+                    priority_class_name: server.priority_class_name,
+                    ..PodSpec::default()
+                }),
+            },
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+/// `minAvailable: 1`: the one server is the whole file system, so a drain
+/// waits for an administrator instead of cutting every client off (moving
+/// it on purpose is `kubectl delete pod`, which is not an eviction). A pod
+/// that is not Ready protects nothing and may always be evicted
+/// (`unhealthyPodEvictionPolicy: AlwaysAllow`), so a broken server never
+/// blocks a drain.
+fn pod_disruption_budget(id: &FileSystemId, metadata: ObjectMeta) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata,
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(id)),
+                ..LabelSelector::default()
+            }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "6f3a1c2e-9b7d-4e21-8c55-0a1b2c3d4e5f";
+
+    fn stored(name: &str, spec: &str) -> FileSystem {
+        let mut fs = FileSystem::new(name, serde_json::from_str(spec).unwrap());
+        fs.metadata.namespace = Some("team".into());
+        fs.metadata.uid = Some(UID.into());
+        fs
+    }
+
+    fn settings() -> OperatorSettings {
+        OperatorSettings::new("example.org/openefs-nfsd:1")
+    }
+
+    fn labels_of(meta: &ObjectMeta) -> &BTreeMap<String, String> {
+        meta.labels.as_ref().unwrap()
+    }
+
+    #[test]
+    fn objects_are_named_after_the_id_and_select_the_same_pod() {
+        let objects = objects(&stored("shared", "{}"), &settings()).unwrap();
+        let id = "fs-85629fff8f20c8a89";
+        assert_eq!(objects.service.metadata.name.as_deref(), Some(id));
+        assert_eq!(
+            objects.headless_service.metadata.name.as_deref(),
+            Some(format!("{id}-headless").as_str())
+        );
+        let sts = &objects.stateful_set.spec;
+        assert_eq!(
+            sts.service_name,
+            objects.headless_service.metadata.name.clone()
+        );
+        let selector = sts.selector.match_labels.as_ref().unwrap();
+        let pod_labels = labels_of(sts.template.metadata.as_ref().unwrap());
+        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        for spec_selector in [
+            objects.service.spec.as_ref().unwrap().selector.as_ref(),
+            objects
+                .headless_service
+                .spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .as_ref(),
+            objects
+                .pod_disruption_budget
+                .spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref()),
+        ] {
+            assert_eq!(spec_selector, Some(selector));
+        }
+        let claim = sts
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .as_ref()
+            .unwrap()[0]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            Some(&claim.claim_name),
+            objects.backing_pvc.metadata.name.as_ref()
+        );
+        assert_eq!(
+            labels_of(&objects.service.metadata)["openefs.io/filesystem"],
+            "shared"
+        );
+    }
+
+    #[test]
+    fn a_name_too_long_for_a_label_is_left_out_of_the_labels() {
+        let long = format!("{}.example", "a".repeat(60));
+        let objects = objects(&stored(&long, "{}"), &settings()).unwrap();
+        let labels = labels_of(&objects.stateful_set.metadata);
+        assert!(!labels.contains_key(names::LABEL_FILESYSTEM));
+        assert_eq!(labels[names::LABEL_INSTANCE], "fs-85629fff8f20c8a89");
+        // Every name still fits a DNS label, whatever the FileSystem is called.
+        let names = [
+            &objects.backing_pvc.metadata.name,
+            &objects.headless_service.metadata.name,
+            &objects.service.metadata.name,
+            &objects.stateful_set.metadata.name,
+            &objects.pod_disruption_budget.metadata.name,
+        ];
+        for name in names {
+            let name = name.as_deref().unwrap();
+            assert!(openefs_crds::volume_handle::is_dns_label(name), "{name}");
+        }
+        let exactly_63 = "b".repeat(63);
+        let fits = super::objects(&stored(&exactly_63, "{}"), &settings()).unwrap();
+        assert_eq!(
+            labels_of(&fits.service.metadata)[names::LABEL_FILESYSTEM],
+            exactly_63
+        );
+    }
+
+    #[test]
+    fn missing_backing_storage_takes_the_api_defaults() {
+        let objects = objects(&stored("shared", "{}"), &settings()).unwrap();
+        let spec = objects.backing_pvc.spec.unwrap();
+        assert_eq!(spec.storage_class_name, None);
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        assert_eq!(
+            spec.resources.unwrap().requests.unwrap()["storage"],
+            Quantity("10Gi".into())
+        );
+    }
+
+    #[test]
+    fn the_backing_volume_is_owned_only_when_it_may_be_deleted() {
+        let retained = objects(&stored("shared", "{}"), &settings()).unwrap();
+        assert_eq!(retained.backing_pvc.metadata.owner_references, None);
+        let owners = retained.service.metadata.owner_references.unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (
+                owners[0].kind.as_str(),
+                owners[0].uid.as_str(),
+                owners[0].controller,
+                owners[0].block_owner_deletion
+            ),
+            ("FileSystem", UID, Some(true), Some(true))
+        );
+        let deleted = objects(
+            &stored("shared", r#"{"deletionPolicy":"Delete"}"#),
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(deleted.backing_pvc.metadata.owner_references, Some(owners));
+    }
+
+    #[test]
+    fn server_fields_override_the_settings() {
+        let fs = stored(
+            "shared",
+            r#"{"server":{"image":"mine:2","resources":{"limits":{"memory":"1Gi"}},
+                "priorityClassName":"storage"},"policy":{"rootAccess":"squash"}}"#,
+        );
+        let objects = objects(&fs, &settings()).unwrap();
+        let pod = objects.stateful_set.spec.template.spec.unwrap();
+        let nfsd = &pod.containers[0];
+        assert_eq!(nfsd.image.as_deref(), Some("mine:2"));
+        assert_eq!(
+            nfsd.resources.as_ref().unwrap().requests,
+            None,
+            "the spec's resources replace the defaults, not merge with them"
+        );
+        assert_eq!(pod.priority_class_name.as_deref(), Some("storage"));
+        assert_eq!(pod.node_selector, None);
+        assert!(
+            nfsd.args
+                .as_ref()
+                .unwrap()
+                .contains(&"--root-squash".to_owned())
+        );
+        let defaults = objects_default_pod();
+        assert!(
+            !defaults.containers[0]
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--root-squash".to_owned())
+        );
+        assert_eq!(
+            defaults.containers[0].resources,
+            Some(settings().default_server_resources)
+        );
+    }
+
+    fn objects_default_pod() -> PodSpec {
+        objects(&stored("shared", "{}"), &settings())
+            .unwrap()
+            .stateful_set
+            .spec
+            .template
+            .spec
+            .unwrap()
+    }
+
+    #[test]
+    fn objects_not_read_from_the_api_server_are_errors() {
+        let mut no_uid = stored("shared", "{}");
+        no_uid.metadata.uid = None;
+        let err = objects(&no_uid, &settings()).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::IncompleteObject {
+                field: "metadata.uid",
+                ..
+            }
+        ));
+        let mut no_namespace = stored("shared", "{}");
+        no_namespace.metadata.namespace = None;
+        assert!(matches!(
+            objects(&no_namespace, &settings()),
+            Err(Error::IncompleteObject {
+                field: "metadata.namespace",
+                ..
+            })
+        ));
+    }
+}

@@ -57,6 +57,14 @@ pub const EXPORT_PATH: &str = "/data/export";
 /// it on first mount).
 pub const EXPORT_SUBPATH: &str = "export";
 
+/// Where nfsd keeps its client records (`--state-dir`): on the same backing
+/// volume as the export, so a server pod rescheduled onto another node finds
+/// them and runs a grace period in which clients reclaim their opens and locks.
+pub const STATE_PATH: &str = "/data/state";
+
+/// Sub-directory of the backing volume that holds nfsd's state.
+pub const STATE_SUBPATH: &str = "state";
+
 /// The Linux capabilities nfsd needs; every other one is dropped. Why each:
 /// - `DAC_READ_SEARCH`: `open_by_handle_at` resolves file handles (with it,
 ///   the container runtime's default seccomp profile allows that call);
@@ -294,6 +302,8 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
         "serve".to_owned(),
         "--export".to_owned(),
         EXPORT_PATH.to_owned(),
+        "--state-dir".to_owned(),
+        STATE_PATH.to_owned(),
         "--listen".to_owned(),
         format!("0.0.0.0:{NFS_PORT}"),
         "--metrics-listen".to_owned(),
@@ -321,12 +331,20 @@ fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
         command: Some(vec!["openefs-nfsd".to_owned()]),
         args: Some(nfsd_args(fs)),
         ports: Some(vec![port("nfs", NFS_PORT), port("metrics", METRICS_PORT)]),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".to_owned(),
-            mount_path: EXPORT_PATH.to_owned(),
-            sub_path: Some(EXPORT_SUBPATH.to_owned()),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".to_owned(),
+                mount_path: EXPORT_PATH.to_owned(),
+                sub_path: Some(EXPORT_SUBPATH.to_owned()),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "data".to_owned(),
+                mount_path: STATE_PATH.to_owned(),
+                sub_path: Some(STATE_SUBPATH.to_owned()),
+                ..VolumeMount::default()
+            },
+        ]),
         // Ready once nfsd accepts NFS connections: it listens only after the
         // export has been opened and its handles checked.
         readiness_probe: Some(Probe {

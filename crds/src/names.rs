@@ -38,7 +38,8 @@ pub const MANAGED_BY: &str = "openefs";
 /// Standard label naming the application an object belongs to.
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 
-/// Standard label naming the instance (for openefs: the `FileSystem` name).
+/// Standard label naming the instance (for openefs: the `FileSystem` id,
+/// which never changes and always fits in a label value).
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 
 /// Standard label naming the role of an object within the application.
@@ -56,6 +57,18 @@ pub const COMPONENT_NFS_SERVER: &str = "nfs-server";
 
 /// Label holding the name of the `FileSystem` an object belongs to.
 pub const LABEL_FILESYSTEM: &str = "openefs.io/filesystem";
+
+/// Longest Kubernetes label value.
+pub const MAX_LABEL_VALUE: usize = 63;
+
+/// The [`LABEL_FILESYSTEM`] value for a FileSystem named `fs_name`, when the
+/// name can be one: a FileSystem name may be 253 characters, a label value
+/// 63. Longer names get no label rather than a cut one, which could make two
+/// FileSystems look the same.
+pub fn filesystem_label_value(fs_name: &str) -> Option<&str> {
+    (fs_name.len() <= MAX_LABEL_VALUE && crate::volume_handle::is_dns_subdomain(fs_name))
+        .then_some(fs_name)
+}
 
 /// Label holding the name of the `AccessPoint` an object belongs to (e.g. a
 /// PersistentVolume provisioned through it).

@@ -85,13 +85,14 @@ fn quota_of(ap: &AccessPoint) -> Option<i64> {
 }
 
 fn labels(fs_name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            names::LABEL_MANAGED_BY.to_owned(),
-            names::MANAGED_BY.to_owned(),
-        ),
-        (names::LABEL_FILESYSTEM.to_owned(), fs_name.to_owned()),
-    ])
+    let mut labels = BTreeMap::from([(
+        names::LABEL_MANAGED_BY.to_owned(),
+        names::MANAGED_BY.to_owned(),
+    )]);
+    if let Some(value) = names::filesystem_label_value(fs_name) {
+        labels.insert(names::LABEL_FILESYSTEM.to_owned(), value.to_owned());
+    }
+    labels
 }
 
 fn created_by_driver(meta: &ObjectMeta) -> bool {

@@ -30,9 +30,7 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
-use openefs_crds::{
-    DeletionPolicy, FileSystem, FileSystemId, RootAccess, names, volume_handle::is_dns_subdomain,
-};
+use openefs_crds::{DeletionPolicy, FileSystem, FileSystemId, RootAccess, names};
 
 use super::service_name;
 use crate::{error::Error, identity};
@@ -86,9 +84,6 @@ pub const NFSD_CAPABILITIES: [&str; 8] = [
     "SETUID",
     "SYS_ADMIN",
 ];
-
-/// Longest Kubernetes label value.
-const MAX_LABEL_VALUE: usize = 63;
 
 /// What the operator contributes besides the FileSystem itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,8 +162,7 @@ pub fn selector_labels(id: &FileSystemId) -> BTreeMap<String, String> {
 
 /// Labels on every object (and the pod): the selector labels, managed-by
 /// (for orphan cleanup), part-of, and the FileSystem's name when it fits in
-/// a label value (names longer than 63 characters are left out rather than
-/// cut, which could make two FileSystems look the same).
+/// a label value.
 fn labels(id: &FileSystemId, fs_name: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(id);
     labels.insert(
@@ -176,8 +170,8 @@ fn labels(id: &FileSystemId, fs_name: &str) -> BTreeMap<String, String> {
         names::MANAGED_BY.to_owned(),
     );
     labels.insert(names::LABEL_PART_OF.to_owned(), names::PART_OF.to_owned());
-    if fs_name.len() <= MAX_LABEL_VALUE && is_dns_subdomain(fs_name) {
-        labels.insert(names::LABEL_FILESYSTEM.to_owned(), fs_name.to_owned());
+    if let Some(value) = names::filesystem_label_value(fs_name) {
+        labels.insert(names::LABEL_FILESYSTEM.to_owned(), value.to_owned());
     }
     labels
 }

@@ -85,6 +85,11 @@ impl Nfsd {
         self.port
     }
 
+    /// The server process, for /proc-based measurements (the benchmark).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as a crash or a rescheduled pod would (handles must survive
     /// without any help from a clean shutdown), then the same server again
     /// on the same ports.

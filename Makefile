@@ -7,7 +7,7 @@ EXPORT ?= $(CURDIR)/.cache/export
 STATE ?= $(CURDIR)/.cache/state
 LISTEN ?= 127.0.0.1:2049
 
-.PHONY: help run test deps lint crds validate-crds unit build
+.PHONY: help run test deps lint crds validate-crds unit build bench bench-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,3 +35,9 @@ validate-crds: deps ## check the generated CRDs are current and valid Kubernetes
 
 build: ## build every binary (the e2e tests run them)
 	$(CARGO) build --workspace --bins
+
+bench: ## openefs-nfsd vs nfs-ganesha side by side (docs/benchmarks.md); flags via BENCH_ARGS
+	bash e2e/scripts/bench.sh $(BENCH_ARGS)
+
+bench-quick: ## a smoke run of the benchmark (about a minute)
+	bash e2e/scripts/bench.sh --quick $(BENCH_ARGS)

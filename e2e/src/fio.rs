@@ -2,6 +2,7 @@
 //! from Debian's source package by `e2e/scripts/fio.sh` (Debian's binary has
 //! no NFS engine) and run with `--output-format=json`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -76,12 +77,36 @@ pub struct Direction {
     pub iops: f64,
     /// Milliseconds.
     pub runtime: u64,
+    /// Completion latency; absent from reports of directions that did no I/O
+    /// in some fio versions.
+    #[serde(default)]
+    pub clat_ns: Option<Latency>,
 }
 
 impl Direction {
     pub fn mb_per_s(&self) -> f64 {
         self.bw_bytes as f64 / 1e6
     }
+
+    /// The completion-latency percentile `p` (one of fio's
+    /// `--percentile_list`, by default including 50 and 99) in µs.
+    pub fn clat_percentile_us(&self, p: f64) -> Option<f64> {
+        self.clat_ns
+            .as_ref()?
+            .percentile
+            .iter()
+            .find_map(|(k, ns)| {
+                let key: f64 = k.parse().ok()?;
+                ((key - p).abs() < 1e-6).then_some(ns / 1e3)
+            })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Latency {
+    /// Percentile (fio's text, e.g. `"99.000000"`) → nanoseconds.
+    #[serde(default)]
+    pub percentile: BTreeMap<String, f64>,
 }
 
 /// A finished fio run: its exit status, its report when it wrote one, and
@@ -182,6 +207,22 @@ mod tests {
         assert_eq!(report.jobs[0].read.io_bytes, 1_048_576);
         assert!((report.jobs[0].read.mb_per_s() - 2.0).abs() < 1e-9);
         assert!(parse(b"fio: no JSON here\n").is_err());
+        assert_eq!(report.jobs[0].read.clat_percentile_us(50.0), None);
+    }
+
+    #[test]
+    fn reads_completion_latency_percentiles() {
+        let report = parse(
+            br#"{"fio version":"x","jobs":[{"jobname":"j","error":0,
+            "read":{"io_bytes":4096,"bw_bytes":1,"iops":1,"runtime":1,
+              "clat_ns":{"min":1,"percentile":{"50.000000":250880,"99.000000":1236992}}},
+            "write":{"io_bytes":0,"bw_bytes":0,"iops":0,"runtime":0}}]}"#,
+        )
+        .unwrap();
+        let read = &report.jobs[0].read;
+        assert_eq!(read.clat_percentile_us(50.0), Some(250.88));
+        assert_eq!(read.clat_percentile_us(99.0), Some(1236.992));
+        assert_eq!(read.clat_percentile_us(99.9), None);
     }
 
     #[test]

@@ -97,6 +97,19 @@ impl Ganesha {
     pub fn log_path(&self) -> PathBuf {
         self.state.path().join("ganesha.log")
     }
+
+    /// The server process (started in the foreground, so the child itself),
+    /// for /proc-based measurements (the benchmark).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The configuration this instance runs with, as written to its state
+    /// dir (the benchmark publishes it beside its figures).
+    pub fn config(&self) -> Result<String> {
+        let path = self.state.path().join("ganesha.conf");
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
 }
 
 fn launch(state: &Path, port: u16, mount_port: Option<u16>) -> Result<Child> {

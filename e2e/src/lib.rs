@@ -1,5 +1,6 @@
 //! Harnesses that run openefs against real peers nobody here wrote.
 pub mod apiserver;
+pub mod bench;
 pub mod binaries;
 pub mod command;
 pub mod fio;

@@ -85,7 +85,8 @@ impl Nfsd {
         self.port
     }
 
-    /// The server process's id (e.g. to SIGSTOP it: a hung server).
+    /// The server process's id (to SIGSTOP it as a hung server, or to read
+    /// its memory and CPU from /proc in the benchmark).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make bench`: openefs-nfsd against nfs-ganesha, side by side (docs/benchmarks.md).
+#
+#   bench.sh [openefs-bench flags...]     e.g. --quick, --runtime 10, --output FILE
+#
+# Installs what only the benchmark needs (iperf3 for the loopback ceiling; the
+# comparison server as CI's deps do), builds openefs-nfsd in release mode and
+# the bench driver, and runs the driver with the release nfsd. fio with libnfs
+# is built and cached by fio.sh on first use.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+cargo="${CARGO:-cargo}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+packages=(iperf3 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bench: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+"$cargo" build --release -q -p openefs-nfsd --bin openefs-nfsd
+# The driver only orchestrates (fio and the servers do the work): a debug
+# build is enough and shares the test build's cache.
+"$cargo" build -q -p openefs-e2e --bin openefs-bench
+OPENEFS_NFSD="$target/release/openefs-nfsd" exec "$target/debug/openefs-bench" "$@"

@@ -1,0 +1,1029 @@
+//! The benchmark behind `make bench` (binary `openefs-bench`): openefs-nfsd
+//! and nfs-ganesha side by side in one run, on directories of the same file
+//! system, through the same userspace client (libnfs, NFSv3) with the same
+//! parameters, plus the machine's ceilings (loopback TCP, local disk) measured
+//! in that run. Every figure is a median over repeats, and what is compared
+//! is the same-run ratio, since the machines here are shared and noisy.
+//!
+//! Data path: fio's nfs engine ([`crate::fio`]). Metadata: `e2e/bench/nfs-meta.c`,
+//! a small libnfs program (fio 3.33's nfs engine has no stat or unlink).
+//! Memory and CPU of each server: sampled from `/proc/PID/{status,stat}`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::apiserver::repo_root;
+use crate::command::output_within;
+use crate::fio;
+use crate::ganesha::Ganesha;
+use crate::libnfs::Server;
+use crate::nfsd::Nfsd;
+use crate::qemu::free_loopback_port;
+
+const GIB: f64 = (1u64 << 30) as f64;
+/// The file every data scenario works on, in each server's export.
+const DATA_FILE: &str = "bench.dat";
+
+/// What one run measures, and how long.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// Duration of each fio run (time-based).
+    pub runtime: Duration,
+    /// Runs of each scenario per server; figures are their medians.
+    pub repeats: usize,
+    /// Size of the data file (sequential and random I/O alike).
+    pub file_size: u64,
+    /// Concurrent clients (fio jobs, one libnfs connection each) of the
+    /// random-I/O scenarios.
+    pub jobs: u32,
+    /// Files created, stat'ed and removed by the metadata scenario.
+    pub meta_files: u64,
+    /// Size of each of those files.
+    pub meta_file_size: u64,
+}
+
+impl Params {
+    /// The issue's parameters: 2 GiB file, ≥20 s per run, 3 repeats, 4 jobs,
+    /// 10,000 files of 4 KiB.
+    pub fn full() -> Self {
+        Self {
+            runtime: Duration::from_secs(20),
+            repeats: 3,
+            file_size: 2 << 30,
+            jobs: 4,
+            meta_files: 10_000,
+            meta_file_size: 4096,
+        }
+    }
+
+    /// A smoke run of about a minute: proves every step works, measures little.
+    pub fn quick() -> Self {
+        Self {
+            runtime: Duration::from_secs(3),
+            repeats: 1,
+            file_size: 64 << 20,
+            jobs: 4,
+            meta_files: 500,
+            meta_file_size: 4096,
+        }
+    }
+
+    /// One line for the report.
+    pub fn describe(&self) -> String {
+        format!(
+            "runtime {} s per fio run, {} repeat(s) (medians), data file {} MiB, \
+             1 MiB sequential blocks (1 job), 4 KiB random blocks ({} jobs), iodepth 1, \
+             metadata {} files of {} B",
+            self.runtime.as_secs(),
+            self.repeats,
+            self.file_size >> 20,
+            self.jobs,
+            self.meta_files,
+            self.meta_file_size
+        )
+    }
+}
+
+/// The data-path scenarios, each one fio run against one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    SeqWrite,
+    SeqRead,
+    RandWrite,
+    RandRead,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::SeqWrite,
+        Scenario::SeqRead,
+        Scenario::RandWrite,
+        Scenario::RandRead,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::SeqWrite => "seq write 1 MiB",
+            Scenario::SeqRead => "seq read 1 MiB",
+            Scenario::RandWrite => "rand write 4 KiB",
+            Scenario::RandRead => "rand read 4 KiB",
+        }
+    }
+
+    fn rw(self) -> &'static str {
+        match self {
+            Scenario::SeqWrite => "write",
+            Scenario::SeqRead => "read",
+            Scenario::RandWrite => "randwrite",
+            Scenario::RandRead => "randread",
+        }
+    }
+
+    fn is_write(self) -> bool {
+        matches!(self, Scenario::SeqWrite | Scenario::RandWrite)
+    }
+
+    fn is_random(self) -> bool {
+        matches!(self, Scenario::RandWrite | Scenario::RandRead)
+    }
+
+    /// fio's job options for this scenario against the export at `nfs_url`.
+    /// iodepth stays 1: fio 3.33's nfs engine (libnfs 4.0) fails with more
+    /// than one I/O in flight, so concurrency comes from jobs, each with its
+    /// own libnfs context and TCP connection.
+    pub fn fio_args(self, nfs_url: &str, params: &Params) -> Vec<String> {
+        let (bs, jobs) = if self.is_random() {
+            ("4k", params.jobs)
+        } else {
+            ("1m", 1)
+        };
+        let mut args = vec![
+            format!("--name={}", self.rw()),
+            "--ioengine=nfs".into(),
+            format!("--nfs_url={nfs_url}"),
+            format!("--filename={DATA_FILE}"),
+            format!("--rw={}", self.rw()),
+            format!("--bs={bs}"),
+            format!("--size={}", params.file_size),
+            format!("--numjobs={jobs}"),
+            "--iodepth=1".into(),
+            "--group_reporting".into(),
+            "--time_based".into(),
+            format!("--runtime={}s", params.runtime.as_secs().max(1)),
+        ];
+        if self.is_random() {
+            // No coverage map: a time-based random run should not slow down
+            // as the map fills.
+            args.push("--norandommap".into());
+        }
+        args
+    }
+}
+
+/// Which way a figure is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+/// One figure, per server, one value per repeat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub name: String,
+    pub unit: &'static str,
+    pub better: Better,
+    pub nfsd: Vec<f64>,
+    pub ganesha: Vec<f64>,
+}
+
+/// The compared servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Nfsd,
+    Ganesha,
+}
+
+impl Side {
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Nfsd => "openefs-nfsd",
+            Side::Ganesha => "nfs-ganesha",
+        }
+    }
+}
+
+/// All figures of a run, in the order they were first recorded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    pub rows: Vec<Row>,
+    /// The machine's limits: (name, unit, value).
+    pub ceilings: Vec<(String, &'static str, f64)>,
+}
+
+impl Table {
+    pub fn record(&mut self, name: &str, unit: &'static str, better: Better, side: Side, v: f64) {
+        let row = match self.rows.iter().position(|r| r.name == name) {
+            Some(i) => &mut self.rows[i],
+            None => {
+                self.rows.push(Row {
+                    name: name.to_owned(),
+                    unit,
+                    better,
+                    nfsd: Vec::new(),
+                    ganesha: Vec::new(),
+                });
+                self.rows.last_mut().expect("just pushed")
+            }
+        };
+        match side {
+            Side::Nfsd => row.nfsd.push(v),
+            Side::Ganesha => row.ganesha.push(v),
+        }
+    }
+
+    pub fn median(&self, name: &str, side: Side) -> Option<f64> {
+        let row = self.rows.iter().find(|r| r.name == name)?;
+        median(match side {
+            Side::Nfsd => &row.nfsd,
+            Side::Ganesha => &row.ganesha,
+        })
+    }
+
+    /// The markdown report: one row per figure (medians, nfsd ÷ ganesha and
+    /// who wins), then the ceilings and how close each server came to them.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "| figure | unit | openefs-nfsd | nfs-ganesha | nfsd ÷ ganesha | better |\n\
+             |---|---|--:|--:|--:|---|\n",
+        );
+        for row in &self.rows {
+            let (n, g) = (median(&row.nfsd), median(&row.ganesha));
+            let winner = match (n, g) {
+                (Some(n), Some(g)) if n == g => "tie",
+                (Some(n), Some(g)) if (n > g) == (row.better == Better::Higher) => "nfsd",
+                (Some(_), Some(_)) => "ganesha",
+                _ => "",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                row.name,
+                row.unit,
+                fmt_opt(n),
+                fmt_opt(g),
+                ratio(n, g).map_or("–".into(), |r| format!("{r:.2}×")),
+                winner
+            );
+        }
+        if !self.ceilings.is_empty() {
+            out.push_str("\n| ceiling (same run) | unit | value |\n|---|---|--:|\n");
+            for (name, unit, v) in &self.ceilings {
+                let _ = writeln!(out, "| {name} | {unit} | {} |", fmt(*v));
+            }
+            if let Some(tcp) = self
+                .ceilings
+                .iter()
+                .find(|c| c.0 == LOOPBACK_TCP)
+                .map(|c| c.2)
+            {
+                for side in [Side::Nfsd, Side::Ganesha] {
+                    if let Some(v) = self.median(Scenario::SeqRead.name(), side) {
+                        let _ = writeln!(
+                            out,
+                            "| {} seq read ÷ loopback TCP | % | {:.0} |",
+                            side.label(),
+                            100.0 * v / tcp
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+const LOOPBACK_TCP: &str = "loopback TCP (iperf3, 1 stream)";
+
+/// The middle value (mean of the two middle ones for an even count); `None`
+/// for no values.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    })
+}
+
+/// nfsd ÷ ganesha, when both exist and the divisor is not zero.
+pub fn ratio(nfsd: Option<f64>, ganesha: Option<f64>) -> Option<f64> {
+    match (nfsd, ganesha) {
+        (Some(n), Some(g)) if g != 0.0 => Some(n / g),
+        _ => None,
+    }
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("–".into(), fmt)
+}
+
+/// Three significant digits or so, without scientific notation.
+fn fmt(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// One phase line of `nfs-meta`'s output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaPhase {
+    pub phase: String,
+    pub ops: u64,
+    pub seconds: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+impl MetaPhase {
+    pub fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+/// Parses `create ops=10000 seconds=4.2 p50_us=380.1 p99_us=910.0` lines.
+pub fn parse_meta(text: &str) -> Result<Vec<MetaPhase>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let phase = words.next().context("empty line")?.to_owned();
+            let mut field = |key: &str| -> Result<&str> {
+                let word = words
+                    .next()
+                    .with_context(|| format!("nfs-meta line {line:?} lacks {key}"))?;
+                word.strip_prefix(key)
+                    .and_then(|w| w.strip_prefix('='))
+                    .with_context(|| format!("nfs-meta line {line:?}: {word:?} is not {key}=…"))
+            };
+            let ops = field("ops")?.parse().context("ops")?;
+            let seconds: f64 = field("seconds")?.parse().context("seconds")?;
+            let p50_us = field("p50_us")?.parse().context("p50_us")?;
+            let p99_us = field("p99_us")?.parse().context("p99_us")?;
+            ensure!(seconds > 0.0, "nfs-meta line {line:?}: no time passed");
+            Ok(MetaPhase {
+                phase,
+                ops,
+                seconds,
+                p50_us,
+                p99_us,
+            })
+        })
+        .collect()
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a `/proc/PID/status` text, in KiB.
+pub fn parse_status_memory(status: &str) -> Result<(u64, u64)> {
+    let kib = |key: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .with_context(|| format!("no {key} line in /proc/PID/status"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{key} value"))
+    };
+    Ok((kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+/// utime + stime (clock ticks) of a `/proc/PID/stat` line. The command name
+/// (field 2) is in parentheses and may hold spaces and parentheses itself,
+/// so fields are counted from the last `)`.
+pub fn parse_stat_ticks(stat: &str) -> Result<u64> {
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("no ')' in /proc/PID/stat")?;
+    // After the name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |n: usize| -> Result<u64> {
+        fields
+            .get(n - 3)
+            .with_context(|| format!("/proc/PID/stat has no field {n}"))?
+            .parse()
+            .with_context(|| format!("/proc/PID/stat field {n}"))
+    };
+    Ok(get(14)? + get(15)?)
+}
+
+/// CPU seconds (user + system) `pid` has used so far.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ensure!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(parse_stat_ticks(&stat)? as f64 / hz as f64)
+}
+
+fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    parse_status_memory(&status)
+}
+
+/// Samples a process's resident set every 250 ms on a thread of its own
+/// until [`RssSampler::finish`].
+struct RssSampler {
+    pid: u32,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<u64>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((rss, _)) = memory_kib(pid) {
+                    samples.push(rss);
+                }
+                thread::sleep(Duration::from_millis(250));
+            }
+            samples
+        });
+        Self { pid, stop, thread }
+    }
+
+    /// (peak, steady) RSS in MiB: the kernel's high-water mark, and the
+    /// median of the samples taken while the benchmark ran.
+    fn finish(self) -> Result<(f64, f64)> {
+        let (_, hwm) = memory_kib(self.pid)?;
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the RSS sampler panicked"))?;
+        let samples: Vec<f64> = samples.iter().map(|&k| k as f64 / 1024.0).collect();
+        let steady = median(&samples).context("no RSS sample was taken")?;
+        Ok((hwm as f64 / 1024.0, steady))
+    }
+}
+
+/// A server under test: where its export is, how libnfs reaches it, and
+/// what it has cost so far.
+struct Target {
+    side: Side,
+    pid: u32,
+    server: Server,
+    export: PathBuf,
+    rss: RssSampler,
+    cpu_seconds: f64,
+    bytes_moved: u64,
+}
+
+impl Target {
+    fn new(side: Side, pid: u32, server: Server, export: PathBuf) -> Self {
+        Self {
+            side,
+            pid,
+            server,
+            export,
+            rss: RssSampler::start(pid),
+            cpu_seconds: 0.0,
+            bytes_moved: 0,
+        }
+    }
+}
+
+/// What the binary decided: parameters, where data goes, progress output.
+pub struct Options {
+    pub params: Params,
+    /// Parent of the export directories and the local-disk ceiling's file.
+    pub dir: PathBuf,
+}
+
+/// The whole run's outcome.
+pub struct Outcome {
+    pub table: Table,
+    /// The configuration ganesha ran with.
+    pub ganesha_config: String,
+}
+
+/// Runs everything: ceilings, data scenarios interleaved between the two
+/// servers (so both see the same background load), metadata, memory and CPU.
+pub fn run(opts: &Options) -> Result<Outcome> {
+    let params = &opts.params;
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
+    // Built (with libnfs-dev installed) before anything is measured.
+    let fio_binary = fio::binary()?;
+    eprintln!("bench: fio {}", fio_binary.display());
+    let meta_tool = build_meta_tool(&opts.dir)?;
+    let mut table = Table::default();
+
+    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
+    table.ceilings.push((
+        LOOPBACK_TCP.into(),
+        "MB/s",
+        loopback_tcp_mb_per_s(params.runtime)?,
+    ));
+    let (write, read) = local_disk_mb_per_s(scratch.path(), params)?;
+    table
+        .ceilings
+        .push(("local disk seq write".into(), "MB/s", write));
+    table
+        .ceilings
+        .push(("local disk seq read".into(), "MB/s", read));
+    for c in &table.ceilings {
+        eprintln!("bench: ceiling {}: {:.0} {}", c.0, c.2, c.1);
+    }
+
+    let nfsd_export = scratch.path().join("nfsd-export");
+    let ganesha_export = scratch.path().join("ganesha-export");
+    for dir in [&nfsd_export, &ganesha_export] {
+        std::fs::create_dir(dir)?;
+        lay_out(&dir.join(DATA_FILE), params.file_size, scratch.path())?;
+    }
+    let nfsd = Nfsd::start(&nfsd_export, scratch.path().join("nfsd.log"))?;
+    let ganesha = Ganesha::start_v3(&ganesha_export)?;
+    let ganesha_config = ganesha.config()?;
+    let mut targets = [
+        Target::new(
+            Side::Nfsd,
+            nfsd.pid(),
+            Server::v3(nfsd.port(), nfsd.port()),
+            nfsd_export,
+        ),
+        Target::new(
+            Side::Ganesha,
+            ganesha.pid(),
+            Server::v3(
+                ganesha.port(),
+                ganesha.mount_port().context("ganesha serves no MOUNT")?,
+            ),
+            ganesha_export,
+        ),
+    ];
+
+    for repeat in 0..params.repeats {
+        // Alternating who goes first evens out drifts in background load.
+        let order: [usize; 2] = if repeat.is_multiple_of(2) {
+            [0, 1]
+        } else {
+            [1, 0]
+        };
+        for scenario in Scenario::ALL {
+            for &i in &order {
+                data_phase(
+                    &mut targets[i],
+                    scenario,
+                    params,
+                    scratch.path(),
+                    &mut table,
+                )
+                .with_context(|| format!("{} against {}", scenario.name(), targets[i].side.label()))
+                .with_context(|| server_log(targets[i].side, &nfsd, &ganesha))?;
+            }
+        }
+        for &i in &order {
+            meta_phase(&targets[i], &meta_tool, params, &mut table)
+                .with_context(|| format!("metadata against {}", targets[i].side.label()))
+                .with_context(|| server_log(targets[i].side, &nfsd, &ganesha))?;
+        }
+    }
+
+    for target in targets {
+        let side = target.side;
+        let gib = target.bytes_moved as f64 / GIB;
+        if gib > 0.0 {
+            table.record(
+                "CPU per GiB moved (data scenarios)",
+                "CPU s/GiB",
+                Better::Lower,
+                side,
+                target.cpu_seconds / gib,
+            );
+        }
+        let (peak, steady) = target.rss.finish()?;
+        table.record("peak RSS (VmHWM)", "MiB", Better::Lower, side, peak);
+        table.record(
+            "steady RSS (median sample)",
+            "MiB",
+            Better::Lower,
+            side,
+            steady,
+        );
+        // The export holds gigabytes; remove it before the next one is made.
+        let _ = std::fs::remove_file(target.export.join(DATA_FILE));
+    }
+    drop(nfsd);
+    drop(ganesha);
+    Ok(Outcome {
+        table,
+        ganesha_config,
+    })
+}
+
+/// The log of the server a failed step ran against, for its error.
+fn server_log(side: Side, nfsd: &Nfsd, ganesha: &Ganesha) -> String {
+    match side {
+        Side::Nfsd => nfsd.log_tail(),
+        Side::Ganesha => format!(
+            "--- ganesha log ---\n{}",
+            std::fs::read_to_string(ganesha.log_path()).unwrap_or_default()
+        ),
+    }
+}
+
+fn data_phase(
+    target: &mut Target,
+    scenario: Scenario,
+    params: &Params,
+    work: &Path,
+    table: &mut Table,
+) -> Result<()> {
+    let args = scenario.fio_args(&target.server.root_url(), params);
+    let cpu_before = cpu_seconds(target.pid)?;
+    let run = fio::run(&args, work, params.runtime + Duration::from_secs(180))?;
+    let cpu = cpu_seconds(target.pid)? - cpu_before;
+    let report = run.ensure_ok()?;
+    let job = report.jobs.first().context("fio reported no job")?;
+    let dir = if scenario.is_write() {
+        &job.write
+    } else {
+        &job.read
+    };
+    // fio exits 0 even when the engine cannot open the file; moved bytes
+    // are what proves the run measured anything.
+    ensure!(
+        dir.io_bytes > 0,
+        "fio moved no data; stderr:\n{}",
+        run.stderr
+    );
+    target.cpu_seconds += cpu;
+    target.bytes_moved += dir.io_bytes;
+    let side = target.side;
+    let name = scenario.name();
+    if scenario.is_random() {
+        table.record(name, "IOPS", Better::Higher, side, dir.iops);
+        for p in [50.0, 99.0] {
+            if let Some(us) = dir.clat_percentile_us(p) {
+                table.record(
+                    &format!("{name} latency p{p:.0} ({} jobs)", params.jobs),
+                    "µs",
+                    Better::Lower,
+                    side,
+                    us,
+                );
+            }
+        }
+    } else {
+        table.record(name, "MB/s", Better::Higher, side, dir.mb_per_s());
+    }
+    eprintln!(
+        "bench: {:<13} {name:<17} {:>9.1} MB/s {:>9.0} IOPS  p50 {:>7.0} µs  p99 {:>7.0} µs  cpu {cpu:.1} s",
+        side.label(),
+        dir.mb_per_s(),
+        dir.iops,
+        dir.clat_percentile_us(50.0).unwrap_or(f64::NAN),
+        dir.clat_percentile_us(99.0).unwrap_or(f64::NAN),
+    );
+    Ok(())
+}
+
+fn meta_phase(target: &Target, tool: &Path, params: &Params, table: &mut Table) -> Result<()> {
+    let out = output_within(
+        Command::new(tool)
+            .arg(target.server.root_url())
+            .arg(params.meta_files.to_string())
+            .arg(params.meta_file_size.to_string()),
+        Duration::from_secs(600),
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "nfs-meta failed with {}; stderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let phases = parse_meta(&stdout)?;
+    ensure!(phases.len() == 3, "nfs-meta printed {stdout:?}");
+    for p in &phases {
+        ensure!(
+            p.ops == params.meta_files,
+            "nfs-meta {} did {} of {} ops",
+            p.phase,
+            p.ops,
+            params.meta_files
+        );
+        let name = format!("metadata {}", p.phase);
+        table.record(&name, "ops/s", Better::Higher, target.side, p.ops_per_s());
+        table.record(
+            &format!("{name} latency p50"),
+            "µs",
+            Better::Lower,
+            target.side,
+            p.p50_us,
+        );
+        table.record(
+            &format!("{name} latency p99"),
+            "µs",
+            Better::Lower,
+            target.side,
+            p.p99_us,
+        );
+        eprintln!(
+            "bench: {:<13} metadata {:<8} {:>7.0} ops/s  p50 {:>6.0} µs  p99 {:>6.0} µs",
+            target.side.label(),
+            p.phase,
+            p.ops_per_s(),
+            p.p50_us,
+            p.p99_us
+        );
+    }
+    Ok(())
+}
+
+/// Compiles `e2e/bench/nfs-meta.c` against libnfs into `dir`.
+fn build_meta_tool(dir: &Path) -> Result<PathBuf> {
+    let source = repo_root().join("e2e/bench/nfs-meta.c");
+    let binary = dir.join("nfs-meta");
+    let out = output_within(
+        Command::new("cc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .arg("-lnfs"),
+        Duration::from_secs(120),
+    )?;
+    ensure!(
+        out.status.success(),
+        "compiling {} (needs cc and libnfs-dev): {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(binary)
+}
+
+/// Writes `size` bytes to `path` with fio's local engine, so the read and
+/// random-write scenarios find a full file whatever the write speed.
+fn lay_out(path: &Path, size: u64, work: &Path) -> Result<()> {
+    let args = vec![
+        "--name=layout".to_string(),
+        "--ioengine=psync".into(),
+        format!("--filename={}", path.display()),
+        "--rw=write".into(),
+        "--bs=1m".into(),
+        format!("--size={size}"),
+    ];
+    fio::run(&args, work, Duration::from_secs(600))?.ensure_ok()?;
+    Ok(())
+}
+
+/// Sequential write then read bandwidth (MB/s) of the benchmark's directory
+/// with fio's local synchronous engine, buffered as both servers write.
+fn local_disk_mb_per_s(dir: &Path, params: &Params) -> Result<(f64, f64)> {
+    let file = dir.join("local.dat");
+    let mut figures = [0.0; 2];
+    for (i, rw) in ["write", "read"].into_iter().enumerate() {
+        let args = vec![
+            format!("--name=local-{rw}"),
+            "--ioengine=psync".into(),
+            format!("--filename={}", file.display()),
+            format!("--rw={rw}"),
+            "--bs=1m".into(),
+            format!("--size={}", params.file_size),
+            "--time_based".into(),
+            format!("--runtime={}s", params.runtime.as_secs().max(1)),
+        ];
+        let run = fio::run(&args, dir, params.runtime + Duration::from_secs(300))?;
+        let report = run.ensure_ok()?;
+        let job = report.jobs.first().context("fio reported no job")?;
+        figures[i] = if rw == "write" { &job.write } else { &job.read }.mb_per_s();
+    }
+    std::fs::remove_file(&file)?;
+    Ok((figures[0], figures[1]))
+}
+
+/// The machine, for the report: CPU, memory, kernel, the benchmark
+/// directory's file system, and the load average (the machine is shared).
+pub fn machine_description(dir: &Path) -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim());
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+    let fs = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{cores} × {model}, {mem_gib:.0} GiB RAM, Linux {}, directory {} ({fs}), load average {}",
+        read("/proc/sys/kernel/osrelease").trim(),
+        dir.display(),
+        read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// One iperf3 TCP stream over 127.0.0.1 for `runtime`, in MB/s.
+fn loopback_tcp_mb_per_s(runtime: Duration) -> Result<f64> {
+    let port = free_loopback_port()?;
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-B", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting iperf3 (Debian package iperf3; make bench installs it)")?;
+    let result = iperf3_client(port, runtime, &mut server);
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+/// Runs the client until the server answers: a plain connect as a readiness
+/// probe would count as an aborted test and reset the next real one, so the
+/// client itself is retried while the server starts up.
+fn iperf3_client(port: u16, runtime: Duration, server: &mut Child) -> Result<f64> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let out = output_within(
+            Command::new("iperf3")
+                .args(["-J", "-c", "127.0.0.1", "-p"])
+                .arg(port.to_string())
+                .arg("-t")
+                .arg(runtime.as_secs().max(1).to_string()),
+            runtime + Duration::from_secs(60),
+        )?;
+        match parse_iperf3(&out.stdout) {
+            Ok(mb_per_s) if out.status.success() => return Ok(mb_per_s),
+            Ok(_) => bail!("iperf3 client failed with {}", out.status),
+            Err(err) => {
+                if let Some(status) = server.try_wait()? {
+                    bail!("the iperf3 server exited with {status}; client: {err:#}");
+                }
+                if attempt == 10 {
+                    return Err(err.context("iperf3 after 10 attempts"));
+                }
+                thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+}
+
+/// The receiver's rate from iperf3's JSON report, in MB/s.
+pub fn parse_iperf3(json: &[u8]) -> Result<f64> {
+    let report: serde_json::Value = serde_json::from_slice(json).context("iperf3's JSON")?;
+    if let Some(error) = report.get("error").and_then(serde_json::Value::as_str) {
+        bail!("iperf3: {error}");
+    }
+    let bits = report
+        .pointer("/end/sum_received/bits_per_second")
+        .and_then(serde_json::Value::as_f64)
+        .context("iperf3's report has no end.sum_received.bits_per_second")?;
+    Ok(bits / 8e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[f64::NAN, 2.0]), Some(2.0));
+    }
+
+    #[test]
+    fn ratios() {
+        assert_eq!(ratio(Some(3.0), Some(2.0)), Some(1.5));
+        assert_eq!(ratio(Some(3.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(2.0)), None);
+    }
+
+    #[test]
+    fn table_reports_medians_ratios_and_winners() {
+        let mut t = Table::default();
+        for (n, g) in [(100.0, 50.0), (300.0, 40.0), (200.0, 60.0)] {
+            t.record("seq read 1 MiB", "MB/s", Better::Higher, Side::Nfsd, n);
+            t.record("seq read 1 MiB", "MB/s", Better::Higher, Side::Ganesha, g);
+        }
+        t.record("peak RSS", "MiB", Better::Lower, Side::Nfsd, 40.0);
+        t.record("peak RSS", "MiB", Better::Lower, Side::Ganesha, 20.0);
+        t.ceilings.push((LOOPBACK_TCP.into(), "MB/s", 1000.0));
+        assert_eq!(t.median("seq read 1 MiB", Side::Nfsd), Some(200.0));
+        let md = t.markdown();
+        assert!(
+            md.contains("| seq read 1 MiB | MB/s | 200 | 50.0 | 4.00× | nfsd |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| peak RSS | MiB | 40.0 | 20.0 | 2.00× | ganesha |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| openefs-nfsd seq read ÷ loopback TCP | % | 20 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nfs-ganesha seq read ÷ loopback TCP | % | 5 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_figure_missing_on_one_side_has_no_ratio() {
+        let mut t = Table::default();
+        t.record("x", "IOPS", Better::Higher, Side::Nfsd, 7.0);
+        assert!(t.markdown().contains("| x | IOPS | 7.00 | – | – |  |"));
+    }
+
+    #[test]
+    fn fio_args_follow_the_scenario() {
+        let p = Params::quick();
+        let seq = Scenario::SeqRead.fio_args("nfs://h/?version=3", &p);
+        assert!(seq.contains(&"--bs=1m".to_string()), "{seq:?}");
+        assert!(seq.contains(&"--numjobs=1".to_string()), "{seq:?}");
+        assert!(seq.contains(&"--rw=read".to_string()), "{seq:?}");
+        assert!(seq.contains(&"--runtime=3s".to_string()), "{seq:?}");
+        assert!(!seq.contains(&"--norandommap".to_string()), "{seq:?}");
+        let rand = Scenario::RandWrite.fio_args("nfs://h/", &p);
+        assert!(rand.contains(&"--bs=4k".to_string()), "{rand:?}");
+        assert!(rand.contains(&"--numjobs=4".to_string()), "{rand:?}");
+        assert!(rand.contains(&"--iodepth=1".to_string()), "{rand:?}");
+        assert!(rand.contains(&"--norandommap".to_string()), "{rand:?}");
+        assert!(rand.contains(&"--nfs_url=nfs://h/".to_string()), "{rand:?}");
+    }
+
+    #[test]
+    fn parses_nfs_meta_output() {
+        let phases = parse_meta(
+            "create ops=10000 seconds=4.000000 p50_us=380.1 p99_us=910.0\n\
+             stat ops=10000 seconds=2.5 p50_us=200.0 p99_us=400.5\n",
+        )
+        .unwrap();
+        assert_eq!(phases.len(), 2);
+        assert_eq!(phases[0].phase, "create");
+        assert_eq!(phases[0].ops_per_s(), 2500.0);
+        assert_eq!(phases[1].p99_us, 400.5);
+        assert!(parse_meta("create ops=1 seconds=0 p50_us=1 p99_us=1").is_err());
+        assert!(parse_meta("create ops=1 p50_us=1").is_err());
+        assert!(parse_meta("create ops=x seconds=1 p50_us=1 p99_us=1").is_err());
+    }
+
+    #[test]
+    fn parses_proc_status_memory() {
+        let status =
+            "Name:\tganesha.nfsd\nVmPeak:\t  900 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n";
+        assert_eq!(parse_status_memory(status).unwrap(), (40960, 51200));
+        assert!(parse_status_memory("Name:\tx\nVmRSS:\t1 kB\n").is_err());
+    }
+
+    #[test]
+    fn parses_proc_stat_ticks_past_odd_names() {
+        let stat = "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 \
+                    250 50 0 0 20 0 9 0 100 1000 200 18446744073709551615";
+        assert_eq!(parse_stat_ticks(stat).unwrap(), 300);
+        assert!(parse_stat_ticks("1234 (x) S 1").is_err());
+        assert!(parse_stat_ticks("no paren").is_err());
+    }
+
+    #[test]
+    fn own_process_cpu_is_readable() {
+        let pid = std::process::id();
+        assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        let (rss, hwm) = memory_kib(pid).unwrap();
+        assert!(rss > 0 && hwm >= rss, "{rss} {hwm}");
+    }
+
+    #[test]
+    fn parses_iperf3_receiver_rate() {
+        let json = br#"{"end":{"sum_sent":{"bits_per_second":9e10},
+            "sum_received":{"bits_per_second":8e10}}}"#;
+        assert_eq!(parse_iperf3(json).unwrap(), 10_000.0);
+        let err = parse_iperf3(br#"{"error":"unable to connect"}"#).unwrap_err();
+        assert!(err.to_string().contains("unable to connect"), "{err}");
+        assert!(parse_iperf3(br#"{"end":{}}"#).is_err());
+    }
+}

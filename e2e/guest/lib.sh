@@ -67,11 +67,9 @@ wait_file() {
 }
 
 # flock ARGS... -- util-linux's flock: busybox has no flock applet, so the
-# host ships it with its libraries and dynamic loader (FLOCK_LOADER) into
-# /openefs/run (e2e/src/locks.rs).
+# host ships it with its libraries (RunOptions::binaries in e2e/src/qemu.rs).
 flock() {
-  chmod 755 "/openefs/run/$FLOCK_LOADER"
-  "/openefs/run/$FLOCK_LOADER" --library-path /openefs/run /openefs/run/flock "$@"
+  /openefs/bin/flock "$@"
 }
 # Exit status of a refused non-blocking flock (-E), distinct from failures.
 DENIED=75

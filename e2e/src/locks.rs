@@ -1,10 +1,6 @@
-//! What the kernel-client tests with a second client share: util-linux's
-//! `flock` for the guest, and a second NFS client on the host ("another
-//! node") over its own session with the server crate's test client, which
+//! What the kernel-client tests with a second client share: a second NFS
+//! client on the host ("another node") over its own session with the server crate's test client, which
 //! takes locks and opens, reads, appends to and closes a file.
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use openefs_nfs_wire::nfs4::attr::{Bitmap4, FATTR4_SIZE, FileAttrs};
@@ -260,66 +256,4 @@ fn open_file(
         bail!("OPEN {name}: {r:?}");
     };
     Ok((fh.clone(), opened.stateid))
-}
-
-/// util-linux's `flock` and what `ldd` says it loads, for the guest, whose
-/// busybox has no flock applet (util-linux is essential in Debian, so it
-/// is on every host that runs these tests).
-pub struct GuestFlock {
-    /// File name of the dynamic loader that runs it.
-    pub loader: String,
-    /// (name in the guest's /openefs/run, contents).
-    pub files: Vec<(String, Vec<u8>)>,
-}
-
-impl GuestFlock {
-    pub fn from_host() -> Result<Self> {
-        let flock = PathBuf::from("/usr/bin/flock");
-        let ldd = Command::new("ldd")
-            .arg(&flock)
-            .output()
-            .context("running ldd")?;
-        ensure!(
-            ldd.status.success(),
-            "ldd {}: {}",
-            flock.display(),
-            ldd.status
-        );
-        let mut paths = vec![flock];
-        let mut loader = None;
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or
-            // "/lib64/ld-linux-x86-64.so.2 (0x…)"; the vdso has no file.
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line
-                    .split_whitespace()
-                    .next()
-                    .filter(|p| p.starts_with('/')),
-            };
-            let Some(path) = path.filter(|p| p.starts_with('/')) else {
-                continue;
-            };
-            if !line.contains("=>") {
-                loader = Path::new(path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-            }
-            paths.push(PathBuf::from(path));
-        }
-        let loader = loader.context("ldd named no dynamic loader for flock")?;
-        let files = paths
-            .iter()
-            .map(|p| {
-                let name = p
-                    .file_name()
-                    .with_context(|| format!("no file name in {}", p.display()))?
-                    .to_string_lossy()
-                    .into_owned();
-                let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                Ok((name, data))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { loader, files })
-    }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use openefs_e2e::locks::{GuestFlock, LockOutcome, OtherNode};
+use openefs_e2e::locks::{LockOutcome, OtherNode};
 use openefs_e2e::nfsd::Nfsd;
 use openefs_e2e::qemu::{KernelClient, RunOptions};
 
@@ -72,7 +72,6 @@ fn kernel_client_survives_sigkill() -> Result<()> {
         &["--lease-time", &lease, "--state-dir", &state_arg],
     )?;
     let started = Instant::now();
-    let flock = GuestFlock::from_host()?;
     let port = nfsd.port();
     let stream = export.join("stream");
 
@@ -129,13 +128,14 @@ fn kernel_client_survives_sigkill() -> Result<()> {
         }
         Ok(())
     };
-    let mut opts = RunOptions {
+    let opts = RunOptions {
         timeout: Duration::from_secs(300),
-        files: flock.files,
+        // busybox has no flock applet; util-linux is essential in Debian,
+        // so every host that runs these tests has one to lend the guest.
+        binaries: vec!["flock".into()],
         on_pause: Some(&mut on_pause),
         ..Default::default()
     };
-    opts.env.insert("FLOCK_LOADER".into(), flock.loader);
     let out = KernelClient::run(port, FAILOVER, opts).with_context(|| nfsd.log_tail())?;
     let pause = out.metric("io_pause_s")?;
     println!(

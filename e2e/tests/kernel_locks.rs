@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use openefs_e2e::locks::{GuestFlock, OtherNode};
+use openefs_e2e::locks::OtherNode;
 use openefs_e2e::nfsd::Nfsd;
 use openefs_e2e::qemu::{KernelClient, RunOptions};
 
@@ -29,7 +29,6 @@ fn kernel_client_flock() -> Result<()> {
         &["--lease-time", &lease],
     )?;
     let started = Instant::now();
-    let flock = GuestFlock::from_host()?;
     let port = nfsd.port();
     let mut other: Option<OtherNode> = None;
     let mut on_pause = |name: &str| -> Result<()> {
@@ -46,13 +45,14 @@ fn kernel_client_flock() -> Result<()> {
         }
         Ok(())
     };
-    let mut opts = RunOptions {
+    let opts = RunOptions {
         timeout: Duration::from_secs(300),
-        files: flock.files,
+        // busybox has no flock applet; util-linux is essential in Debian,
+        // so every host that runs these tests has one to lend the guest.
+        binaries: vec!["flock".into()],
         on_pause: Some(&mut on_pause),
         ..Default::default()
     };
-    opts.env.insert("FLOCK_LOADER".into(), flock.loader);
     let out = KernelClient::run(nfsd.port(), LOCKS, opts).with_context(|| nfsd.log_tail())?;
     let metric = |name: &str| out.metrics.get(name).map_or("?", String::as_str);
     println!(

@@ -3,8 +3,8 @@
 
 use crate::nfs3::types::NfsFh3;
 use crate::xdr::{
-    Decoder, Encoder, Opaque, XdrDecode, XdrEncode, XdrError, decode_list, encode_list, xdr_enum,
-    xdr_struct,
+    Decoder, Encoder, Opaque, XdrDecode, XdrEncode, XdrError, decode_list, encode_list,
+    status_error, xdr_enum, xdr_struct,
 };
 
 pub const MOUNT_PROGRAM: u32 = 100005;
@@ -59,13 +59,7 @@ xdr_enum! {
     }
 }
 
-impl std::fmt::Display for MountError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MNT3ERR_{self:?} ({})", *self as u32)
-    }
-}
-
-impl std::error::Error for MountError {}
+status_error!(MountError, "MNT3ERR_");
 
 /// `mountres3_ok`.
 #[derive(Clone, Debug, PartialEq, Eq)]

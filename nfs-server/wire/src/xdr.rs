@@ -567,6 +567,29 @@ macro_rules! xdr_enum {
 }
 pub(crate) use xdr_enum;
 
+/// A protocol's error status (an [`xdr_enum!`] of its non-OK values): the
+/// wire value, `Display` as the RFC names it (`PREFIX` + variant, value) and
+/// `std::error::Error`.
+macro_rules! status_error {
+    ($name:ident, $prefix:literal) => {
+        impl $name {
+            /// The wire value.
+            pub fn code(self) -> u32 {
+                self as u32
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "{:?} ({})"), self, self.code())
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
+}
+pub(crate) use status_error;
+
 /// A discriminated union whose every arm is listed (no `default:` arm);
 /// variants carry at most one payload type.
 macro_rules! xdr_union {

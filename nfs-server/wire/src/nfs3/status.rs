@@ -2,7 +2,7 @@
 //! `resok` arm or a `resfail` arm that (unlike NFSv4) often carries
 //! attributes too.
 
-use crate::xdr::{Decoder, Encoder, XdrDecode, XdrEncode, XdrError, xdr_enum};
+use crate::xdr::{Decoder, Encoder, XdrDecode, XdrEncode, XdrError, status_error, xdr_enum};
 
 xdr_enum! {
     /// Every non-OK `nfsstat3` value; `NFS3_OK` is the `Ok` of [`Res3`].
@@ -38,20 +38,7 @@ xdr_enum! {
     }
 }
 
-impl Nfs3Error {
-    /// The wire value.
-    pub fn code(self) -> u32 {
-        self as u32
-    }
-}
-
-impl std::fmt::Display for Nfs3Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NFS3ERR_{self:?} ({})", self.code())
-    }
-}
-
-impl std::error::Error for Nfs3Error {}
+status_error!(Nfs3Error, "NFS3ERR_");
 
 /// A failed procedure: its status and the `resfail` arm (attributes the
 /// client uses to keep its cache right even on failure; `()` where the

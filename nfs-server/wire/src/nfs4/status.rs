@@ -1,6 +1,6 @@
 //! `nfsstat4`: every status code of RFC 8881 and RFC 7862.
 
-use crate::xdr::{Decoder, Encoder, XdrDecode, XdrEncode, XdrError, xdr_enum};
+use crate::xdr::{Decoder, Encoder, XdrDecode, XdrEncode, XdrError, status_error, xdr_enum};
 
 xdr_enum! {
     /// Every non-OK `nfsstat4` value; `NFS4_OK` is `Ok(())` of [`Nfs4Status`].
@@ -119,20 +119,7 @@ xdr_enum! {
     }
 }
 
-impl Nfs4Error {
-    /// The wire value.
-    pub fn code(self) -> u32 {
-        self as u32
-    }
-}
-
-impl std::fmt::Display for Nfs4Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NFS4ERR_{self:?} ({})", self.code())
-    }
-}
-
-impl std::error::Error for Nfs4Error {}
+status_error!(Nfs4Error, "NFS4ERR_");
 
 /// A full `nfsstat4`: `Ok(())` is `NFS4_OK`.
 pub type Nfs4Status = Result<(), Nfs4Error>;

@@ -2,39 +2,15 @@
 //! encoder), in the shapes the Linux 6.1 client sends, decoded and checked
 //! field by field; then re-encoded to the same bytes.
 
-use bytes::{Bytes, BytesMut};
+mod common;
+
+use bytes::BytesMut;
+use common::wire::Wire;
 use openefs_nfs_wire::nfs4::ops::*;
 use openefs_nfs_wire::nfs4::types::*;
 use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::*;
 use openefs_nfs_wire::xdr::{self, Decoder};
-
-/// Big-endian words and padded opaques, written independently of `xdr`.
-#[derive(Default)]
-struct Wire(Vec<u8>);
-
-impl Wire {
-    fn u32(mut self, v: u32) -> Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn u64(self, v: u64) -> Self {
-        self.u32((v >> 32) as u32).u32(v as u32)
-    }
-    fn fixed(mut self, b: &[u8]) -> Self {
-        self.0.extend_from_slice(b);
-        while !self.0.len().is_multiple_of(4) {
-            self.0.push(0);
-        }
-        self
-    }
-    fn opaque(self, b: &[u8]) -> Self {
-        self.u32(b.len() as u32).fixed(b)
-    }
-    fn bytes(self) -> Bytes {
-        Bytes::from(self.0)
-    }
-}
 
 const SESSION: [u8; 16] = *b"0123456789abcdef";
 

@@ -7,32 +7,15 @@ mod common;
 
 use bytes::Bytes;
 use common::nfs3::*;
+use common::wire::Wire;
 use openefs_nfs_wire::mount::*;
 use openefs_nfs_wire::nfs3::ops::*;
 use openefs_nfs_wire::nfs3::types::*;
 use openefs_nfs_wire::nfs3::*;
 use openefs_nfs_wire::xdr::{self, Encoder, Opaque, XdrEncode, XdrError};
 
-/// Big-endian words and padded opaques, written independently of `xdr`.
-#[derive(Default)]
-struct Wire(Vec<u8>);
-
 impl Wire {
-    fn u32(mut self, v: u32) -> Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn u64(self, v: u64) -> Self {
-        self.u32((v >> 32) as u32).u32(v as u32)
-    }
-    fn opaque(mut self, b: &[u8]) -> Self {
-        self = self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-        while !self.0.len().is_multiple_of(4) {
-            self.0.push(0);
-        }
-        self
-    }
+    /// `fattr3` in RFC 1813's field order.
     fn fattr(self, a: &Fattr3) -> Self {
         self.u32(a.ftype as u32)
             .u32(a.mode)
@@ -51,9 +34,6 @@ impl Wire {
             .u32(a.mtime.nseconds)
             .u32(a.ctime.seconds)
             .u32(a.ctime.nseconds)
-    }
-    fn bytes(self) -> Bytes {
-        Bytes::from(self.0)
     }
 }
 

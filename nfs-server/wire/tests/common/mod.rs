@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod nfs3;
+pub mod wire;
 
 use bytes::Bytes;
 use openefs_nfs_wire::nfs4::ops::*;

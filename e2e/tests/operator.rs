@@ -550,20 +550,17 @@ async fn file_system_deletion_waits_for_its_access_points() -> Result<()> {
     Ok(())
 }
 
+/// Managing the core objects needs the nfsd image: without it (and without
+/// --only-custom-resources) the operator says so instead of starting.
 #[test]
-fn run_without_only_custom_resources_refuses_to_start() -> Result<()> {
+fn run_without_an_nfsd_image_refuses_to_start() -> Result<()> {
     let out = Command::new(workspace_binary("openefs-operator", "openefs-operator")?)
         .args(["run", "--kubeconfig", "/nonexistent"])
         .env_remove("OPENEFS_ONLY_CUSTOM_RESOURCES")
+        .env_remove("OPENEFS_NFSD_IMAGE")
         .output()?;
-    ensure!(
-        !out.status.success(),
-        "started without --only-custom-resources"
-    );
+    ensure!(!out.status.success(), "started without an nfsd image");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        stderr.contains("not implemented yet") && stderr.contains("--only-custom-resources"),
-        "{stderr}"
-    );
+    ensure!(stderr.contains("--nfsd-image"), "{stderr}");
     Ok(())
 }

@@ -1,9 +1,9 @@
-//! The one place the custom-resource side writes: status subresources, by
-//! server-side apply under the openefs field manager. Core kinds (issue 8)
-//! get their own module; this one never touches them.
+//! The one place the operator writes objects: status subresources and the
+//! file systems' core objects, by server-side apply under the openefs field
+//! manager.
 
 use kube::{
-    Api, Resource,
+    Api, Client, Resource,
     api::{Patch, PatchParams},
 };
 use openefs_crds::names;
@@ -49,4 +49,40 @@ where
         source: Box::new(source),
     })?;
     Ok(true)
+}
+
+/// Applies `object` (server-side apply, `force`) and returns it as stored,
+/// status included. `force`: the operator is the authority for every field
+/// it sends, so a conflicting manager (someone who edited the Service by
+/// hand) is overridden, which is how drift is repaired; fields it does not
+/// send stay with their managers.
+pub async fn object<K>(client: &Client, object: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&()).into_owned();
+    let meta = object.meta();
+    let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+        return Err(Error::IncompleteObject {
+            kind: "desired object",
+            field: "metadata.namespace or metadata.name",
+        });
+    };
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    })
 }

@@ -42,6 +42,17 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
+    /// Applying one of a FileSystem's core objects failed (RBAC, an
+    /// admission webhook, an invalid StorageClass name...).
+    #[error("applying {kind} {namespace}/{name}: {source}")]
+    Apply {
+        kind: String,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
     /// A FileSystem being deleted is still referenced by AccessPoints; its
     /// finalizer stays until they are gone (their deletion triggers a new
     /// reconcile through the watch).
@@ -75,6 +86,7 @@ impl Error {
             Error::IncompleteObject { .. } => "incomplete-object",
             Error::ListAccessPoints { .. } | Error::GetFileSystem { .. } => "read",
             Error::WriteStatus { .. } => "write-status",
+            Error::Apply { .. } => "apply",
             Error::DeletionBlocked { .. } => "deletion-blocked",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
@@ -96,7 +108,8 @@ impl Error {
             Error::IncompleteObject { .. } | Error::DeletionBlocked { .. } => Retry::WaitForChange,
             Error::ListAccessPoints { .. }
             | Error::GetFileSystem { .. }
-            | Error::WriteStatus { .. } => Retry::Backoff,
+            | Error::WriteStatus { .. }
+            | Error::Apply { .. } => Retry::Backoff,
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.retry(),
                 finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {

@@ -1,29 +1,42 @@
 //! The openefs operator's reconcilers.
 //!
-//! This build reconciles the custom-resource side only: finalizers, ids,
-//! endpoint, phase, conditions and observedGeneration of `FileSystem` and
-//! `AccessPoint`. It computes a FileSystem's core objects ([`desired`]: PVC,
-//! StatefulSet, Services, PodDisruptionBudget) but does not apply them yet;
-//! see docs/operator.md.
+//! A FileSystem becomes core objects ([`desired`]: backing PVC, Services,
+//! an nfsd StatefulSet, a PodDisruptionBudget), applied by server-side apply
+//! on every reconcile, and a status judged from what they report. Under
+//! `--only-custom-resources` (an API server that serves only CRDs) only the
+//! custom-resource side runs: finalizers, ids, endpoint, phase, conditions
+//! and observedGeneration. See docs/operator.md.
 
 mod accesspoint;
 mod apply;
 pub mod conditions;
 mod error;
+mod events;
+#[cfg(test)]
+mod fake_api;
 mod filesystem;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use futures::StreamExt;
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Service, policy::v1::PodDisruptionBudget};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
 };
-use openefs_crds::{AccessPoint, FileSystem};
+use openefs_crds::{AccessPoint, FileSystem, names};
 
 pub use accesspoint::status as accesspoint_status;
 pub use error::{Error, Retry};
-pub use filesystem::{desired, endpoint, service_name, status as filesystem_status};
+pub use filesystem::{
+    desired, endpoint, server as filesystem_server, service_name, status as filesystem_status,
+};
 
 /// How often an object is reconciled without any change, to repair what a
 /// missed watch event would leave stale.
@@ -35,6 +48,14 @@ const BACKOFF: Duration = Duration::from_secs(5);
 pub struct Context {
     client: Client,
     cluster_domain: String,
+    /// `None` under `--only-custom-resources`.
+    core: Option<CoreObjects>,
+}
+
+/// What managing the file systems' core objects needs.
+struct CoreObjects {
+    settings: desired::OperatorSettings,
+    recorder: Recorder,
 }
 
 /// Settings of [`run`].
@@ -44,33 +65,61 @@ pub struct Config {
     pub cluster_domain: String,
     /// Watch only this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
+    /// How each FileSystem's NFS server is built; `None` to reconcile only
+    /// the custom resources (no core kinds are read or written, no Events).
+    pub core_objects: Option<desired::OperatorSettings>,
 }
 
 /// Runs the FileSystem and AccessPoint controllers until SIGTERM or SIGINT,
 /// then lets running reconciles finish.
 pub async fn run(client: Client, config: Config) {
+    let core_objects = config.core_objects.is_some();
     let ctx = Arc::new(Context {
         client: client.clone(),
         cluster_domain: config.cluster_domain,
+        core: config.core_objects.map(|settings| CoreObjects {
+            settings,
+            recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
+        }),
     });
-    let api = |client: Client| -> (Api<FileSystem>, Api<AccessPoint>) {
-        match &config.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
+    fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
         }
-    };
-    let (fs_api, ap_api) = api(client);
+    }
+    let namespace = config.namespace.as_deref();
+    let fs_api: Api<FileSystem> = scoped(&client, namespace);
+    let ap_api: Api<AccessPoint> = scoped(&client, namespace);
     let wc = watcher::Config::default();
 
     // A FileSystem waits on its AccessPoints when deleted.
-    let file_systems = Controller::new(fs_api.clone(), wc.clone())
-        .watches(ap_api.clone(), wc.clone(), |ap: AccessPoint| {
+    let mut fs_controller = Controller::new(fs_api.clone(), wc.clone()).watches(
+        ap_api.clone(),
+        wc.clone(),
+        |ap: AccessPoint| {
             ap.namespace()
                 .map(|ns| ObjectRef::<FileSystem>::new(&ap.spec.file_system_ref.name).within(&ns))
-        })
+        },
+    );
+    if core_objects {
+        // A deleted or edited object is re-applied at once, not at the next
+        // resync. The retained backing PVC has no owner reference; the
+        // resync covers it.
+        let owned = watcher::Config::default().labels(&format!(
+            "{}={}",
+            names::LABEL_MANAGED_BY,
+            names::MANAGED_BY
+        ));
+        fs_controller = fs_controller
+            .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
+            .owns(scoped::<Service>(&client, namespace), owned.clone())
+            .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned);
+    }
+    let file_systems = fs_controller
         .shutdown_on_signal()
         .run(filesystem::reconcile, error_policy, ctx.clone())
         .for_each(log_result);
@@ -91,7 +140,11 @@ pub async fn run(client: Client, config: Config) {
         .run(accesspoint::reconcile, error_policy, ctx)
         .for_each(log_result);
 
-    tracing::info!("reconciling FileSystems and AccessPoints (custom-resource side only)");
+    if core_objects {
+        tracing::info!("reconciling FileSystems (with their NFS servers) and AccessPoints");
+    } else {
+        tracing::info!("reconciling FileSystems and AccessPoints (custom-resource side only)");
+    }
     futures::join!(file_systems, access_points);
     tracing::info!("controllers stopped");
 }

@@ -1,7 +1,5 @@
 //! `openefs-operator`: reconciles openefs `FileSystem` and `AccessPoint`
-//! resources. This build does the custom-resource side only (finalizers,
-//! ids, endpoint, phase, conditions); it does not yet create the NFS
-//! servers' core objects, and says so instead of pretending.
+//! resources into running NFS servers.
 
 use std::{io::Write, path::PathBuf};
 
@@ -11,11 +9,11 @@ use kube::{Client, Config, config::KubeConfigOptions};
 
 /// The openefs operator.
 ///
-/// `run` reconciles FileSystem and AccessPoint resources. Only their
-/// custom-resource side is implemented (finalizers, ids, endpoint, phase,
-/// conditions, observedGeneration); creating each FileSystem's NFS server
-/// (Secret, PVC, StatefulSet, Services) is not, so `run` requires
-/// `--only-custom-resources`. See docs/operator.md.
+/// `run` reconciles FileSystem and AccessPoint resources: each FileSystem
+/// gets a backing PVC, an openefs-nfsd StatefulSet, a headless and a
+/// ClusterIP Service and a PodDisruptionBudget (server-side apply, field
+/// manager `openefs`), and a status with phase, conditions and Events.
+/// See docs/operator.md.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -37,11 +35,19 @@ enum Command {
         #[arg(long, env = "OPENEFS_KUBECONFIG")]
         kubeconfig: Option<PathBuf>,
         /// Reconcile only the custom resources themselves and never read or
-        /// write core kinds (Secrets, PVCs, StatefulSets, Services, Events,
-        /// Leases). The mode for an API server that serves only CRDs, and
-        /// today the only mode: the core-kind side is not implemented yet.
+        /// write core kinds (PVCs, StatefulSets, Services, Events...): for
+        /// an API server that serves only CRDs. Nothing serves the file
+        /// systems in this mode.
         #[arg(long, env = "OPENEFS_ONLY_CUSTOM_RESOURCES")]
         only_custom_resources: bool,
+        /// Container image of openefs-nfsd for FileSystems that do not name
+        /// one in spec.server.image (the chart sets it).
+        #[arg(
+            long,
+            env = "OPENEFS_NFSD_IMAGE",
+            required_unless_present = "only_custom_resources"
+        )]
+        nfsd_image: Option<String>,
         /// Watch only this namespace; all namespaces when absent.
         #[arg(long, env = "OPENEFS_WATCH_NAMESPACE")]
         namespace: Option<String>,
@@ -83,17 +89,17 @@ fn main_with(cli: Cli) -> Result<()> {
         Command::Run {
             kubeconfig,
             only_custom_resources,
+            nfsd_image,
             namespace,
             cluster_domain,
         } => {
-            if !only_custom_resources {
-                bail!(
-                    "the core-kind side of the operator (each FileSystem's Secret, PVC, \
-                     StatefulSet and Services) is not implemented yet, so nothing would serve \
-                     the file systems; start with --only-custom-resources to reconcile the \
-                     custom resources alone (see docs/operator.md)"
-                );
-            }
+            let core_objects = match (only_custom_resources, nfsd_image) {
+                (true, _) => None,
+                (false, Some(image)) if !image.trim().is_empty() => {
+                    Some(openefs_operator::desired::OperatorSettings::new(image))
+                }
+                (false, _) => bail!("--nfsd-image must name a container image"),
+            };
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).context("--log")?)
                 .init();
@@ -107,6 +113,7 @@ fn main_with(cli: Cli) -> Result<()> {
                     openefs_operator::Config {
                         cluster_domain,
                         namespace,
+                        core_objects,
                     },
                 )
                 .await;
@@ -139,16 +146,14 @@ mod tests {
     }
 
     #[test]
-    fn run_without_only_custom_resources_is_refused() {
-        let cli = Cli::try_parse_from(["openefs-operator", "run"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Run {
-                only_custom_resources: false,
-                ..
-            }
-        ));
-        let err = main_with(cli).unwrap_err().to_string();
-        assert!(err.contains("--only-custom-resources"), "{err}");
+    fn run_needs_an_nfsd_image_unless_only_custom_resources() {
+        let err = Cli::try_parse_from(["openefs-operator", "run"]).unwrap_err();
+        assert!(err.to_string().contains("--nfsd-image"), "{err}");
+        assert!(
+            Cli::try_parse_from(["openefs-operator", "run", "--only-custom-resources"]).is_ok()
+        );
+        let blank = Cli::try_parse_from(["openefs-operator", "run", "--nfsd-image", " "]).unwrap();
+        let err = main_with(blank).unwrap_err().to_string();
+        assert!(err.contains("--nfsd-image"), "{err}");
     }
 }

@@ -1,17 +1,18 @@
-//! FileSystem reconciler, custom-resource side: finalizer, ids, endpoint,
-//! phase and conditions. The NFS server's core objects (Secret, PVC,
-//! StatefulSet, Services) are computed by [`desired`] but not applied by this
-//! build; `BackingStorageReady` and `ServerReady` are read from the status,
-//! where their manager writes them.
+//! FileSystem reconciler: finalizer, ids, endpoint, the NFS server's core
+//! objects ([`desired`], applied by [`server`]), phase, conditions and
+//! Events. Under `--only-custom-resources` the core objects are left out
+//! and `BackingStorageReady` and `ServerReady` are read from the status,
+//! where another writer reports them.
 
 pub mod desired;
+pub mod server;
 pub mod status;
 
 use std::sync::Arc;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::ListParams,
     runtime::{
         controller::Action,
@@ -20,7 +21,9 @@ use kube::{
 };
 use openefs_crds::{AccessPoint, FileSystem, FileSystemId, names};
 
-use crate::{Context, RESYNC, apply::status_if_changed, error::Error, identity};
+use crate::{
+    Context, CoreObjects, RESYNC, apply::status_if_changed, error::Error, events, identity,
+};
 use status::Observed;
 
 /// Name of the Service clients mount. The file system id rather than the
@@ -45,7 +48,15 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
     finalizer(&api, names::FILESYSTEM_FINALIZER, fs, |event| async {
         match event {
             Event::Apply(fs) => {
-                write_status(&api, &fs, &ctx, &Observed::default()).await?;
+                let components = match &ctx.core {
+                    Some(core) => apply_server(&fs, &ctx, core).await?,
+                    None => Vec::new(),
+                };
+                let observed = Observed {
+                    components,
+                    ..Observed::default()
+                };
+                write_status(&api, &fs, &ctx, &observed).await?;
                 Ok(Action::requeue(RESYNC))
             }
             Event::Cleanup(fs) => cleanup(&api, &fs, &ctx).await,
@@ -54,6 +65,31 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
     .await
     .map_err(|e| Error::from(Box::new(e)))
 }
+
+/// Applies the server's core objects and judges them. A failure is also an
+/// Event on the FileSystem: it is what `kubectl describe` shows when the
+/// server never appears.
+async fn apply_server(
+    fs: &FileSystem,
+    ctx: &Context,
+    core: &CoreObjects,
+) -> Result<Vec<crate::conditions::Verdict>, Error> {
+    let applied = match desired::objects(fs, &core.settings) {
+        Ok(objects) => server::apply(&ctx.client, &objects).await,
+        Err(e) => Err(e),
+    };
+    match applied {
+        Ok(applied) => Ok(server::verdicts(&applied).to_vec()),
+        Err(error) => {
+            let event = events::failure(REASON_APPLY_FAILED, &error);
+            events::publish(&core.recorder, &fs.object_ref(&()), vec![event]).await;
+            Err(error)
+        }
+    }
+}
+
+/// Event reason when the server's core objects could not be applied.
+pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 
 /// Holds the deletion while AccessPoints reference the file system. Their
 /// deletion triggers a new reconcile (the controller watches AccessPoints).
@@ -66,6 +102,7 @@ async fn cleanup(api: &Api<FileSystem>, fs: &FileSystem, ctx: &Context) -> Resul
         ctx,
         &Observed {
             blocking_access_points: blocking.clone(),
+            ..Observed::default()
         },
     )
     .await?;
@@ -126,12 +163,24 @@ async fn write_status(
         (&namespace, &name),
         fs.status.as_ref(),
         &desired,
-        &status::owned(&desired),
+        &status::owned(&desired, observed),
     )
     .await?;
+    if let (true, Some(core)) = (patched, &ctx.core) {
+        let before = fs
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let transitions = events::for_transitions(before, &desired.conditions);
+        events::publish(&core.recorder, &fs.object_ref(&()), transitions).await;
+    }
     tracing::debug!(status_patched = patched, phase = ?desired.phase, "reconciled");
     Ok(())
 }
+
+#[cfg(test)]
+mod reconcile_tests;
 
 #[cfg(test)]
 mod tests {

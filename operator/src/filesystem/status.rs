@@ -6,20 +6,20 @@ use openefs_crds::{FileSystem, FileSystemId, FileSystemStatus, LifecyclePhase};
 
 use crate::conditions::{self, READY, Status, Verdict};
 
-/// `True` when the backing PersistentVolumeClaim is bound and big enough.
-/// Written by whoever manages the backing volume; the custom-resource side
-/// only reads it.
+/// `True` when the backing PersistentVolumeClaim is bound. Written with the
+/// other conditions when the operator manages the core objects; read only
+/// (another writer reports it) under `--only-custom-resources`.
 pub const BACKING_STORAGE_READY: &str = "BackingStorageReady";
 
-/// `True` when the NFS server pod serves. Written by whoever manages the
-/// server; the custom-resource side only reads it.
+/// `True` when the NFS server pod is ready. Written or read as
+/// [`BACKING_STORAGE_READY`].
 pub const SERVER_READY: &str = "ServerReady";
 
 /// `True` when a file system that was Available stopped serving.
 pub const DEGRADED: &str = "Degraded";
 
-/// Condition types the custom-resource side writes; the others belong to
-/// the part that manages core kinds and are left untouched.
+/// Condition types the reconciler always writes; the component conditions
+/// it writes only when it observed them ([`Observed::components`]).
 pub const OWNED_CONDITIONS: [&str; 2] = [READY, DEGRADED];
 
 /// Ready reason when the file system can be mounted.
@@ -41,6 +41,10 @@ pub struct Observed {
     /// Names of the AccessPoints that reference this FileSystem; only
     /// looked up (and only relevant) while it is being deleted.
     pub blocking_access_points: Vec<String>,
+    /// `BackingStorageReady` and `ServerReady` as judged from the core
+    /// objects; empty under `--only-custom-resources`, where another writer
+    /// reports them and they are only read.
+    pub components: Vec<Verdict>,
 }
 
 /// The status `fs` should have. Fields this side does not compute
@@ -52,7 +56,10 @@ pub fn desired(
     observed: &Observed,
     now: &Time,
 ) -> FileSystemStatus {
-    let current = fs.status.clone().unwrap_or_default();
+    let mut current = fs.status.clone().unwrap_or_default();
+    let generation = fs.metadata.generation;
+    current.conditions =
+        conditions::merge(&current.conditions, &observed.components, generation, now);
     let deleting = fs.metadata.deletion_timestamp.is_some();
     let ready = ready_verdict(&current.conditions, deleting, observed);
     let is_ready = ready.status == Status::True;
@@ -72,7 +79,6 @@ pub fn desired(
             message: String::new(),
         }
     };
-    let generation = fs.metadata.generation;
     FileSystemStatus {
         observed_generation: generation,
         phase: Some(phase),
@@ -83,16 +89,19 @@ pub fn desired(
     }
 }
 
-/// The part of `status` the custom-resource side owns, for server-side apply:
-/// applying it never touches the fields and conditions other writers own.
-pub fn owned(status: &FileSystemStatus) -> FileSystemStatus {
+/// The part of `status` the reconciler owns, for server-side apply: applying
+/// it never touches the fields and conditions other writers own.
+pub fn owned(status: &FileSystemStatus, observed: &Observed) -> FileSystemStatus {
+    let owns = |type_: &str| {
+        OWNED_CONDITIONS.contains(&type_) || observed.components.iter().any(|v| v.type_ == type_)
+    };
     FileSystemStatus {
         observed_generation: status.observed_generation,
         phase: status.phase,
         conditions: status
             .conditions
             .iter()
-            .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
+            .filter(|c| owns(&c.type_))
             .cloned()
             .collect(),
         file_system_id: status.file_system_id.clone(),
@@ -253,6 +262,41 @@ mod tests {
     }
 
     #[test]
+    fn observed_components_decide_readiness_in_the_same_reconcile() {
+        let component = |type_, ok| Verdict {
+            type_,
+            status: Status::from_bool(ok),
+            reason: if ok { "Ready" } else { "Pending" },
+            message: String::new(),
+        };
+        let observed = Observed {
+            components: vec![
+                component(BACKING_STORAGE_READY, true),
+                component(SERVER_READY, true),
+            ],
+            ..Observed::default()
+        };
+        let status = reconcile(&fs(1), &observed, 0);
+        assert_eq!(status.phase, Some(LifecyclePhase::Available));
+        assert!(conditions::is_true(&status.conditions, SERVER_READY));
+
+        let mut object = fs(1);
+        object.status = Some(status);
+        let observed = Observed {
+            components: vec![
+                component(BACKING_STORAGE_READY, true),
+                component(SERVER_READY, false),
+            ],
+            ..Observed::default()
+        };
+        let status = reconcile(&object, &observed, 5);
+        assert_eq!(status.phase, Some(LifecyclePhase::Error));
+        assert_eq!(ready(&status).reason, REASON_SERVER_NOT_READY);
+        let server = conditions::find(&status.conditions, SERVER_READY).unwrap();
+        assert_eq!(server.last_transition_time, at(5));
+    }
+
+    #[test]
     fn spec_change_moves_observed_generation_not_transition_times() {
         let mut object = fs(1);
         object.status = Some(reconcile(&object, &Observed::default(), 0));
@@ -269,6 +313,7 @@ mod tests {
         object.metadata.deletion_timestamp = Some(at(1));
         let blocked = Observed {
             blocking_access_points: vec!["a".into(), "b".into()],
+            ..Observed::default()
         };
         let status = reconcile(&object, &blocked, 2);
         assert_eq!(status.phase, Some(LifecyclePhase::Deleting));
@@ -287,9 +332,30 @@ mod tests {
         let mut status = reconcile(&fs(1), &Observed::default(), 0);
         report(&mut status, SERVER_READY, true, 1);
         status.client_connections = Some(3);
-        let owned = owned(&status);
-        let types: Vec<&str> = owned.conditions.iter().map(|c| c.type_.as_str()).collect();
+        let owned_part = owned(&status, &Observed::default());
+        let types: Vec<&str> = owned_part
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
         assert_eq!(types, [READY, DEGRADED]);
+        let observing = Observed {
+            components: vec![Verdict {
+                type_: SERVER_READY,
+                status: Status::True,
+                reason: "Serving",
+                message: String::new(),
+            }],
+            ..Observed::default()
+        };
+        let owned_with_server = owned(&status, &observing);
+        let types: Vec<&str> = owned_with_server
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, [READY, DEGRADED, SERVER_READY]);
+        let owned = owned_part;
         assert_eq!(owned.client_connections, None);
         assert_eq!(owned.endpoint, status.endpoint);
         assert_eq!(owned.file_system_id, status.file_system_id);

@@ -1,0 +1,273 @@
+//! The FileSystem reconcile against the in-memory API ([`crate::fake_api`]):
+//! create, readiness, drift repair, failures and deletion.
+
+use std::sync::Arc;
+
+use kube::runtime::events::{Recorder, Reporter};
+use openefs_crds::{FileSystem, names};
+use serde_json::{Value, json};
+
+use super::{REASON_APPLY_FAILED, reconcile};
+use crate::{Context, CoreObjects, desired::OperatorSettings, fake_api::FakeApi};
+
+const NS: &str = "team-a";
+const UID: &str = "6f3a1c2e-9b7d-4e21-8c55-0a1b2c3d4e5f";
+/// FileSystemId::from_uid(UID).
+const ID: &str = "fs-85629fff8f20c8a89";
+const FS: &str = "/apis/openefs.io/v1alpha1/namespaces/team-a/filesystems/shared";
+const PVC: &str = "/api/v1/namespaces/team-a/persistentvolumeclaims/fs-85629fff8f20c8a89-data";
+const SERVICE: &str = "/api/v1/namespaces/team-a/services/fs-85629fff8f20c8a89";
+const HEADLESS: &str = "/api/v1/namespaces/team-a/services/fs-85629fff8f20c8a89-headless";
+const STS: &str = "/apis/apps/v1/namespaces/team-a/statefulsets/fs-85629fff8f20c8a89";
+const PDB: &str = "/apis/policy/v1/namespaces/team-a/poddisruptionbudgets/fs-85629fff8f20c8a89";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
+const ACCESS_POINTS: &str = "/apis/openefs.io/v1alpha1/namespaces/team-a/accesspoints";
+
+fn setup(core: bool) -> (FakeApi, Arc<Context>) {
+    let (api, client) = FakeApi::new();
+    api.insert(
+        FS,
+        json!({
+            "apiVersion": "openefs.io/v1alpha1", "kind": "FileSystem",
+            "metadata": {"name": "shared", "namespace": NS, "uid": UID, "generation": 1,
+                         "finalizers": [names::FILESYSTEM_FINALIZER]},
+            "spec": {}
+        }),
+    );
+    let ctx = Context {
+        client: client.clone(),
+        cluster_domain: "cluster.local".into(),
+        core: core.then(|| CoreObjects {
+            settings: OperatorSettings::new("registry.example/openefs-nfsd:test"),
+            recorder: Recorder::new(client, Reporter::from(names::FIELD_MANAGER)),
+        }),
+    };
+    (api, Arc::new(ctx))
+}
+
+async fn run(api: &FakeApi, ctx: &Arc<Context>) -> Result<(), crate::Error> {
+    let fs: FileSystem = serde_json::from_value(api.get(FS).expect("FileSystem stored")).unwrap();
+    reconcile(Arc::new(fs), ctx.clone()).await.map(|_| ())
+}
+
+fn condition(api: &FakeApi, type_: &str) -> (String, String) {
+    let fs = api.get(FS).unwrap();
+    let c = fs["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {fs}"));
+    (
+        c["status"].as_str().unwrap().to_owned(),
+        c["reason"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn phase(api: &FakeApi) -> Value {
+    api.get(FS).unwrap()["status"]["phase"].clone()
+}
+
+/// Reasons of the Events stored so far, in name order (names are unique).
+fn event_reasons(api: &FakeApi) -> Vec<String> {
+    let mut reasons: Vec<String> = api
+        .list(EVENTS)
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["type"].as_str().unwrap_or("?"),
+                e["reason"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    reasons.sort();
+    reasons
+}
+
+fn set_cluster_state(api: &FakeApi) {
+    api.update(PVC, |pvc| {
+        pvc["spec"]["volumeName"] = json!("pv-7");
+        pvc["status"] = json!({"phase": "Bound", "capacity": {"storage": "10Gi"}});
+    });
+    api.update(STS, |sts| {
+        sts["status"] = json!({"replicas": 1, "readyReplicas": 1})
+    });
+}
+
+#[tokio::test]
+async fn creates_the_server_and_becomes_available_when_it_is_ready() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+
+    let requests = api.take_requests();
+    let applies: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.contains("fieldManager=openefs") && r.contains("force=true"))
+        .map(|r| r.split(['?', ' ']).nth(1).unwrap())
+        .collect();
+    let status_path = format!("{FS}/status");
+    assert_eq!(
+        applies,
+        [PVC, HEADLESS, SERVICE, STS, PDB, status_path.as_str()]
+    );
+    for path in [PVC, SERVICE, HEADLESS, STS, PDB] {
+        let object = api
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not applied"));
+        assert_eq!(
+            object["metadata"]["labels"][names::LABEL_INSTANCE],
+            ID,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        api.get(STS).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/openefs-nfsd:test"
+    );
+    assert_eq!(phase(&api), "Creating");
+    assert_eq!(
+        condition(&api, "BackingStorageReady"),
+        ("False".into(), "Pending".into())
+    );
+    assert_eq!(
+        condition(&api, "ServerReady"),
+        ("False".into(), "PodNotReady".into())
+    );
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("False".into(), "BackingStorageNotReady".into())
+    );
+
+    set_cluster_state(&api);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(phase(&api), "Available");
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("True".into(), "Available".into())
+    );
+    assert_eq!(
+        condition(&api, "BackingStorageReady"),
+        ("True".into(), "Bound".into())
+    );
+    let reasons = event_reasons(&api);
+    for expected in [
+        "Normal:Available",
+        "Normal:Bound",
+        "Normal:Serving",
+        "Warning:PodNotReady",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} missing from {reasons:?}"
+        );
+    }
+
+    // Nothing changed: the objects are applied again (that is how drift is
+    // found), the status is not written and no Event is published.
+    api.take_requests();
+    let events_before = api.list(EVENTS).len();
+    run(&api, &ctx).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        !requests.iter().any(|r| r.contains("/status")),
+        "{requests:?}"
+    );
+    assert_eq!(api.list(EVENTS).len(), events_before);
+}
+
+#[tokio::test]
+async fn edited_and_deleted_objects_are_repaired() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    api.update(SERVICE, |svc| svc["spec"]["ports"][0]["port"] = json!(2050));
+    api.remove(PDB);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(api.get(SERVICE).unwrap()["spec"]["ports"][0]["port"], 2049);
+    assert!(api.get(PDB).is_some(), "PodDisruptionBudget not recreated");
+    // The cluster's own fields survive the re-apply.
+    assert_eq!(api.get(PVC).unwrap()["spec"]["volumeName"], "pv-7");
+}
+
+#[tokio::test]
+async fn a_server_that_stops_serving_degrades_the_file_system() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    run(&api, &ctx).await.unwrap();
+    api.update(STS, |sts| sts["status"]["readyReplicas"] = json!(0));
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(phase(&api), "Error");
+    assert_eq!(
+        condition(&api, "Degraded"),
+        ("True".into(), "ServerNotReady".into())
+    );
+    let reasons = event_reasons(&api);
+    assert!(
+        reasons.iter().any(|r| r == "Warning:ServerNotReady"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_apply_is_an_error_and_an_event() {
+    let (api, ctx) = setup(true);
+    api.fail("/apis/apps/v1/", 403);
+    let err = run(&api, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "apply", "{err}");
+    assert_eq!(err.retry(), crate::Retry::Backoff);
+    assert!(err.to_string().contains("StatefulSet"), "{err}");
+    assert_eq!(
+        event_reasons(&api),
+        [format!("Warning:{REASON_APPLY_FAILED}")]
+    );
+    // The status is not written from a half-applied state.
+    assert!(api.get(FS).unwrap()["status"].is_null());
+}
+
+#[tokio::test]
+async fn only_custom_resources_touches_no_core_kind() {
+    let (api, ctx) = setup(false);
+    run(&api, &ctx).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        requests.iter().all(|r| r.contains("/apis/openefs.io/")),
+        "{requests:?}"
+    );
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("False".into(), "BackingStorageNotReady".into())
+    );
+}
+
+#[tokio::test]
+async fn deletion_waits_for_access_points_then_releases_the_finalizer() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+    api.update(FS, |fs| {
+        fs["metadata"]["deletionTimestamp"] = json!("2026-01-02T00:00:00Z")
+    });
+    api.insert(
+        &format!("{ACCESS_POINTS}/app"),
+        json!({"apiVersion": "openefs.io/v1alpha1", "kind": "AccessPoint",
+               "metadata": {"name": "app", "namespace": NS, "uid": "ap-1"},
+               "spec": {"fileSystemRef": {"name": "shared"}}}),
+    );
+    let err = run(&api, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "deletion-blocked", "{err}");
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("False".into(), "AccessPointsExist".into())
+    );
+    assert_eq!(
+        api.get(FS).unwrap()["metadata"]["finalizers"],
+        json!([names::FILESYSTEM_FINALIZER])
+    );
+
+    api.remove(&format!("{ACCESS_POINTS}/app"));
+    run(&api, &ctx).await.unwrap();
+    let finalizers = &api.get(FS).unwrap()["metadata"]["finalizers"];
+    assert!(
+        finalizers.as_array().is_none_or(|f| f.is_empty()),
+        "finalizer still there: {finalizers}"
+    );
+}

@@ -50,6 +50,8 @@ impl Operator {
                 "openefs_operator=debug,info",
                 "run",
                 "--only-custom-resources",
+                "--http-address",
+                "127.0.0.1:0",
             ])
             .arg("--kubeconfig")
             .arg(server.kubeconfig_path())
@@ -81,6 +83,31 @@ impl Operator {
                 l.contains(&kind) && l.contains(&name) && l.contains("status_patched=false")
             })
             .count()
+    }
+
+    /// `GET path` on the operator's HTTP endpoint (its address is in the
+    /// log): the status code and the body.
+    fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let log = self.log();
+        let address = log
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .with_context(|| format!("no HTTP address in the log\n{log}"))?;
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(WAIT))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: operator\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("not an HTTP response: {response}"))?;
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Ok((code, body.to_owned()))
     }
 
     fn child(&self) -> std::sync::MutexGuard<'_, Child> {
@@ -436,6 +463,21 @@ async fn kubectl_changes_are_seen_and_resyncs_change_nothing() -> Result<()> {
         ready.last_transition_time, since,
         "no flip, so no transition"
     );
+
+    // The HTTP endpoint counted those reconciles and reports ready.
+    assert_eq!(operator.http_get("/healthz")?.0, 200);
+    assert_eq!(operator.http_get("/readyz")?.0, 200);
+    let (code, metrics) = operator.http_get("/metrics")?;
+    assert_eq!(code, 200);
+    let ok_reconciles = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"openefs_operator_reconciles_total{kind="FileSystem",result="ok"}"#)
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .with_context(|| format!("no FileSystem reconcile count in\n{metrics}"))?;
+    ensure!(ok_reconciles >= 3, "{ok_reconciles} reconciles counted");
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod events;
 #[cfg(test)]
 mod fake_api;
 mod filesystem;
+pub mod metrics;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
@@ -50,6 +51,7 @@ pub struct Context {
     cluster_domain: String,
     /// `None` under `--only-custom-resources`.
     core: Option<CoreObjects>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// What managing the file systems' core objects needs.
@@ -72,11 +74,12 @@ pub struct Config {
 
 /// Runs the FileSystem and AccessPoint controllers until SIGTERM or SIGINT,
 /// then lets running reconciles finish.
-pub async fn run(client: Client, config: Config) {
+pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>) {
     let core_objects = config.core_objects.is_some();
     let ctx = Arc::new(Context {
         client: client.clone(),
         cluster_domain: config.cluster_domain,
+        metrics: metrics.clone(),
         core: config.core_objects.map(|settings| CoreObjects {
             settings,
             recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
@@ -119,14 +122,29 @@ pub async fn run(client: Client, config: Config) {
             .owns(scoped::<Service>(&client, namespace), owned.clone())
             .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned);
     }
+    let fs_store = fs_controller.store();
     let file_systems = fs_controller
         .shutdown_on_signal()
-        .run(filesystem::reconcile, error_policy, ctx.clone())
+        .run(
+            |fs, ctx: Arc<Context>| async move {
+                let started = std::time::Instant::now();
+                let result = filesystem::reconcile(fs, ctx.clone()).await;
+                ctx.metrics.reconciled(
+                    "FileSystem",
+                    result.as_ref().map(|_| ()),
+                    started.elapsed(),
+                );
+                result
+            },
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(log_result);
 
     // An AccessPoint is Ready when its FileSystem is Available.
     let ap_controller = Controller::new(ap_api, wc.clone());
     let aps = ap_controller.store();
+    let ap_store = aps.clone();
     let access_points = ap_controller
         .watches(fs_api, wc, move |fs: FileSystem| {
             let (ns, name) = (fs.namespace(), fs.name_any());
@@ -137,15 +155,36 @@ pub async fn run(client: Client, config: Config) {
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(accesspoint::reconcile, error_policy, ctx)
+        .run(
+            |ap, ctx: Arc<Context>| async move {
+                let started = std::time::Instant::now();
+                let result = accesspoint::reconcile(ap, ctx.clone()).await;
+                ctx.metrics.reconciled(
+                    "AccessPoint",
+                    result.as_ref().map(|_| ()),
+                    started.elapsed(),
+                );
+                result
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(log_result);
+    let readiness = async move {
+        // Ready once both caches hold a full list; a store's writer is only
+        // dropped when its controller stopped, which ends readiness anyway.
+        if fs_store.wait_until_ready().await.is_ok() && ap_store.wait_until_ready().await.is_ok() {
+            tracing::info!("caches filled; ready");
+            metrics.set_ready();
+        }
+    };
 
     if core_objects {
         tracing::info!("reconciling FileSystems (with their NFS servers) and AccessPoints");
     } else {
         tracing::info!("reconciling FileSystems and AccessPoints (custom-resource side only)");
     }
-    futures::join!(file_systems, access_points);
+    futures::join!(file_systems, access_points, readiness);
     tracing::info!("controllers stopped");
 }
 

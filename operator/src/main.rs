@@ -51,6 +51,10 @@ enum Command {
         /// Watch only this namespace; all namespaces when absent.
         #[arg(long, env = "OPENEFS_WATCH_NAMESPACE")]
         namespace: Option<String>,
+        /// Address of the HTTP endpoint: /metrics (Prometheus), /healthz
+        /// (liveness), /readyz (the watch caches are filled).
+        #[arg(long, env = "OPENEFS_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+        http_address: std::net::SocketAddr,
         /// DNS domain of the cluster, used in each FileSystem's endpoint
         /// (`<fileSystemId>.<namespace>.svc.<domain>`).
         #[arg(long, env = "OPENEFS_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = dns_name)]
@@ -91,6 +95,7 @@ fn main_with(cli: Cli) -> Result<()> {
             only_custom_resources,
             nfsd_image,
             namespace,
+            http_address,
             cluster_domain,
         } => {
             let core_objects = match (only_custom_resources, nfsd_image) {
@@ -108,6 +113,19 @@ fn main_with(cli: Cli) -> Result<()> {
                 let client = client(kubeconfig)
                     .await
                     .context("Kubernetes client configuration")?;
+                let listener = tokio::net::TcpListener::bind(http_address)
+                    .await
+                    .with_context(|| format!("binding --http-address {http_address}"))?;
+                tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+                let metrics = std::sync::Arc::new(openefs_operator::metrics::Metrics::default());
+                let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+                let http = tokio::spawn(openefs_operator::metrics::serve(
+                    listener,
+                    metrics.clone(),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ));
                 openefs_operator::run(
                     client,
                     openefs_operator::Config {
@@ -115,8 +133,13 @@ fn main_with(cli: Cli) -> Result<()> {
                         namespace,
                         core_objects,
                     },
+                    metrics,
                 )
                 .await;
+                let _ = stop_http.send(());
+                http.await
+                    .context("the HTTP endpoint task")?
+                    .context("serving the HTTP endpoint")?;
                 Ok(())
             })
         }

@@ -37,6 +37,7 @@ fn setup(core: bool) -> (FakeApi, Arc<Context>) {
     let ctx = Context {
         client: client.clone(),
         cluster_domain: "cluster.local".into(),
+        metrics: Default::default(),
         core: core.then(|| CoreObjects {
             settings: OperatorSettings::new("registry.example/openefs-nfsd:test"),
             recorder: Recorder::new(client, Reporter::from(names::FIELD_MANAGER)),

@@ -32,6 +32,19 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
+    /// Reading an object the reconcile depends on failed (other than "not
+    /// found").
+    #[error("reading {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    /// The file system's TLS material could not be generated.
+    #[error(transparent)]
+    Tls(#[from] crate::filesystem::tls::TlsError),
+
     /// Writing the status subresource failed.
     #[error("writing the status of {kind} {namespace}/{name}: {source}")]
     WriteStatus {
@@ -84,7 +97,10 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::IncompleteObject { .. } => "incomplete-object",
-            Error::ListAccessPoints { .. } | Error::GetFileSystem { .. } => "read",
+            Error::ListAccessPoints { .. } | Error::GetFileSystem { .. } | Error::Read { .. } => {
+                "read"
+            }
+            Error::Tls(_) => "tls",
             Error::WriteStatus { .. } => "write-status",
             Error::Apply { .. } => "apply",
             Error::DeletionBlocked { .. } => "deletion-blocked",
@@ -108,6 +124,8 @@ impl Error {
             Error::IncompleteObject { .. } | Error::DeletionBlocked { .. } => Retry::WaitForChange,
             Error::ListAccessPoints { .. }
             | Error::GetFileSystem { .. }
+            | Error::Read { .. }
+            | Error::Tls(_)
             | Error::WriteStatus { .. }
             | Error::Apply { .. } => Retry::Backoff,
             Error::Finalizer(inner) => match inner.as_ref() {

@@ -176,32 +176,69 @@ fn labels(id: &FileSystemId, fs_name: &str) -> BTreeMap<String, String> {
     labels
 }
 
-/// The core objects that should exist for `fs`. Fails only for an object
-/// that was not read from the API server (no name, namespace or uid).
-pub fn objects(fs: &FileSystem, settings: &OperatorSettings) -> Result<DesiredObjects, Error> {
-    let (namespace, name) = identity(fs, "FileSystem")?;
-    let id = FileSystemId::of(fs).map_err(|_| Error::IncompleteObject {
-        kind: "FileSystem",
-        field: "metadata.uid",
-    })?;
-    let owner = fs
-        .controller_owner_ref(&())
-        .map(|owner| OwnerReference {
-            block_owner_deletion: Some(true),
-            ..owner
-        })
-        .ok_or(Error::IncompleteObject {
+/// Metadata for the core objects of one FileSystem: names them, labels
+/// them, and (when `owned`) makes the FileSystem their controller owner.
+pub struct MetaFactory {
+    namespace: String,
+    id: FileSystemId,
+    labels: BTreeMap<String, String>,
+    owner: OwnerReference,
+}
+
+impl MetaFactory {
+    /// Fails only for an object that was not read from the API server (no
+    /// name, namespace or uid).
+    pub fn new(fs: &FileSystem) -> Result<Self, Error> {
+        let (namespace, name) = identity(fs, "FileSystem")?;
+        let id = FileSystemId::of(fs).map_err(|_| Error::IncompleteObject {
             kind: "FileSystem",
             field: "metadata.uid",
         })?;
-    let labels = labels(&id, &name);
-    let meta = |object_name: &str, owned: bool| ObjectMeta {
-        name: Some(object_name.to_owned()),
-        namespace: Some(namespace.clone()),
-        labels: Some(labels.clone()),
-        owner_references: owned.then(|| vec![owner.clone()]),
-        ..ObjectMeta::default()
-    };
+        let owner = fs
+            .controller_owner_ref(&())
+            .map(|owner| OwnerReference {
+                block_owner_deletion: Some(true),
+                ..owner
+            })
+            .ok_or(Error::IncompleteObject {
+                kind: "FileSystem",
+                field: "metadata.uid",
+            })?;
+        let labels = labels(&id, &name);
+        Ok(Self {
+            namespace,
+            id,
+            labels,
+            owner,
+        })
+    }
+
+    pub fn id(&self) -> &FileSystemId {
+        &self.id
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn meta(&self, object_name: &str, owned: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(object_name.to_owned()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels.clone()),
+            owner_references: owned.then(|| vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// The core objects that should exist for `fs`. Fails only for an object
+/// that was not read from the API server (no name, namespace or uid).
+pub fn objects(fs: &FileSystem, settings: &OperatorSettings) -> Result<DesiredObjects, Error> {
+    let factory = MetaFactory::new(fs)?;
+    let id = factory.id().clone();
+    let labels = factory.labels.clone();
+    let meta = |object_name: &str, owned: bool| factory.meta(object_name, owned);
     let delete_data = fs.spec.deletion_policy == DeletionPolicy::Delete;
     let pvc_name = backing_pvc_name(&id);
     let headless_name = headless_service_name(&id);

@@ -7,6 +7,7 @@
 pub mod desired;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -74,10 +75,17 @@ async fn apply_server(
     ctx: &Context,
     core: &CoreObjects,
 ) -> Result<Vec<crate::conditions::Verdict>, Error> {
-    let applied = match desired::objects(fs, &core.settings) {
-        Ok(objects) => server::apply(&ctx.client, &objects).await,
-        Err(e) => Err(e),
-    };
+    let applied = async {
+        let factory = desired::MetaFactory::new(fs)?;
+        let dns_names = tls::dns_names(
+            service_name(factory.id()),
+            factory.namespace(),
+            &ctx.cluster_domain,
+        );
+        tls::reconcile(&ctx.client, &factory, &dns_names).await?;
+        server::apply(&ctx.client, &desired::objects(fs, &core.settings)?).await
+    }
+    .await;
     match applied {
         Ok(applied) => Ok(server::verdicts(&applied).to_vec()),
         Err(error) => {

@@ -20,6 +20,8 @@ const SERVICE: &str = "/api/v1/namespaces/team-a/services/fs-85629fff8f20c8a89";
 const HEADLESS: &str = "/api/v1/namespaces/team-a/services/fs-85629fff8f20c8a89-headless";
 const STS: &str = "/apis/apps/v1/namespaces/team-a/statefulsets/fs-85629fff8f20c8a89";
 const PDB: &str = "/apis/policy/v1/namespaces/team-a/poddisruptionbudgets/fs-85629fff8f20c8a89";
+const CA_SECRET: &str = "/api/v1/namespaces/team-a/secrets/fs-85629fff8f20c8a89-ca";
+const TLS_SECRET: &str = "/api/v1/namespaces/team-a/secrets/fs-85629fff8f20c8a89-tls";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
 const ACCESS_POINTS: &str = "/apis/openefs.io/v1alpha1/namespaces/team-a/accesspoints";
 
@@ -108,9 +110,18 @@ async fn creates_the_server_and_becomes_available_when_it_is_ready() {
     let status_path = format!("{FS}/status");
     assert_eq!(
         applies,
-        [PVC, HEADLESS, SERVICE, STS, PDB, status_path.as_str()]
+        [
+            CA_SECRET,
+            TLS_SECRET,
+            PVC,
+            HEADLESS,
+            SERVICE,
+            STS,
+            PDB,
+            status_path.as_str()
+        ]
     );
-    for path in [PVC, SERVICE, HEADLESS, STS, PDB] {
+    for path in [CA_SECRET, TLS_SECRET, PVC, SERVICE, HEADLESS, STS, PDB] {
         let object = api
             .get(path)
             .unwrap_or_else(|| panic!("{path} not applied"));
@@ -163,15 +174,24 @@ async fn creates_the_server_and_becomes_available_when_it_is_ready() {
     }
 
     // Nothing changed: the objects are applied again (that is how drift is
-    // found), the status is not written and no Event is published.
+    // found), the TLS material is only read, the status is not written and
+    // no Event is published.
     api.take_requests();
     let events_before = api.list(EVENTS).len();
+    let tls_before = api.get(TLS_SECRET);
     run(&api, &ctx).await.unwrap();
     let requests = api.take_requests();
     assert!(
         !requests.iter().any(|r| r.contains("/status")),
         "{requests:?}"
     );
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("PATCH") && r.contains("/secrets/")),
+        "{requests:?}"
+    );
+    assert_eq!(api.get(TLS_SECRET), tls_before);
     assert_eq!(api.list(EVENTS).len(), events_before);
 }
 
@@ -187,6 +207,23 @@ async fn edited_and_deleted_objects_are_repaired() {
     assert!(api.get(PDB).is_some(), "PodDisruptionBudget not recreated");
     // The cluster's own fields survive the re-apply.
     assert_eq!(api.get(PVC).unwrap()["spec"]["volumeName"], "pv-7");
+}
+
+#[tokio::test]
+async fn a_damaged_tls_secret_gets_a_new_certificate_from_the_same_ca() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+    let ca_before = api.get(CA_SECRET).unwrap();
+    api.update(TLS_SECRET, |secret| {
+        secret["data"]["tls.crt"] = json!("bm90IGEgY2VydGlmaWNhdGU=");
+    });
+    run(&api, &ctx).await.unwrap();
+    let tls = api.get(TLS_SECRET).unwrap();
+    assert_ne!(tls["data"]["tls.crt"], "bm90IGEgY2VydGlmaWNhdGU=");
+    assert_eq!(tls["data"]["ca.crt"], ca_before["data"]["ca.crt"]);
+    assert_eq!(api.get(CA_SECRET).unwrap(), ca_before);
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+    assert!(tls["data"].get("ca.key").is_none(), "the CA key leaked");
 }
 
 #[tokio::test]

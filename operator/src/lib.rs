@@ -126,15 +126,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>)
     let file_systems = fs_controller
         .shutdown_on_signal()
         .run(
-            |fs, ctx: Arc<Context>| async move {
-                let started = std::time::Instant::now();
-                let result = filesystem::reconcile(fs, ctx.clone()).await;
-                ctx.metrics.reconciled(
-                    "FileSystem",
-                    result.as_ref().map(|_| ()),
-                    started.elapsed(),
-                );
-                result
+            |fs, ctx: Arc<Context>| {
+                measured("FileSystem", ctx.clone(), filesystem::reconcile(fs, ctx))
             },
             error_policy,
             ctx.clone(),
@@ -156,15 +149,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>)
         })
         .shutdown_on_signal()
         .run(
-            |ap, ctx: Arc<Context>| async move {
-                let started = std::time::Instant::now();
-                let result = accesspoint::reconcile(ap, ctx.clone()).await;
-                ctx.metrics.reconciled(
-                    "AccessPoint",
-                    result.as_ref().map(|_| ()),
-                    started.elapsed(),
-                );
-                result
+            |ap, ctx: Arc<Context>| {
+                measured("AccessPoint", ctx.clone(), accesspoint::reconcile(ap, ctx))
             },
             error_policy,
             ctx,
@@ -186,6 +172,19 @@ pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>)
     }
     futures::join!(file_systems, access_points, readiness);
     tracing::info!("controllers stopped");
+}
+
+/// Runs one reconcile and records its outcome and duration.
+async fn measured(
+    kind: &'static str,
+    ctx: Arc<Context>,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    ctx.metrics
+        .reconciled(kind, result.as_ref().map(|_| ()), started.elapsed());
+    result
 }
 
 fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, _: Arc<Context>) -> Action {

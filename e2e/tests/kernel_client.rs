@@ -107,20 +107,28 @@ const NFS3_OPTIONS: &str = "vers=3,proto=tcp,port=2049,mountport=2049,mountproto
 enum Version {
     /// The harness default, NFSv4.1.
     V41,
+    V40,
     V3,
 }
 
 impl Version {
     fn apply(self, opts: &mut RunOptions<'_>) {
-        if self == Version::V3 {
-            opts.fs_type = "nfs".into();
-            opts.mount_options = NFS3_OPTIONS.into();
+        match self {
+            Version::V41 => {}
+            // The kernel offers a callback address (clientaddr); the
+            // server never calls back, it grants no delegations.
+            Version::V40 => opts.mount_options = "vers=4.0".into(),
+            Version::V3 => {
+                opts.fs_type = "nfs".into();
+                opts.mount_options = NFS3_OPTIONS.into();
+            }
         }
     }
 
     fn label(self) -> &'static str {
         match self {
             Version::V41 => "suite",
+            Version::V40 => "suite (NFSv4.0)",
             Version::V3 => "suite (NFSv3)",
         }
     }
@@ -305,6 +313,30 @@ fn kernel_client_suite_nfs3() -> Result<()> {
             "no successful {op} seen by the server"
         );
     }
+    Ok(())
+}
+
+/// The same suite over NFSv4.0: SETCLIENTID instead of sessions, owner
+/// seqids and OPEN_CONFIRM.
+#[test]
+fn kernel_client_suite_nfs40() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let export = dir.path().join("export");
+    std::fs::create_dir(&export)?;
+    let mut nfsd = Nfsd::start(&export, dir.path().join("nfsd.log"))?;
+    run_suite(&mut nfsd, &export, Version::V40).with_context(|| nfsd.log_tail())?;
+    // The kernel really spoke 4.0: a confirmed client id, confirmed open
+    // owners, and no session.
+    for op in ["SETCLIENTID_CONFIRM", "OPEN_CONFIRM", "OPEN", "WRITE"] {
+        ensure!(
+            nfsd.operations(op, "NFS4_OK")? > 0,
+            "no successful {op} seen by the server"
+        );
+    }
+    ensure!(
+        nfsd.operations("SEQUENCE", "NFS4_OK")? == 0,
+        "a 4.0 mount used SEQUENCE"
+    );
     Ok(())
 }
 

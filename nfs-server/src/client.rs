@@ -1,6 +1,7 @@
 //! A small NFSv4.1 client over TCP, for protocol tests here and in `e2e/`:
 //! raw RPC records when a test needs to misbehave, COMPOUNDs with the
-//! SEQUENCE bookkeeping done when it does not.
+//! SEQUENCE bookkeeping done when it does not, and 4.0 COMPOUNDs with the
+//! SETCLIENTID handshake (owner seqids are the test's to choose).
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -264,6 +265,51 @@ impl Client {
         self.session = Some(cs.sessionid);
         self.seqid = 1;
         Ok(())
+    }
+}
+
+impl Client {
+    /// A 4.0 COMPOUND. Fails on the first failed operation; otherwise
+    /// returns all results.
+    pub async fn compound40(&mut self, ops: Vec<ArgOp>) -> Result<Vec<ResOp>, ClientError> {
+        let res = self.compound_raw(0, ops).await?;
+        check(&res)?;
+        Ok(res.results)
+    }
+
+    /// SETCLIENTID and SETCLIENTID_CONFIRM, as a 4.0 client's mount does;
+    /// sets [`Client::clientid`].
+    pub async fn setclientid(&mut self, owner: &[u8]) -> Result<ClientId4, ClientError> {
+        let res = self
+            .compound40(vec![ArgOp::Setclientid(Setclientid4Args {
+                client: ClientOwner4 {
+                    verifier: [7; 8],
+                    ownerid: Opaque::from(owner),
+                },
+                callback: CbClient4 {
+                    cb_program: 0x4000_0000,
+                    cb_location: NetAddr4 {
+                        netid: Utf8Str::from("tcp"),
+                        addr: Utf8Str::from("127.0.0.1.0.0"),
+                    },
+                },
+                callback_ident: 1,
+            })])
+            .await?;
+        let Some(ResOp::Setclientid(Setclientid4Res::Ok(ok))) = res.first() else {
+            return Err(ClientError::Op {
+                op: OP_SETCLIENTID,
+                status: Nfs4Error::Serverfault,
+            });
+        };
+        let (clientid, confirm) = (ok.clientid, ok.setclientid_confirm);
+        self.compound40(vec![ArgOp::SetclientidConfirm(SetclientidConfirm4Args {
+            clientid,
+            setclientid_confirm: confirm,
+        })])
+        .await?;
+        self.clientid = Some(clientid);
+        Ok(clientid)
     }
 }
 

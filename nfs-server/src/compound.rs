@@ -1,6 +1,10 @@
 //! COMPOUND: one loop over the operations with the position rules of
 //! NFSv4.1 (SEQUENCE first, session-less ops alone), the slot reply cache,
-//! and one table from operation to handler.
+//! and one table from operation to handler. NFSv4.0 COMPOUNDs go through
+//! the same loop and table, with [`v40`]'s client lookup and owner seqids
+//! around each operation instead of SEQUENCE.
+
+mod v40;
 
 use std::time::Instant;
 
@@ -28,7 +32,10 @@ pub enum CompoundReply {
 pub struct Ctx<'a> {
     pub server: &'a Server,
     pub identity: Identity,
-    /// Set by SEQUENCE.
+    /// The COMPOUND's minor version, 0 or 1.
+    pub minor: u32,
+    /// Set by SEQUENCE (4.1), or per operation from its client id or
+    /// stateid (4.0).
     pub client: Option<ClientId>,
     pub current_fh: Option<FileHandle>,
     pub saved_fh: Option<FileHandle>,
@@ -45,9 +52,14 @@ impl Ctx<'_> {
         self.saved_fh.as_ref().ok_or(Nfs4Error::Restorefh)
     }
 
-    /// The client of this COMPOUND's session.
+    /// The client of this COMPOUND's session (4.1) or of this operation's
+    /// stateid (4.0).
     pub fn client(&self) -> Result<ClientId, Nfs4Error> {
-        self.client.ok_or(Nfs4Error::OpNotInSession)
+        self.client.ok_or(if self.minor == 0 {
+            Nfs4Error::BadStateid
+        } else {
+            Nfs4Error::OpNotInSession
+        })
     }
 
     pub fn set_fh(&mut self, fh: FileHandle) {
@@ -121,15 +133,23 @@ pub async fn run_compound(server: &Server, identity: Identity, args: Bytes) -> C
             results: Vec::new(),
         }))
     };
-    if args.minorversion != 1 {
+    let minor = args.minorversion;
+    if minor > 1 {
         return bare(Nfs4Error::MinorVersMismatch);
     }
     if args.declared_ops as usize > MAX_COMPOUND_OPS {
-        return bare(Nfs4Error::TooManyOps);
+        // 4.0 has no TOO_MANY_OPS; RESOURCE is its answer to more than
+        // the server will do in one COMPOUND.
+        return bare(if minor == 0 {
+            Nfs4Error::Resource
+        } else {
+            Nfs4Error::TooManyOps
+        });
     }
     let mut ctx = Ctx {
         server,
         identity,
+        minor,
         client: None,
         current_fh: None,
         saved_fh: None,
@@ -145,6 +165,11 @@ pub async fn run_compound(server: &Server, identity: Identity, args: Bytes) -> C
         let name = op_name(opnum);
         let started = Instant::now();
         let res = match (i, op) {
+            (_, op) if minor == 0 => {
+                v40::execute(&mut ctx, op)
+                    .instrument(debug_span!("op", name))
+                    .await
+            }
             (0, ArgOp::Sequence(a)) => match sequence(&mut ctx, &a, declared) {
                 Ok((ok, SlotUse::Execute, max_cached)) => {
                     slot = Some(SlotInUse {

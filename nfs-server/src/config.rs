@@ -16,7 +16,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Serve a local directory over NFSv4.1 and NFSv3 (with MOUNT v3), on one port.
+/// Serve a local directory over NFSv4.1, NFSv4.0 and NFSv3 (with MOUNT v3), on one port.
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// Directory to export as the NFS root.

@@ -28,6 +28,8 @@ impl From<StateError> for Nfs4Error {
             StateError::OpenMode => Nfs4Error::Openmode,
             StateError::Grace => Nfs4Error::Grace,
             StateError::NoGrace => Nfs4Error::NoGrace,
+            StateError::BadSeqid => Nfs4Error::BadSeqid,
+            StateError::ClidInUse => Nfs4Error::ClidInuse,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! openefs-nfsd: the openefs data plane, an NFSv4.1 and NFSv3 server over a
-//! local directory.
+//! openefs-nfsd: the openefs data plane, an NFSv4.1, NFSv4.0 and NFSv3
+//! server over a local directory.
 //!
 //! Layers, outermost first: [`transport`] (TCP, record marking, concurrent
 //! calls per connection) → [`rpc`] (ONC RPC dispatch, credentials) →

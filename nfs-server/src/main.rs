@@ -1,4 +1,4 @@
-//! `openefs-nfsd`: serves a local directory over NFSv4.1 and NFSv3.
+//! `openefs-nfsd`: serves a local directory over NFSv4.1, NFSv4.0 and NFSv3.
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve a local directory over NFSv4.1 and NFSv3 (with MOUNT v3), on one port.
+    /// Serve a local directory over NFSv4.1, NFSv4.0 and NFSv3 (with MOUNT v3), on one port.
     Serve(ServeArgs),
 }
 

@@ -330,7 +330,7 @@ pub async fn run(
         }
     };
     let server = Arc::new(server);
-    info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1 and NFSv3");
+    info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1, NFSv4.0 and NFSv3");
     let metrics_task = metrics_listener.map(|l| {
         if let Ok(addr) = l.local_addr() {
             info!(listen = %addr, "serving /metrics");

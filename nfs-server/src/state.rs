@@ -1,5 +1,7 @@
 //! NFSv4.1 server state: clients, sessions and their slot reply caches, open
 //! owners and open stateids, lock owners with their byte-range locks, leases.
+//! NFSv4.0's clients and owner seqids are in [`v40`], over the same opens,
+//! locks and leases.
 //!
 //! Synchronous code behind one mutex, with an injected [`Clock`], so lease
 //! expiry, slot rules and the grace period are unit-testable without
@@ -14,6 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use openefs_nfs_wire::nfs4::types::{ChannelAttrs4, Stateid4};
 use openefs_vfs::{FileHandle, OpenFile};
+
+mod v40;
+pub use v40::{OwnerKey, SeqidCheck, Setclientid};
 
 pub type ClientId = u64;
 pub type SessionId = [u8; 16];
@@ -107,6 +112,10 @@ pub enum StateError {
     Grace,
     #[error("no grace period, or this client may not reclaim in it")]
     NoGrace,
+    #[error("owner seqid is neither a retransmission nor the next request (4.0)")]
+    BadSeqid,
+    #[error("the client id belongs to another principal (4.0)")]
+    ClidInUse,
 }
 
 /// A byte range, both ends inclusive, so a lock up to the end of the file
@@ -227,6 +236,8 @@ struct Client {
     reclaim_complete: bool,
     /// Its owner is in the stable records (set by the caller once written).
     recorded: bool,
+    /// Set for an NFSv4.0 client (made by SETCLIENTID, without sessions).
+    v40: Option<v40::V40Client>,
 }
 
 #[derive(Debug)]
@@ -237,6 +248,9 @@ struct Open {
     access: u32,
     deny: u32,
     file: Arc<OpenFile>,
+    /// False for the open of a 4.0 open owner still awaiting OPEN_CONFIRM:
+    /// no I/O or lock may use it yet.
+    confirmed: bool,
 }
 
 /// A lock stateid: one lock owner's locks on one file, derived from an open
@@ -261,6 +275,8 @@ struct Inner {
     opens: HashMap<[u8; 12], Open>,
     locks: HashMap<[u8; 12], LockState>,
     grace: Option<Grace>,
+    /// 4.0 open and lock owners: their seqid and last reply.
+    owners: HashMap<OwnerKey, v40::OwnerSeq>,
 }
 
 /// The grace period after a restart (RFC 8881 §8.4.2.1): until `until`, or
@@ -352,6 +368,7 @@ impl State {
                 opens: HashMap::new(),
                 locks: HashMap::new(),
                 grace: None,
+                owners: HashMap::new(),
             }),
         }
     }
@@ -473,7 +490,7 @@ impl State {
         let existing: Vec<ClientId> = inner
             .clients
             .iter()
-            .filter(|(_, c)| c.owner == owner)
+            .filter(|(_, c)| c.owner == owner && c.v40.is_none())
             .map(|(id, _)| *id)
             .collect();
         for id in &existing {
@@ -508,6 +525,7 @@ impl State {
                 last_renewed: now,
                 reclaim_complete: false,
                 recorded: false,
+                v40: None,
             },
         );
         Exchanged {
@@ -532,6 +550,7 @@ impl State {
         let c = inner
             .clients
             .get_mut(&client)
+            .filter(|c| c.v40.is_none())
             .ok_or(StateError::StaleClientId)?;
         if let Some(last) = &c.last_cs
             && sequence == last.sequence
@@ -580,7 +599,7 @@ impl State {
             let old: Vec<ClientId> = inner
                 .clients
                 .iter()
-                .filter(|(id, c)| **id != client && c.owner == owner)
+                .filter(|(id, c)| **id != client && c.owner == owner && c.v40.is_none())
                 .map(|(id, _)| *id)
                 .collect();
             for id in old {
@@ -717,6 +736,7 @@ impl State {
         inner.sessions.retain(|_, s| s.client != client);
         inner.opens.retain(|_, o| o.client != client);
         inner.locks.retain(|_, l| l.client != client);
+        inner.owners.retain(|k, _| k.client != client);
         let mut shared = false;
         for other in inner.clients.values_mut().filter(|o| o.owner == c.owner) {
             // The record is per owner: another incarnation inherits it.
@@ -742,6 +762,7 @@ impl State {
             reaped.clients += 1;
             reaped.forget.extend(Self::remove_client(&mut inner, *id));
         }
+        Self::reap_idle_owners(&mut inner, now, self.lease);
         reaped
     }
 
@@ -818,6 +839,7 @@ impl State {
                 access,
                 deny,
                 file,
+                confirmed: true,
             },
         );
         Ok(Stateid4 { seqid: 1, other })
@@ -860,7 +882,7 @@ impl State {
         let o = inner
             .opens
             .get(&open)
-            .filter(|o| o.client == client)
+            .filter(|o| o.client == client && o.confirmed)
             .ok_or_else(|| self.unknown_stateid(&stateid.other))?;
         if open == stateid.other {
             self.check_seqid(stateid, o.seqid)?;
@@ -962,7 +984,7 @@ impl State {
                 let o = inner
                     .opens
                     .get(&open.other)
-                    .filter(|o| o.client == client)
+                    .filter(|o| o.client == client && o.confirmed)
                     .ok_or_else(|| self.unknown_stateid(&open.other))?;
                 self.check_seqid(open, o.seqid)?;
                 // An owner that already has a lock stateid from this open

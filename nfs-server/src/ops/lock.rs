@@ -4,8 +4,9 @@
 //! check them. Blocking lock types (READW_LT, WRITEW_LT) are answered like
 //! the others, with DENIED on a conflict; the Linux client polls for them.
 //! The owner seqids of `open_to_lock_owner4`/`exist_lock_owner4` are not
-//! checked: in 4.1 they are unused, the session's slot gives replay
-//! protection; only stateid seqids are.
+//! checked here: in 4.1 they are unused, the session's slot gives replay
+//! protection; in 4.0 the COMPOUND loop checks them (`compound::v40`).
+//! RELEASE_LOCKOWNER is 4.0's.
 
 use openefs_nfs_wire::nfs4::Nfs4Error;
 use openefs_nfs_wire::nfs4::ops::{
@@ -111,7 +112,8 @@ pub async fn lockt(ctx: &mut Ctx<'_>, a: Lockt4Args) -> Lockt4Res {
         Err(e) => return Lockt4Res::Err(e),
     };
     // The lock owner's client id is the session's in 4.1; the one inside
-    // `a.owner` is not trusted.
+    // `a.owner` is not trusted. In 4.0 it is the one inside, checked and
+    // renewed by the COMPOUND loop.
     match ctx.server.state().test_lock(
         client,
         a.owner.owner.as_bytes(),
@@ -123,6 +125,13 @@ pub async fn lockt(ctx: &mut Ctx<'_>, a: Lockt4Args) -> Lockt4Res {
         Err(LockError::Denied(c)) => Lockt4Res::Denied(denied(c)),
         Err(LockError::State(e)) => Lockt4Res::Err(e.into()),
     }
+}
+
+pub fn release_lockowner(ctx: &mut Ctx<'_>, owner: StateOwner4) -> Result<(), Nfs4Error> {
+    Ok(ctx
+        .server
+        .state()
+        .release_lockowner(ctx.client()?, owner.owner.as_bytes())?)
 }
 
 pub fn locku(ctx: &mut Ctx<'_>, a: Locku4Args) -> Result<Stateid4, Nfs4Error> {

@@ -1,4 +1,5 @@
-//! NFSv4.1 operations, one file per family. Each is a function of the
+//! NFSv4.1 operations (which 4.0 COMPOUNDs use too, with 4.0's own few
+//! added), one file per family. Each is a function of the
 //! COMPOUND context and its decoded arguments that returns its typed result;
 //! none touches bytes on the wire.
 

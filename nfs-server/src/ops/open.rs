@@ -1,4 +1,4 @@
-//! Open state: OPEN, OPEN_DOWNGRADE, CLOSE.
+//! Open state: OPEN, OPEN_DOWNGRADE, CLOSE, and 4.0's OPEN_CONFIRM.
 
 use openefs_nfs_wire::nfs4::ops::*;
 use openefs_nfs_wire::nfs4::types::{ChangeInfo4, OpenDelegation4, Stateid4, WhyNoDelegation};
@@ -72,6 +72,21 @@ pub async fn open(ctx: &mut Ctx<'_>, a: Open4Args) -> Result<Open4ResOk, Nfs4Err
     let deny = a.share_deny;
     if access == 0 || deny & !OPEN4_SHARE_DENY_BOTH != 0 {
         return Err(Nfs4Error::Inval);
+    }
+    if ctx.minor == 0 {
+        // The delegation wants, EXCLUSIVE4_1 and the by-filehandle claims
+        // are 4.1's; in 4.0 they are not even valid XDR.
+        if a.share_access & !OPEN4_SHARE_ACCESS_BOTH != 0 {
+            return Err(Nfs4Error::Inval);
+        }
+        if matches!(a.openhow, OpenFlag4::Create(CreateHow4::Exclusive41(_)))
+            || matches!(
+                a.claim,
+                OpenClaim4::Fh | OpenClaim4::DelegCurFh(_) | OpenClaim4::DelegPrevFh
+            )
+        {
+            return Err(Nfs4Error::Badxdr);
+        }
     }
     let create = match a.openhow {
         OpenFlag4::NoCreate => Create::No,
@@ -181,15 +196,32 @@ pub async fn open(ctx: &mut Ctx<'_>, a: Open4Args) -> Result<Open4ResOk, Nfs4Err
     if reclaim {
         ctx.server.metrics().reclaimed(Reclaimed::Open);
     }
+    // A 4.0 open owner's first OPEN is confirmed by OPEN_CONFIRM before
+    // its stateid may be used (RFC 7530 §16.18): the owner seqids only
+    // protect against replays once the client is known to use them.
+    let mut rflags = 0;
+    if ctx.minor == 0 && !ctx.server.state().open_owner_confirmed(client, &owner) {
+        ctx.server.state().mark_unconfirmed(stateid);
+        rflags |= OPEN4_RESULT_CONFIRM;
+    }
     ctx.set_fh(fh);
     ctx.current_stateid = Some(stateid);
     Ok(Open4ResOk {
         stateid,
         cinfo,
-        rflags: 0,
+        rflags,
         attrset,
         delegation: no_delegation(a.share_access),
     })
+}
+
+/// OPEN_CONFIRM (4.0); its owner seqid was checked by the COMPOUND loop.
+pub fn open_confirm(ctx: &mut Ctx<'_>, a: OpenConfirm4Args) -> Result<Stateid4, Nfs4Error> {
+    ctx.fh()?;
+    Ok(ctx
+        .server
+        .state()
+        .confirm_open(ctx.client()?, a.open_stateid)?)
 }
 
 pub fn open_downgrade(ctx: &mut Ctx<'_>, a: OpenDowngrade4Args) -> Result<Stateid4, Nfs4Error> {
@@ -207,7 +239,15 @@ pub fn open_downgrade(ctx: &mut Ctx<'_>, a: OpenDowngrade4Args) -> Result<Statei
 pub fn close(ctx: &mut Ctx<'_>, a: Close4Args) -> Result<Stateid4, Nfs4Error> {
     let stateid = ctx.resolve_stateid(a.open_stateid)?;
     ctx.server.state().close(ctx.client()?, stateid)?;
-    // RFC 8881 §18.2.4: a 4.1 server returns the invalid special stateid.
     ctx.current_stateid = None;
+    if ctx.minor == 0 {
+        // RFC 7530 §16.2: the stateid with its next seqid, though it is
+        // no longer valid.
+        return Ok(Stateid4 {
+            seqid: stateid.seqid.wrapping_add(1),
+            other: stateid.other,
+        });
+    }
+    // RFC 8881 §18.2.4: a 4.1 server returns the invalid special stateid.
     Ok(Stateid4::INVALID)
 }

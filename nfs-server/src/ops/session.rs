@@ -1,6 +1,7 @@
 //! Client and session management: EXCHANGE_ID, CREATE_SESSION,
 //! DESTROY_SESSION, DESTROY_CLIENTID, BIND_CONN_TO_SESSION,
-//! RECLAIM_COMPLETE, SECINFO, SECINFO_NO_NAME.
+//! RECLAIM_COMPLETE, SECINFO, SECINFO_NO_NAME, and 4.0's SETCLIENTID and
+//! SETCLIENTID_CONFIRM.
 
 use openefs_nfs_wire::nfs4::MAX_COMPOUND_OPS;
 use openefs_nfs_wire::nfs4::Nfs4Error;
@@ -12,6 +13,7 @@ use openefs_nfs_wire::xdr::Opaque;
 use crate::compound::Ctx;
 use crate::config::MAX_MESSAGE;
 use crate::ops::check_name;
+use crate::state::Setclientid;
 
 /// Slots per session: the Linux client's default `max_session_slots`.
 const MAX_SLOTS: u32 = 64;
@@ -54,6 +56,31 @@ pub fn exchange_id(ctx: &mut Ctx<'_>, a: ExchangeId4Args) -> Result<ExchangeId4R
             date: NfsTime4::default(),
         }),
     })
+}
+
+/// SETCLIENTID (4.0). The callback address is kept only to answer
+/// CLID_INUSE: no delegation is granted, so the server never calls back.
+pub fn setclientid(ctx: &mut Ctx<'_>, a: Setclientid4Args) -> Setclientid4Res {
+    match ctx.server.state().setclientid(
+        a.client.ownerid.as_bytes(),
+        a.client.verifier,
+        ctx.identity.uid,
+        a.callback.cb_location,
+    ) {
+        Setclientid::Ok { client, confirm } => Setclientid4Res::Ok(Setclientid4ResOk {
+            clientid: client,
+            setclientid_confirm: confirm,
+        }),
+        Setclientid::InUse(addr) => Setclientid4Res::ClidInuse(addr),
+    }
+}
+
+pub fn setclientid_confirm(ctx: &mut Ctx<'_>, a: SetclientidConfirm4Args) -> Result<(), Nfs4Error> {
+    Ok(ctx.server.state().setclientid_confirm(
+        a.clientid,
+        a.setclientid_confirm,
+        ctx.identity.uid,
+    )?)
 }
 
 /// Our fore channel: the client's wishes within our limits.

@@ -10,7 +10,7 @@ use openefs_nfs_wire::nfs4::ops::*;
 use openefs_nfs_wire::nfs4::types::*;
 use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::*;
-use openefs_nfs_wire::xdr::{self, Decoder};
+use openefs_nfs_wire::xdr::{self, Decoder, XdrDecode};
 
 const SESSION: [u8; 16] = *b"0123456789abcdef";
 
@@ -265,4 +265,137 @@ fn write_request_in_a_record() {
         (1, 1 << 32, StableHow::FileSync)
     );
     assert_eq!(w.data.as_bytes(), &payload[..]);
+}
+
+/// NFSv4.0's own operations and the owner seqids inside OPEN_CONFIRM,
+/// CLOSE, LOCK, LOCKU and OPEN_DOWNGRADE (RFC 7531), one COMPOUND of
+/// minor version 0 laid out by hand.
+#[test]
+fn v40_client_and_owner_seqid_ops() {
+    let stateid = |w: Wire, seqid: u32, fill: u8| w.u32(seqid).fixed(&[fill; 12]);
+    let w = Wire::default()
+        .opaque(b"")
+        .u32(0) // minorversion
+        .u32(9)
+        .u32(35) // SETCLIENTID
+        .fixed(&[0, 0, 0, 0, 0x65, 0x4e, 0x1a, 0x2b]) // verifier
+        .opaque(b"Linux NFSv4.0 10.0.2.15/10.0.2.100 tcp")
+        .u32(0x4000_0000) // cb_program
+        .opaque(b"tcp")
+        .opaque(b"10.0.2.15.141.205")
+        .u32(1) // callback_ident
+        .u32(36) // SETCLIENTID_CONFIRM
+        .u64(0x6650_5a2b_0000_0001)
+        .fixed(&[9; 8])
+        .u32(30) // RENEW
+        .u64(0x6650_5a2b_0000_0001)
+        .u32(20); // OPEN_CONFIRM
+    let w = stateid(w, 1, 0xa1).u32(2); // open_stateid, seqid
+    let w = stateid(w.u32(4).u32(3), 2, 0xa1); // CLOSE seqid 3
+    let w = w
+        .u32(12) // LOCK
+        .u32(2) // WRITE_LT
+        .u32(0) // reclaim
+        .u64(0)
+        .u64(u64::MAX)
+        .u32(1) // new_lock_owner
+        .u32(4); // open_seqid
+    let w = stateid(w, 2, 0xa1)
+        .u32(0) // lock_seqid
+        .u64(0x6650_5a2b_0000_0001)
+        .opaque(b"lock id:\x00\x00\x00\x01")
+        .u32(14) // LOCKU
+        .u32(2)
+        .u32(1); // seqid
+    let w = stateid(w, 1, 0xb2).u64(0).u64(u64::MAX).u32(21); // OPEN_DOWNGRADE
+    let w = stateid(w, 2, 0xa1)
+        .u32(5) // seqid
+        .u32(1) // ACCESS_READ
+        .u32(0)
+        .u32(39) // RELEASE_LOCKOWNER
+        .u64(0x6650_5a2b_0000_0001)
+        .opaque(b"lock id:\x00\x00\x00\x01");
+    let wire = w.bytes();
+    let args = Compound4Args::decode(&mut Decoder::new(wire.clone())).unwrap();
+    assert_eq!((args.minorversion, args.error.clone()), (0, None));
+    let [
+        ArgOp::Setclientid(sc),
+        ArgOp::SetclientidConfirm(scc),
+        ArgOp::Renew(renewed),
+        ArgOp::OpenConfirm(oc),
+        ArgOp::Close(close),
+        ArgOp::Lock(lock),
+        ArgOp::Locku(locku),
+        ArgOp::OpenDowngrade(od),
+        ArgOp::ReleaseLockowner(rl),
+    ] = &args.ops[..]
+    else {
+        panic!("{:?}", args.ops)
+    };
+    assert_eq!(
+        sc.client.ownerid.as_str(),
+        Ok("Linux NFSv4.0 10.0.2.15/10.0.2.100 tcp")
+    );
+    assert_eq!(sc.client.verifier, [0, 0, 0, 0, 0x65, 0x4e, 0x1a, 0x2b]);
+    assert_eq!(sc.callback.cb_program, 0x4000_0000);
+    assert_eq!(
+        sc.callback.cb_location.addr.as_str(),
+        Ok("10.0.2.15.141.205")
+    );
+    assert_eq!(sc.callback_ident, 1);
+    assert_eq!(
+        (scc.clientid, scc.setclientid_confirm),
+        (0x6650_5a2b_0000_0001, [9; 8])
+    );
+    assert_eq!(*renewed, 0x6650_5a2b_0000_0001);
+    assert_eq!(
+        (oc.open_stateid.seqid, oc.open_stateid.other, oc.seqid),
+        (1, [0xa1; 12], 2)
+    );
+    assert_eq!((close.seqid, close.open_stateid.seqid), (3, 2));
+    let Locker4::New(new) = &lock.locker else {
+        panic!("{:?}", lock.locker)
+    };
+    assert_eq!(
+        (new.open_seqid, new.open_stateid.seqid, new.lock_seqid),
+        (4, 2, 0)
+    );
+    assert_eq!(new.lock_owner.owner.as_bytes(), b"lock id:\x00\x00\x00\x01");
+    assert_eq!((locku.seqid, locku.lock_stateid.other), (1, [0xb2; 12]));
+    assert_eq!((od.seqid, od.share_access, od.share_deny), (5, 1, 0));
+    assert_eq!(rl.clientid, 0x6650_5a2b_0000_0001);
+    assert_eq!(xdr::to_bytes(&args), wire);
+}
+
+/// SETCLIENTID4res: the ok arm, and CLID_INUSE carrying the address in use.
+#[test]
+fn v40_setclientid_results() {
+    let ok = Wire::default()
+        .u32(35) // SETCLIENTID
+        .u32(0) // NFS4_OK
+        .u64(0x6650_5a2b_0000_0002)
+        .fixed(&[3; 8])
+        .bytes();
+    let res = ResOp::decode(&mut Decoder::new(ok.clone())).unwrap();
+    assert_eq!(
+        res,
+        ResOp::Setclientid(Setclientid4Res::Ok(Setclientid4ResOk {
+            clientid: 0x6650_5a2b_0000_0002,
+            setclientid_confirm: [3; 8],
+        }))
+    );
+    assert_eq!(xdr::to_bytes(&res), ok);
+    let inuse = Wire::default()
+        .u32(35)
+        .u32(10017) // NFS4ERR_CLID_INUSE
+        .opaque(b"tcp")
+        .opaque(b"10.0.2.15.141.205")
+        .bytes();
+    let res = ResOp::decode(&mut Decoder::new(inuse.clone())).unwrap();
+    let ResOp::Setclientid(Setclientid4Res::ClidInuse(addr)) = &res else {
+        panic!("{res:?}")
+    };
+    assert_eq!(addr.addr.as_str(), Ok("10.0.2.15.141.205"));
+    assert_eq!(res.status(), Err(Nfs4Error::ClidInuse));
+    assert_eq!(xdr::to_bytes(&res), inuse);
 }

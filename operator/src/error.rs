@@ -45,6 +45,15 @@ pub enum Error {
     #[error(transparent)]
     Tls(#[from] crate::filesystem::tls::TlsError),
 
+    /// Reading or writing the leader-election Lease failed.
+    #[error("leader Lease {namespace}/{name}: {source}")]
+    Lease {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
     /// Writing the status subresource failed.
     #[error("writing the status of {kind} {namespace}/{name}: {source}")]
     WriteStatus {
@@ -101,6 +110,7 @@ impl Error {
                 "read"
             }
             Error::Tls(_) => "tls",
+            Error::Lease { .. } => "lease",
             Error::WriteStatus { .. } => "write-status",
             Error::Apply { .. } => "apply",
             Error::DeletionBlocked { .. } => "deletion-blocked",
@@ -126,6 +136,7 @@ impl Error {
             | Error::GetFileSystem { .. }
             | Error::Read { .. }
             | Error::Tls(_)
+            | Error::Lease { .. }
             | Error::WriteStatus { .. }
             | Error::Apply { .. } => Retry::Backoff,
             Error::Finalizer(inner) => match inner.as_ref() {

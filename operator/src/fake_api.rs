@@ -7,7 +7,9 @@
 //! kube versions. It models what the reconcilers rely on, no more:
 //! server-side apply as a deep merge into the stored object (status kept),
 //! status applies that merge conditions by type, JSON patches (finalizers),
-//! GET of objects and collections, Event creation, and injected failures.
+//! creates (409 when the name is taken), replaces that check
+//! `resourceVersion` (409 on a stale one), GET of objects and collections,
+//! and injected failures.
 
 use std::{
     collections::BTreeMap,
@@ -27,6 +29,16 @@ struct State {
     /// Requests whose path starts with the key fail with the status code.
     failures: BTreeMap<String, u16>,
     next_uid: u64,
+    /// The last resourceVersion handed out.
+    version: u64,
+}
+
+impl State {
+    /// Stamps `object` with the next resourceVersion, as every write does.
+    fn stamp(&mut self, object: &mut Value) {
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+    }
 }
 
 /// The store behind a [`Client`]; clones share it.
@@ -132,14 +144,8 @@ impl FakeApi {
             Method::GET => self.read(&path),
             Method::PATCH if content_type.contains("apply-patch") => self.apply(&path, body),
             Method::PATCH if content_type.contains("json-patch") => self.json_patch(&path, body),
-            Method::POST => {
-                let name = body["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("unnamed")
-                    .to_owned();
-                self.insert(&format!("{path}/{name}"), body.clone());
-                respond(201, &body)
-            }
+            Method::POST => self.create(&path, body),
+            Method::PUT => self.replace(&path, body),
             _ => status(
                 405,
                 "MethodNotAllowed",
@@ -183,7 +189,37 @@ impl FakeApi {
             fields.remove("status");
         }
         merge(object, body);
-        respond(200, object)
+        let mut object = object.clone();
+        state.stamp(&mut object);
+        state.objects.insert(path.to_owned(), object.clone());
+        respond(200, &object)
+    }
+
+    fn create(&self, collection: &str, mut body: Value) -> Response<Body> {
+        let Some(name) = body["metadata"]["name"].as_str().map(str::to_owned) else {
+            return status(422, "Invalid", "metadata.name is required");
+        };
+        let path = format!("{collection}/{name}");
+        let mut state = self.state();
+        if state.objects.contains_key(&path) {
+            return status(409, "AlreadyExists", &format!("{path} already exists"));
+        }
+        state.stamp(&mut body);
+        state.objects.insert(path, body.clone());
+        respond(201, &body)
+    }
+
+    fn replace(&self, path: &str, mut body: Value) -> Response<Body> {
+        let mut state = self.state();
+        let Some(stored) = state.objects.get(path) else {
+            return status(404, "NotFound", &format!("{path} not found"));
+        };
+        if body["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+            return status(409, "Conflict", "the object has been modified");
+        }
+        state.stamp(&mut body);
+        state.objects.insert(path.to_owned(), body.clone());
+        respond(200, &body)
     }
 
     fn json_patch(&self, path: &str, body: Value) -> Response<Body> {

@@ -15,6 +15,7 @@ mod events;
 #[cfg(test)]
 mod fake_api;
 mod filesystem;
+pub mod leader;
 pub mod metrics;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
@@ -70,11 +71,95 @@ pub struct Config {
     /// How each FileSystem's NFS server is built; `None` to reconcile only
     /// the custom resources (no core kinds are read or written, no Events).
     pub core_objects: Option<desired::OperatorSettings>,
+    /// Reconcile only while holding this Lease; `None` for a single replica.
+    pub leader_election: Option<leader::Config>,
 }
 
-/// Runs the FileSystem and AccessPoint controllers until SIGTERM or SIGINT,
-/// then lets running reconciles finish.
-pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>) {
+/// Why [`run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT; running reconciles finished.
+    Signal,
+    /// The leader Lease was lost (the reason); another replica may lead.
+    LostLeadership(String),
+}
+
+/// Resolves on the first SIGTERM or SIGINT (or at once if the handlers
+/// cannot be installed, so that the process does not run unstoppable).
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        _ => tracing::error!("cannot install signal handlers; stopping"),
+    }
+}
+
+/// Runs the FileSystem and AccessPoint controllers until SIGTERM or SIGINT
+/// (running reconciles finish) or, with leader election, until the Lease is
+/// lost. A standby replica waits for the Lease and reports ready meanwhile:
+/// it is healthy, and a rolling update must be able to start it before the
+/// leader goes.
+pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>) -> Stopped {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        signalled().await;
+        on_signal.cancel();
+    });
+    let election = config.leader_election.clone();
+    let lost = Arc::new(std::sync::Mutex::new(None::<String>));
+    if let Some(election) = &election {
+        metrics.set_ready(true);
+        tokio::select! {
+            () = leader::acquire(&client, election) => {}
+            () = shutdown.cancelled() => return Stopped::Signal,
+        }
+        metrics.set_ready(false);
+        let (client, election, shutdown, lost) = (
+            client.clone(),
+            election.clone(),
+            shutdown.clone(),
+            lost.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                why = leader::hold(&client, &election) => {
+                    tracing::error!(reason = %why, "lost the leader Lease; stopping");
+                    *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                    shutdown.cancel();
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+    run_controllers(client.clone(), config, metrics, shutdown).await;
+    let lost = lost.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (lost, election) {
+        (Some(why), _) => Stopped::LostLeadership(why),
+        (None, Some(election)) => {
+            leader::release(&client, &election).await;
+            Stopped::Signal
+        }
+        (None, None) => Stopped::Signal,
+    }
+}
+
+/// Runs both controllers until `shutdown`, then lets running reconciles
+/// finish.
+async fn run_controllers(
+    client: Client,
+    config: Config,
+    metrics: Arc<metrics::Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let core_objects = config.core_objects.is_some();
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -124,7 +209,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>)
     }
     let fs_store = fs_controller.store();
     let file_systems = fs_controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(
             |fs, ctx: Arc<Context>| {
                 measured("FileSystem", ctx.clone(), filesystem::reconcile(fs, ctx))
@@ -147,7 +232,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>)
                 .map(|ap| ObjectRef::from_obj(&*ap))
                 .collect::<Vec<_>>()
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(
             |ap, ctx: Arc<Context>| {
                 measured("AccessPoint", ctx.clone(), accesspoint::reconcile(ap, ctx))
@@ -161,7 +246,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<metrics::Metrics>)
         // dropped when its controller stopped, which ends readiness anyway.
         if fs_store.wait_until_ready().await.is_ok() && ap_store.wait_until_ready().await.is_ok() {
             tracing::info!("caches filled; ready");
-            metrics.set_ready();
+            metrics.set_ready(true);
         }
     };
 

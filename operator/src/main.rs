@@ -30,36 +30,58 @@ enum Command {
     /// (`openefs-operator crds | kubectl apply -f -`).
     Crds,
     /// Run the FileSystem and AccessPoint controllers until SIGTERM/SIGINT.
-    Run {
-        /// Kubeconfig file; in-cluster configuration or $KUBECONFIG when absent.
-        #[arg(long, env = "OPENEFS_KUBECONFIG")]
-        kubeconfig: Option<PathBuf>,
-        /// Reconcile only the custom resources themselves and never read or
-        /// write core kinds (PVCs, StatefulSets, Services, Events...): for
-        /// an API server that serves only CRDs. Nothing serves the file
-        /// systems in this mode.
-        #[arg(long, env = "OPENEFS_ONLY_CUSTOM_RESOURCES")]
-        only_custom_resources: bool,
-        /// Container image of openefs-nfsd for FileSystems that do not name
-        /// one in spec.server.image (the chart sets it).
-        #[arg(
-            long,
-            env = "OPENEFS_NFSD_IMAGE",
-            required_unless_present = "only_custom_resources"
-        )]
-        nfsd_image: Option<String>,
-        /// Watch only this namespace; all namespaces when absent.
-        #[arg(long, env = "OPENEFS_WATCH_NAMESPACE")]
-        namespace: Option<String>,
-        /// Address of the HTTP endpoint: /metrics (Prometheus), /healthz
-        /// (liveness), /readyz (the watch caches are filled).
-        #[arg(long, env = "OPENEFS_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
-        http_address: std::net::SocketAddr,
-        /// DNS domain of the cluster, used in each FileSystem's endpoint
-        /// (`<fileSystemId>.<namespace>.svc.<domain>`).
-        #[arg(long, env = "OPENEFS_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = dns_name)]
-        cluster_domain: String,
-    },
+    Run(Box<RunArgs>),
+}
+
+/// Flags of `run`.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Kubeconfig file; in-cluster configuration or $KUBECONFIG when absent.
+    #[arg(long, env = "OPENEFS_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Reconcile only the custom resources themselves and never read or
+    /// write core kinds (PVCs, StatefulSets, Services, Events...): for
+    /// an API server that serves only CRDs. Nothing serves the file
+    /// systems in this mode.
+    #[arg(long, env = "OPENEFS_ONLY_CUSTOM_RESOURCES")]
+    only_custom_resources: bool,
+    /// Container image of openefs-nfsd for FileSystems that do not name
+    /// one in spec.server.image (the chart sets it).
+    #[arg(
+        long,
+        env = "OPENEFS_NFSD_IMAGE",
+        required_unless_present = "only_custom_resources"
+    )]
+    nfsd_image: Option<String>,
+    /// Watch only this namespace; all namespaces when absent.
+    #[arg(long, env = "OPENEFS_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Reconcile only while holding a Lease, so that several replicas
+    /// can run with one active (the others stand by).
+    #[arg(long, env = "OPENEFS_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", required_if_eq("leader_election", "true"))]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "OPENEFS_LEADER_ELECTION_LEASE",
+        default_value = "openefs-operator"
+    )]
+    leader_election_lease: String,
+    /// This replica's identity in the Lease; the host name and process
+    /// id when absent.
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// Address of the HTTP endpoint: /metrics (Prometheus), /healthz
+    /// (liveness), /readyz (the watch caches are filled).
+    #[arg(long, env = "OPENEFS_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    http_address: std::net::SocketAddr,
+    /// DNS domain of the cluster, used in each FileSystem's endpoint
+    /// (`<fileSystemId>.<namespace>.svc.<domain>`).
+    #[arg(long, env = "OPENEFS_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = dns_name)]
+    cluster_domain: String,
 }
 
 /// A DNS name: dot-separated RFC 1123 labels.
@@ -90,14 +112,30 @@ fn main() -> Result<()> {
 fn main_with(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Crds => print_crds(),
-        Command::Run {
-            kubeconfig,
-            only_custom_resources,
-            nfsd_image,
-            namespace,
-            http_address,
-            cluster_domain,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                kubeconfig,
+                only_custom_resources,
+                nfsd_image,
+                namespace,
+                leader_election,
+                leader_election_namespace,
+                leader_election_lease,
+                leader_election_identity,
+                http_address,
+                cluster_domain,
+            } = *args;
+            let leader_election = match (leader_election, leader_election_namespace) {
+                (false, _) => None,
+                (true, None) => bail!("--leader-election needs --leader-election-namespace"),
+                (true, Some(namespace)) => Some(openefs_operator::leader::Config {
+                    namespace,
+                    name: leader_election_lease,
+                    identity: leader_election_identity.unwrap_or_else(default_identity),
+                    lease_duration: std::time::Duration::from_secs(15),
+                    renew_every: std::time::Duration::from_secs(5),
+                }),
+            };
             let core_objects = match (only_custom_resources, nfsd_image) {
                 (true, _) => None,
                 (false, Some(image)) if !image.trim().is_empty() => {
@@ -126,12 +164,13 @@ fn main_with(cli: Cli) -> Result<()> {
                         let _ = stopped.await;
                     },
                 ));
-                openefs_operator::run(
+                let stopped = openefs_operator::run(
                     client,
                     openefs_operator::Config {
                         cluster_domain,
                         namespace,
                         core_objects,
+                        leader_election,
                     },
                     metrics,
                 )
@@ -140,10 +179,21 @@ fn main_with(cli: Cli) -> Result<()> {
                 http.await
                     .context("the HTTP endpoint task")?
                     .context("serving the HTTP endpoint")?;
-                Ok(())
+                match stopped {
+                    openefs_operator::Stopped::Signal => Ok(()),
+                    // A non-zero exit: the pod restarts and campaigns again.
+                    openefs_operator::Stopped::LostLeadership(why) => bail!(why),
+                }
             })
         }
     }
+}
+
+/// `<host name>-<pid>`: unique enough outside Kubernetes, where POD_NAME
+/// is not set.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }
 
 fn print_crds() -> Result<()> {

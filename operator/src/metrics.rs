@@ -89,10 +89,10 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Marks the operator ready: its caches are filled, so reconciles see
-    /// every object.
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
+    /// What `/readyz` answers: ready when the caches are filled (reconciles
+    /// see every object), or while standing by for the leader Lease.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     fn encode(&self) -> Result<String, std::fmt::Error> {

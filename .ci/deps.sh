@@ -12,6 +12,8 @@ apt_packages=(qemu-system-x86 busybox-static socat cpio kmod openssl patch pytho
 # fio_nfs.rs); ganesha needs rpcbind to start with NFSv3. fio itself is built
 # by e2e/scripts/fio.sh when a test first needs it.
 apt_packages+=(libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind)
+# The loopback ceiling of the benchmark's CI smoke run (e2e/tests/bench_smoke.rs).
+apt_packages+=(iperf3)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

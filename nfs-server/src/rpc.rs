@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use openefs_nfs_wire::mount::{MOUNT_PROGRAM, MOUNT_V3};
 use openefs_nfs_wire::rpc::{AuthStat, CallError, CallHeader, Credential, ReplyHeader};
 use openefs_nfs_wire::xdr::{Decoder, Encoder, XdrEncode};
@@ -28,19 +28,22 @@ pub enum ProcReply {
     ProcUnavail,
 }
 
-fn encode_header(header: ReplyHeader) -> Bytes {
+/// An encoded reply as the chunks it was built from, in order: READ data
+/// stays the buffer the file was read into, and the transport sends the
+/// chunks with one vectored write instead of joining them.
+pub type Reply = Vec<Bytes>;
+
+fn encode_header(header: ReplyHeader) -> Reply {
     let mut enc = Encoder::new();
     header.encode(&mut enc);
-    enc.into_bytes()
+    enc.into_chunks()
 }
 
 /// Header followed by already encoded results.
-fn with_body(header: ReplyHeader, body: &[u8]) -> Bytes {
-    let head = encode_header(header);
-    let mut out = BytesMut::with_capacity(head.len() + body.len());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(body);
-    out.freeze()
+fn with_body(header: ReplyHeader, body: Bytes) -> Reply {
+    let mut out = encode_header(header);
+    out.push(body);
+    out
 }
 
 /// The versions served of a program, lowest and highest (every version in
@@ -53,13 +56,13 @@ fn versions(prog: u32) -> Option<(u32, u32)> {
     }
 }
 
-fn proc_reply(xid: u32, reply: ProcReply) -> Bytes {
+fn proc_reply(xid: u32, reply: ProcReply) -> Reply {
     match reply {
         ProcReply::Success(body) => {
             let mut enc = Encoder::new();
             ReplyHeader::success(xid).encode(&mut enc);
             enc.append(body);
-            enc.into_bytes()
+            enc.into_chunks()
         }
         ProcReply::GarbageArgs => encode_header(ReplyHeader::garbage_args(xid)),
         ProcReply::ProcUnavail => encode_header(ReplyHeader::proc_unavail(xid)),
@@ -68,7 +71,7 @@ fn proc_reply(xid: u32, reply: ProcReply) -> Bytes {
 
 impl Server {
     /// Handles one RPC record; `None` means send nothing (not a call).
-    pub async fn handle_call(&self, record: Bytes) -> Option<Bytes> {
+    pub async fn handle_call(&self, record: Bytes) -> Option<Reply> {
         let mut dec = Decoder::new(record);
         let header = match CallHeader::decode(&mut dec) {
             Ok(h) => h,
@@ -125,7 +128,7 @@ impl Server {
         .await
     }
 
-    async fn nfs4_call(&self, xid: u32, proc_: u32, identity: Identity, args: Bytes) -> Bytes {
+    async fn nfs4_call(&self, xid: u32, proc_: u32, identity: Identity, args: Bytes) -> Reply {
         match proc_ {
             PROC_NULL => encode_header(ReplyHeader::success(xid)),
             PROC_COMPOUND => {
@@ -133,7 +136,7 @@ impl Server {
                 let reply = run_compound(self, identity, args).await;
                 debug!(took = ?started.elapsed(), "compound done");
                 match reply {
-                    CompoundReply::Results(body) => with_body(ReplyHeader::success(xid), &body),
+                    CompoundReply::Results(body) => with_body(ReplyHeader::success(xid), body),
                     CompoundReply::GarbageArgs => encode_header(ReplyHeader::garbage_args(xid)),
                 }
             }

@@ -3,25 +3,34 @@
 //! semaphore), and replies leave in completion order, so a pipelining client
 //! is never limited to one call per round trip.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
-use futures::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
 use openefs_nfs_wire::rpc::{MAX_FRAGMENT_LEN, RecordDecoder, RecordError, fragment_header};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::rpc::Reply;
 use crate::server::Server;
 
 /// Calls of one connection executing at once. Above the session slot count we
 /// grant (so a client using all its slots is never throttled by us), small
 /// enough that one connection cannot hold unbounded memory.
 const CALLS_PER_CONNECTION: usize = 128;
+
+/// Replies gathered into one write at most (roughly): enough for a few
+/// READs of 1 MiB, so a slow reader does not make us queue without bound.
+const BATCH_BYTES: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -121,11 +130,8 @@ async fn run_connection(stream: TcpStream, server: Arc<Server>, shutdown: Cancel
     }
     let (rd, wr) = stream.into_split();
     let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
-    let (tx, rx) = mpsc::channel::<Bytes>(CALLS_PER_CONNECTION);
-    let writer = tokio::spawn(write_replies(
-        FramedWrite::new(wr, RecordCodec::new(usize::MAX)),
-        rx,
-    ));
+    let (tx, rx) = mpsc::channel::<Reply>(CALLS_PER_CONNECTION);
+    let writer = tokio::spawn(write_replies(wr, rx));
     let calls = TaskTracker::new();
     let in_flight = Arc::new(Semaphore::new(CALLS_PER_CONNECTION));
     loop {
@@ -170,25 +176,111 @@ async fn run_connection(stream: TcpStream, server: Arc<Server>, shutdown: Cancel
     debug!("connection closed");
 }
 
-/// Sends replies as they complete, flushing only when no further reply is
-/// ready, so a burst of completions shares one syscall.
-async fn write_replies(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, RecordCodec>,
-    mut rx: mpsc::Receiver<Bytes>,
-) {
-    while let Some(reply) = rx.recv().await {
-        if let Err(e) = sink.feed(reply).await {
-            debug!(error = %e, "writing a reply failed");
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if let Err(e) = sink.feed(more).await {
-                debug!(error = %e, "writing a reply failed");
-                return;
+/// Replies waiting to be sent, as one [`Buf`] over their chunks: record
+/// marks and small chunks are gathered into shared buffers, large chunks
+/// (READ data) are referenced, so `write_all_buf` hands the whole batch to
+/// one vectored write without copying file data.
+#[derive(Debug, Default)]
+struct ReplyQueue {
+    chunks: VecDeque<Bytes>,
+    /// Small pieces not yet sealed into `chunks`.
+    small: BytesMut,
+    len: usize,
+}
+
+/// Below this a chunk is copied into the gathering buffer: cheaper than an
+/// iovec entry of its own.
+const GATHER_MAX: usize = 4096;
+
+impl ReplyQueue {
+    fn push(&mut self, reply: Reply) {
+        let total: usize = reply.iter().map(Bytes::len).sum();
+        // One fragment always suffices: our replies are bounded by the
+        // negotiated sizes (a few MiB), far below the 2 GiB a fragment holds.
+        debug_assert!(total <= MAX_FRAGMENT_LEN);
+        self.small.extend_from_slice(&fragment_header(total, true));
+        self.len += 4;
+        for chunk in reply {
+            self.len += chunk.len();
+            if chunk.len() <= GATHER_MAX {
+                self.small.extend_from_slice(&chunk);
+            } else {
+                self.seal();
+                self.chunks.push_back(chunk);
             }
         }
-        if let Err(e) = sink.flush().await {
-            debug!(error = %e, "flushing replies failed");
+    }
+
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.chunks.push_back(self.small.split().freeze());
+        }
+    }
+}
+
+impl Buf for ReplyQueue {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(c) => c,
+            None => &self.small,
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let pieces = self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.small[..]))
+            .filter(|c| !c.is_empty());
+        let mut n = 0;
+        for (slot, piece) in dst.iter_mut().zip(pieces) {
+            *slot = IoSlice::new(piece);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.len, "advancing past the queued replies");
+        self.len -= cnt;
+        while cnt > 0 {
+            match self.chunks.front_mut() {
+                Some(front) if front.len() <= cnt => {
+                    cnt -= front.len();
+                    self.chunks.pop_front();
+                }
+                Some(front) => {
+                    front.advance(cnt);
+                    return;
+                }
+                None => {
+                    self.small.advance(cnt);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends replies as they complete. Replies that are ready together leave
+/// in one vectored write (a burst of completions shares one syscall).
+async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+    let mut queue = ReplyQueue::default();
+    while let Some(reply) = rx.recv().await {
+        queue.push(reply);
+        while queue.remaining() < BATCH_BYTES
+            && let Ok(more) = rx.try_recv()
+        {
+            queue.push(more);
+        }
+        queue.seal();
+        if let Err(e) = wr.write_all_buf(&mut queue).await {
+            debug!(error = %e, "writing replies failed");
             return;
         }
     }
@@ -248,6 +340,35 @@ mod tests {
                 max: 10
             }))
         ));
+    }
+
+    #[test]
+    fn reply_queue_frames_each_reply_and_survives_partial_writes() {
+        let big = Bytes::from(vec![7u8; GATHER_MAX + 1]);
+        let mut queue = ReplyQueue::default();
+        queue.push(vec![
+            Bytes::from_static(b"head"),
+            big.clone(),
+            Bytes::from_static(b"\0\0\0"),
+        ]);
+        queue.push(vec![Bytes::from_static(b"small")]);
+        queue.seal();
+        let mut expected = frame(true, &[&b"head"[..], &big, b"\0\0\0"].concat());
+        expected.extend(frame(true, b"small"));
+        assert_eq!(queue.remaining(), expected.len());
+        // The large chunk is referenced, not copied into the gathering buffer.
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = queue.chunks_vectored(&mut slices);
+        assert_eq!(n, 3);
+        assert_eq!(slices[1].as_ptr(), big.as_ptr());
+        // Drain it the way short writes would: odd amounts across chunk borders.
+        let mut sent = Vec::new();
+        while queue.has_remaining() {
+            let n = queue.chunk().len().min(3000);
+            sent.extend_from_slice(&queue.chunk()[..n]);
+            queue.advance(n);
+        }
+        assert_eq!(sent, expected);
     }
 
     #[test]

@@ -2,6 +2,21 @@
 
 use kube::runtime::finalizer;
 
+/// "its AccessPoints: a, b" and/or "the PersistentVolumes: v".
+fn blockers(access_points: &[String], volumes: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !access_points.is_empty() {
+        parts.push(format!("its AccessPoints: {}", access_points.join(", ")));
+    }
+    if !volumes.is_empty() {
+        parts.push(format!(
+            "the PersistentVolumes that use it: {}",
+            volumes.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
 /// Why a reconcile did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -75,14 +90,19 @@ pub enum Error {
         source: Box<kube::Error>,
     },
 
-    /// A FileSystem being deleted is still referenced by AccessPoints; its
-    /// finalizer stays until they are gone (their deletion triggers a new
-    /// reconcile through the watch).
-    #[error("deletion of FileSystem {namespace}/{name} waits for its AccessPoints: {}", access_points.join(", "))]
+    /// A FileSystem being deleted is still referenced by AccessPoints or
+    /// PersistentVolumes; its finalizer stays until they are gone (an
+    /// AccessPoint's deletion triggers a new reconcile through the watch,
+    /// a volume's the next resync).
+    #[error(
+        "deletion of FileSystem {namespace}/{name} waits for {}",
+        blockers(access_points, volumes)
+    )]
     DeletionBlocked {
         namespace: String,
         name: String,
         access_points: Vec<String>,
+        volumes: Vec<String>,
     },
 
     /// Adding or removing a finalizer failed, or the reconcile inside the
@@ -162,6 +182,7 @@ mod tests {
             namespace: "ns".into(),
             name: "fs".into(),
             access_points: vec!["a".into(), "b".into()],
+            volumes: Vec::new(),
         };
         let wrapped = Error::from(Box::new(finalizer::Error::CleanupFailed(blocked())));
         assert_eq!(wrapped.category(), "deletion-blocked");

@@ -240,12 +240,13 @@ impl FakeApi {
     }
 }
 
-/// `/api/v1/namespaces/NS/PLURAL` or `/apis/GROUP/VERSION/namespaces/NS/PLURAL`.
+/// `/api/v1/[namespaces/NS/]PLURAL` or
+/// `/apis/GROUP/VERSION/[namespaces/NS/]PLURAL`.
 fn is_collection(path: &str) -> bool {
     let segments = path.trim_matches('/').split('/').count();
     match path.split('/').nth(1) {
-        Some("api") => segments == 5,
-        Some("apis") => segments == 6,
+        Some("api") => segments == 3 || segments == 5,
+        Some("apis") => segments == 4 || segments == 6,
         _ => false,
     }
 }

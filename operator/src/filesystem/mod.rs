@@ -11,6 +11,7 @@ pub mod tls;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
@@ -20,7 +21,7 @@ use kube::{
         finalizer::{Event, finalizer},
     },
 };
-use openefs_crds::{AccessPoint, FileSystem, FileSystemId, names};
+use openefs_crds::{AccessPoint, FileSystem, FileSystemId, names, volume_handle::VolumeHandle};
 
 use crate::{
     Context, CoreObjects, RESYNC, apply::status_if_changed, error::Error, events, identity,
@@ -99,31 +100,68 @@ async fn apply_server(
 /// Event reason when the server's core objects could not be applied.
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 
-/// Holds the deletion while AccessPoints reference the file system. Their
-/// deletion triggers a new reconcile (the controller watches AccessPoints).
+/// Holds the deletion while AccessPoints reference the file system, or
+/// (when the operator manages core objects) PersistentVolumes use it.
+/// AccessPoint deletions trigger a new reconcile (the controller watches
+/// them); volume deletions are seen at the next resync.
 async fn cleanup(api: &Api<FileSystem>, fs: &FileSystem, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = identity(fs, "FileSystem")?;
-    let blocking = referencing_access_points(ctx, &namespace, &name).await?;
+    let access_points = referencing_access_points(ctx, &namespace, &name).await?;
+    let volumes = match ctx.core {
+        Some(_) => using_volumes(ctx, &namespace, &name).await?,
+        None => Vec::new(),
+    };
     write_status(
         api,
         fs,
         ctx,
         &Observed {
-            blocking_access_points: blocking.clone(),
+            blocking_access_points: access_points.clone(),
+            blocking_volumes: volumes.clone(),
             ..Observed::default()
         },
     )
     .await?;
-    if blocking.is_empty() {
-        tracing::info!("no AccessPoint references it any more; releasing the finalizer");
+    if access_points.is_empty() && volumes.is_empty() {
+        tracing::info!("nothing uses it any more; releasing the finalizer");
         Ok(Action::await_change())
     } else {
         Err(Error::DeletionBlocked {
             namespace,
             name,
-            access_points: blocking,
+            access_points,
+            volumes,
         })
     }
+}
+
+/// Names of the PersistentVolumes of this driver whose handle names
+/// FileSystem `namespace/name` (whole, a directory or an AccessPoint of
+/// it), sorted. Released volumes count too: their data lives there.
+async fn using_volumes(ctx: &Context, namespace: &str, name: &str) -> Result<Vec<String>, Error> {
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let list = pvs
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Read {
+            what: "PersistentVolumes".to_owned(),
+            source: Box::new(source),
+        })?;
+    let mut names: Vec<String> = list
+        .items
+        .iter()
+        .filter(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .filter(|csi| csi.driver == names::CSI_DRIVER_NAME)
+                .and_then(|csi| csi.volume_handle.parse::<VolumeHandle>().ok())
+                .is_some_and(|h| h.namespace == namespace && h.file_system == name)
+        })
+        .map(|pv| pv.name_any())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// Names of the AccessPoints in `namespace` that reference FileSystem `name`,

@@ -301,7 +301,34 @@ async fn deletion_waits_for_access_points_then_releases_the_finalizer() {
         json!([names::FILESYSTEM_FINALIZER])
     );
 
+    // The AccessPoint goes; a PersistentVolume on a directory of the file
+    // system still holds the deletion (another file system's does not).
+    let pv = |name: &str, handle: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolume",
+               "metadata": {"name": name},
+               "spec": {"csi": {"driver": "csi.openefs.io", "volumeHandle": handle}}})
+    };
+    api.insert(
+        "/api/v1/persistentvolumes/reports",
+        pv("reports", "team-a/shared:reports"),
+    );
+    api.insert(
+        "/api/v1/persistentvolumes/other",
+        pv("other", "team-a/elsewhere"),
+    );
     api.remove(&format!("{ACCESS_POINTS}/app"));
+    let err = run(&api, &ctx).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("the PersistentVolumes that use it: reports"),
+        "{err}"
+    );
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("False".into(), "VolumesExist".into())
+    );
+
+    api.remove("/api/v1/persistentvolumes/reports");
     run(&api, &ctx).await.unwrap();
     let finalizers = &api.get(FS).unwrap()["metadata"]["finalizers"];
     assert!(

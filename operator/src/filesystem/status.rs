@@ -32,6 +32,8 @@ pub const REASON_SERVER_NOT_READY: &str = "ServerNotReady";
 pub const REASON_DELETING: &str = "Deleting";
 /// Ready reason while deletion waits for AccessPoints that reference it.
 pub const REASON_ACCESS_POINTS_EXIST: &str = "AccessPointsExist";
+/// Ready reason while deletion waits for PersistentVolumes that use it.
+pub const REASON_VOLUMES_EXIST: &str = "VolumesExist";
 /// Degraded reason when nothing is wrong.
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 
@@ -41,6 +43,10 @@ pub struct Observed {
     /// Names of the AccessPoints that reference this FileSystem; only
     /// looked up (and only relevant) while it is being deleted.
     pub blocking_access_points: Vec<String>,
+    /// Names of the PersistentVolumes whose handle names this FileSystem;
+    /// looked up while it is being deleted, when the operator manages core
+    /// objects.
+    pub blocking_volumes: Vec<String>,
     /// `BackingStorageReady` and `ServerReady` as judged from the core
     /// objects; empty under `--only-custom-resources`, where another writer
     /// reports them and they are only read.
@@ -118,9 +124,19 @@ fn ready_verdict(current: &[Condition], deleting: bool, observed: &Observed) -> 
         message,
     };
     if deleting {
-        return match observed.blocking_access_points.as_slice() {
-            [] => not_ready(REASON_DELETING, "being deleted".to_owned()),
-            names => not_ready(
+        return match (
+            observed.blocking_access_points.as_slice(),
+            observed.blocking_volumes.as_slice(),
+        ) {
+            ([], []) => not_ready(REASON_DELETING, "being deleted".to_owned()),
+            ([], volumes) => not_ready(
+                REASON_VOLUMES_EXIST,
+                format!(
+                    "deletion waits until the PersistentVolumes that use this FileSystem are deleted: {}",
+                    volumes.join(", ")
+                ),
+            ),
+            (names, _) => not_ready(
                 REASON_ACCESS_POINTS_EXIST,
                 format!(
                     "deletion waits until the AccessPoints that reference this FileSystem are deleted: {}",

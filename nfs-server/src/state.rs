@@ -240,6 +240,30 @@ struct Client {
     v40: Option<v40::V40Client>,
 }
 
+impl Client {
+    /// A new record for `owner`, unconfirmed until CREATE_SESSION (4.1)
+    /// or SETCLIENTID_CONFIRM (4.0).
+    fn unconfirmed(
+        owner: &[u8],
+        verifier: [u8; 8],
+        now: Duration,
+        next_cs_sequence: u32,
+        v40: Option<v40::V40Client>,
+    ) -> Self {
+        Client {
+            owner: owner.to_vec(),
+            verifier,
+            confirmed: false,
+            next_cs_sequence,
+            last_cs: None,
+            last_renewed: now,
+            reclaim_complete: false,
+            recorded: false,
+            v40,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Open {
     client: ClientId,
@@ -514,20 +538,9 @@ impl State {
             }
         }
         let id = self.new_client_id(&mut inner);
-        inner.clients.insert(
-            id,
-            Client {
-                owner: owner.to_vec(),
-                verifier,
-                confirmed: false,
-                next_cs_sequence: 1,
-                last_cs: None,
-                last_renewed: now,
-                reclaim_complete: false,
-                recorded: false,
-                v40: None,
-            },
-        );
+        inner
+            .clients
+            .insert(id, Client::unconfirmed(owner, verifier, now, 1, None));
         Exchanged {
             client: id,
             sequence: 1,

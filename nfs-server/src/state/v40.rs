@@ -138,25 +138,15 @@ impl State {
             Self::remove_client(&mut inner, id);
         }
         let id = self.new_client_id(&mut inner);
-        inner.clients.insert(
-            id,
-            Client {
-                owner: owner.to_vec(),
-                verifier,
-                confirmed: false,
-                next_cs_sequence: 0,
-                last_cs: None,
-                last_renewed: now,
-                reclaim_complete: false,
-                recorded: false,
-                v40: Some(V40Client {
-                    confirm,
-                    update: None,
-                    principal,
-                    callback,
-                }),
-            },
-        );
+        let v40 = V40Client {
+            confirm,
+            update: None,
+            principal,
+            callback,
+        };
+        inner
+            .clients
+            .insert(id, Client::unconfirmed(owner, verifier, now, 0, Some(v40)));
         Setclientid::Ok {
             client: id,
             confirm,

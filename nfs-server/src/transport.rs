@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use openefs_nfs_wire::rpc::{MAX_FRAGMENT_LEN, RecordDecoder, RecordError, fragment_header};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::server::Server;
+use crate::tls::{Connection, WriteHalf};
 
 /// Calls of one connection executing at once. Above the session slot count we
 /// grant (so a client using all its slots is never throttled by us), small
@@ -102,7 +103,14 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
         connections.spawn(
             async move {
                 server.metrics().connection_opened();
-                run_connection(stream, server.clone(), shutdown).await;
+                // A handshake in progress must not hold up shutdown.
+                let conn = tokio::select! {
+                    _ = shutdown.cancelled() => None,
+                    c = crate::tls::accept(stream, peer, server.tls(), server.metrics()) => c,
+                };
+                if let Some(conn) = conn {
+                    run_connection(conn, server.clone(), shutdown).await;
+                }
                 server.metrics().connection_closed();
                 drop(permit);
             }
@@ -114,12 +122,9 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
     connections.wait().await;
 }
 
-async fn run_connection(stream: TcpStream, server: Arc<Server>, shutdown: CancellationToken) {
-    debug!("connection opened");
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(error = %e, "TCP_NODELAY not set");
-    }
-    let (rd, wr) = stream.into_split();
+async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: CancellationToken) {
+    debug!(encrypted = conn.encrypted, client = ?conn.client_subject, "connection opened");
+    let (rd, wr) = (conn.reader, conn.writer);
     let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
     let (tx, rx) = mpsc::channel::<Bytes>(CALLS_PER_CONNECTION);
     let writer = tokio::spawn(write_replies(
@@ -173,7 +178,7 @@ async fn run_connection(stream: TcpStream, server: Arc<Server>, shutdown: Cancel
 /// Sends replies as they complete, flushing only when no further reply is
 /// ready, so a burst of completions shares one syscall.
 async fn write_replies(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, RecordCodec>,
+    mut sink: FramedWrite<WriteHalf, RecordCodec>,
     mut rx: mpsc::Receiver<Bytes>,
 ) {
     while let Some(reply) = rx.recv().await {

@@ -13,9 +13,10 @@ use openefs_csi::{
         NodeConfig, NodeService,
         mounter::{KernelMounter, Mounter},
     },
-    server,
+    server, tls_proxy,
 };
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 /// The openefs CSI plugin.
 #[derive(Parser, Debug)]
@@ -69,6 +70,24 @@ enum Command {
         #[arg(long, env = "OPENEFS_STAT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
         stat_timeout: Duration,
     },
+    /// Forward loopback ports to file system servers inside TLS, one tunnel
+    /// per file in the state directory (a sidecar of the node plugin).
+    TlsProxy {
+        /// Directory of tunnel files (`<name>.json`), on the host so that a
+        /// restarted proxy opens the same ports again.
+        #[arg(
+            long,
+            env = "OPENEFS_TLS_STATE_DIR",
+            default_value = "/var/lib/openefs/tls-tunnels"
+        )]
+        state_dir: PathBuf,
+        /// Address and port for the Prometheus `/metrics` endpoint.
+        #[arg(long, env = "OPENEFS_METRICS_ADDRESS")]
+        metrics_address: Option<std::net::SocketAddr>,
+        /// How often the state directory is re-read.
+        #[arg(long, env = "OPENEFS_TLS_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+        poll_interval: Duration,
+    },
 }
 
 async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
@@ -95,6 +114,50 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
+}
+
+async fn tls_proxy(
+    state_dir: PathBuf,
+    metrics_address: Option<std::net::SocketAddr>,
+    poll: Duration,
+) -> Result<()> {
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let metrics = Arc::new(tls_proxy::metrics::Metrics::default());
+    let shutdown = CancellationToken::new();
+    let metrics_task = match metrics_address {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics address {addr}"))?;
+            tracing::info!(listen = %addr, "serving /metrics");
+            let stop = shutdown.clone();
+            Some(tokio::spawn(tls_proxy::metrics::serve(
+                listener,
+                metrics.clone(),
+                async move { stop.cancelled().await },
+            )))
+        }
+        None => None,
+    };
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    tracing::info!(state_dir = %state_dir.display(), "tls-proxy running");
+    tls_proxy::run(
+        tls_proxy::ProxyConfig { state_dir, poll },
+        metrics,
+        shutdown,
+    )
+    .await;
+    if let Some(task) = metrics_task {
+        task.await
+            .context("metrics task")?
+            .context("serving /metrics")?;
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -168,6 +231,11 @@ async fn main() -> Result<()> {
             tracing::info!(endpoint = %cli.endpoint, "serving identity and node");
             server::serve(listener, identity, None, Some(node), shutdown_signal()).await?;
         }
+        Command::TlsProxy {
+            state_dir,
+            metrics_address,
+            poll_interval,
+        } => tls_proxy(state_dir, metrics_address, poll_interval).await?,
     }
     tracing::info!("stopped");
     Ok(())

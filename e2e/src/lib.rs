@@ -9,3 +9,4 @@ pub mod libnfs;
 pub mod locks;
 pub mod nfsd;
 pub mod qemu;
+pub mod tls_proxy;

@@ -130,23 +130,9 @@ impl Nfsd {
         )
     }
 
-    /// The Prometheus text of `GET /metrics`. One HTTP/1.0 request with
-    /// `Connection: close` on a blocking socket is all it takes; an HTTP
-    /// client crate would add a runtime to these synchronous tests.
+    /// The Prometheus text of `GET /metrics`.
     pub fn metrics(&self) -> Result<String> {
-        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.metrics_port);
-        let mut conn = TcpStream::connect(addr).context("connecting to the metrics endpoint")?;
-        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut page = String::new();
-        conn.read_to_string(&mut page)
-            .context("reading the metrics page")?;
-        ensure!(
-            page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"),
-            "metrics endpoint answered: {}",
-            page.lines().next().unwrap_or_default()
-        );
-        Ok(page)
+        scrape_metrics(self.metrics_port)
     }
 
     /// `openefs_nfsd_operations_total{op=OP,status=STATUS}`, 0 when absent.
@@ -158,17 +144,41 @@ impl Nfsd {
     /// The value of one series, named with its labels exactly as the page
     /// prints it (e.g. `openefs_nfsd_grace_active`); `None` when absent.
     pub fn metric(&self, series: &str) -> Result<Option<f64>> {
-        let page = self.metrics()?;
-        let key = format!("{series} ");
-        page.lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .map(|v| {
-                v.trim()
-                    .parse::<f64>()
-                    .with_context(|| format!("metric value {v:?}"))
-            })
-            .transpose()
+        metric_value(&self.metrics()?, series)
     }
+}
+
+/// The Prometheus text of `GET /metrics` on `127.0.0.1:port`. One HTTP/1.0
+/// request with `Connection: close` on a blocking socket is all it takes; an
+/// HTTP client crate would add a runtime to these synchronous tests.
+pub fn scrape_metrics(port: u16) -> Result<String> {
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let mut conn = TcpStream::connect(addr).context("connecting to the metrics endpoint")?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut page = String::new();
+    conn.read_to_string(&mut page)
+        .context("reading the metrics page")?;
+    ensure!(
+        page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"),
+        "metrics endpoint answered: {}",
+        page.lines().next().unwrap_or_default()
+    );
+    Ok(page)
+}
+
+/// The value of one series of a metrics page, named with its labels exactly
+/// as the page prints it; `None` when absent.
+pub fn metric_value(page: &str, series: &str) -> Result<Option<f64>> {
+    let key = format!("{series} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .with_context(|| format!("metric value {v:?}"))
+        })
+        .transpose()
 }
 
 impl Drop for Nfsd {

@@ -12,6 +12,7 @@ use openefs_nfs_wire::rpc::{
     AUTH_SYS, AcceptedBody, AuthSys, CallHeader, OpaqueAuth, ReplyHeader, ReplyStat,
 };
 use openefs_nfs_wire::xdr::{Decoder, Encoder, Opaque, XdrDecode, XdrEncode, XdrError, to_bytes};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_util::codec::Framed;
 
@@ -40,8 +41,12 @@ pub enum ClientError {
 /// The largest reply the client accepts.
 const MAX_REPLY: usize = 4 << 20;
 
+/// What a client talks over: TCP, or TLS over TCP.
+pub trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
+
 pub struct Client {
-    conn: Framed<TcpStream, RecordCodec>,
+    conn: Framed<Box<dyn ClientIo>, RecordCodec>,
     next_xid: u32,
     cred: OpaqueAuth,
     pub clientid: Option<ClientId4>,
@@ -56,6 +61,13 @@ impl Client {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(ClientError::Connect)?;
+        Ok(Self::over(stream))
+    }
+
+    /// A client over an established stream (e.g. TLS), as uid/gid 0
+    /// (AUTH_SYS).
+    pub fn over(stream: impl ClientIo + 'static) -> Self {
+        let stream: Box<dyn ClientIo> = Box::new(stream);
         let mut c = Self {
             conn: Framed::new(stream, RecordCodec::new(MAX_REPLY)),
             next_xid: 1,
@@ -65,7 +77,7 @@ impl Client {
             seqid: 1,
         };
         c.set_identity(0, 0, &[]);
-        Ok(c)
+        c
     }
 
     /// Uses these AUTH_SYS credentials for later calls.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use openefs_vfs::Identity;
 use serde::Deserialize;
 
+use crate::tls::TlsSettings;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -59,6 +61,20 @@ pub struct ServeArgs {
     /// Log output format.
     #[arg(long, env = "OPENEFS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// PEM certificate chain for TLS on the NFS port, e.g.
+    /// /etc/openefs/tls/tls.crt; re-read when the file changes.
+    #[arg(long, env = "OPENEFS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert, e.g. /etc/openefs/tls/tls.key.
+    #[arg(long, env = "OPENEFS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: TLS clients must present a certificate it signed
+    /// (mTLS), e.g. /etc/openefs/tls/ca.crt.
+    #[arg(long, env = "OPENEFS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse plaintext RPC connections (needs --tls-cert and --tls-key).
+    #[arg(long, env = "OPENEFS_REQUIRE_TLS")]
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +91,10 @@ struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     max_connections: Option<usize>,
     log_format: Option<LogFormat>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    require_tls: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +129,8 @@ pub enum ConfigError {
     ExportNotDir { path: PathBuf },
     #[error("max-connections must be at least 1")]
     NoConnections,
+    #[error("{0} needs both tls-cert and tls-key")]
+    TlsIncomplete(&'static str),
 }
 
 /// Validated server settings.
@@ -127,6 +149,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// TLS on the NFS port; `None`: plaintext only.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Largest READ/WRITE payload we negotiate.
@@ -184,6 +208,7 @@ impl Config {
             metrics_listen: None,
             max_connections: 1024,
             log_format: LogFormat::Text,
+            tls: None,
         }
     }
 }
@@ -228,6 +253,25 @@ impl ServeArgs {
         if max_connections == 0 {
             return Err(ConfigError::NoConnections);
         }
+        let require_tls = self.require_tls || file.require_tls.unwrap_or(false);
+        let client_ca = self.tls_client_ca.or(file.tls_client_ca);
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert,
+                key,
+                client_ca,
+                require: require_tls,
+            }),
+            (None, None) if require_tls => return Err(ConfigError::TlsIncomplete("require-tls")),
+            (None, None) if client_ca.is_some() => {
+                return Err(ConfigError::TlsIncomplete("tls-client-ca"));
+            }
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsIncomplete("TLS")),
+        };
         Ok(Config {
             export,
             listen: self
@@ -243,6 +287,7 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             max_connections,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            tls,
         })
     }
 }
@@ -348,6 +393,39 @@ mod tests {
         .unwrap();
         assert_eq!(c.grace, Duration::from_secs(15));
         assert_eq!(c.state_dir, Some(dir.path().join("state")));
+        assert!(matches!(
+            ServeArgs {
+                require_tls: true,
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::TlsIncomplete("require-tls"))
+        ));
+        assert!(matches!(
+            ServeArgs {
+                tls_key: Some("/etc/openefs/tls/tls.key".into()),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::TlsIncomplete("TLS"))
+        ));
+        let c = ServeArgs {
+            tls_cert: Some("/etc/openefs/tls/tls.crt".into()),
+            tls_key: Some("/etc/openefs/tls/tls.key".into()),
+            require_tls: true,
+            ..base()
+        }
+        .into_config()
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsSettings {
+                cert: "/etc/openefs/tls/tls.crt".into(),
+                key: "/etc/openefs/tls/tls.key".into(),
+                client_ca: None,
+                require: true,
+            })
+        );
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "no-such-key = 1\n").unwrap();
         assert!(matches!(

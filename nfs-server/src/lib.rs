@@ -9,7 +9,8 @@
 //! that survive a restart), and the `openefs-vfs` storage backend. NFSv3
 //! calls go from [`rpc`] to [`v3`] (one function per procedure) and MOUNT v3
 //! calls to [`mount`], over the same vfs; [`dirwalk`] pages directories for
-//! both versions' READDIR.
+//! both versions' READDIR. [`tls`] decides how a connection starts (TLS,
+//! RFC 9289 STARTTLS or plain RPC) before [`transport`] reads its records.
 
 pub mod attrs;
 pub mod client;
@@ -24,6 +25,7 @@ pub mod rpc;
 pub mod server;
 pub mod stable;
 pub mod state;
+pub mod tls;
 pub mod transport;
 pub mod v3;
 

@@ -103,6 +103,8 @@ pub struct Metrics {
     connections: Gauge,
     grace_active: Gauge,
     reclaims: Family<ReclaimKind, Counter>,
+    plaintext_refused: Counter,
+    tls_handshake_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,6 +124,8 @@ impl Default for Metrics {
         let connections = Gauge::default();
         let grace_active = Gauge::default();
         let reclaims = Family::<ReclaimKind, Counter>::default();
+        let plaintext_refused = Counter::default();
+        let tls_handshake_failures = Counter::default();
         registry.register(
             "operations",
             "NFS operations executed, by operation and result status",
@@ -157,6 +161,16 @@ impl Default for Metrics {
             "Opens and locks clients took back in a grace period",
             reclaims.clone(),
         );
+        registry.register(
+            "plaintext_refused",
+            "Plaintext RPC connections refused because TLS is required",
+            plaintext_refused.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out (bad or untrusted certificate, not TLS)",
+            tls_handshake_failures.clone(),
+        );
         Self {
             registry,
             ops,
@@ -166,6 +180,8 @@ impl Default for Metrics {
             connections,
             grace_active,
             reclaims,
+            plaintext_refused,
+            tls_handshake_failures,
         }
     }
 }
@@ -200,6 +216,14 @@ impl Metrics {
 
     pub fn reclaimed(&self, kind: Reclaimed) {
         self.reclaims.get_or_create(&ReclaimKind { kind }).inc();
+    }
+
+    pub fn plaintext_refused(&self) {
+        self.plaintext_refused.inc();
+    }
+
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

@@ -17,6 +17,7 @@ use crate::metrics::{Metrics, serve_metrics};
 use crate::mount::Mounts;
 use crate::stable::{StableError, StableStore};
 use crate::state::{ClientId, Clock, State, SystemClock};
+use crate::tls::{Tls, TlsError};
 
 pub struct Server {
     config: Config,
@@ -34,6 +35,8 @@ pub struct Server {
     special_opens: SpecialOpens,
     /// Who mounted the export through MOUNT v3 (for DUMP).
     mounts: Mounts,
+    /// TLS on the NFS port (`--tls-cert`); `None`: plaintext only.
+    tls: Option<Arc<Tls>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -101,7 +104,18 @@ impl Server {
             store: store.map(Arc::new),
             special_opens: SpecialOpens::default(),
             mounts: Mounts::default(),
+            tls: None,
         }
+    }
+
+    /// Serves TLS (and RFC 9289 STARTTLS) on the NFS port too.
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(Arc::new(tls));
+        self
+    }
+
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_deref()
     }
 
     pub fn config(&self) -> &Config {
@@ -294,6 +308,8 @@ pub enum RunError {
     Metrics(std::io::Error),
     #[error(transparent)]
     StateDir(#[from] StableError),
+    #[error("loading the TLS certificate: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Binds the configured listeners and serves until `shutdown` fires.
@@ -317,6 +333,7 @@ pub async fn run(
         None => None,
     };
     let clock = Arc::new(SystemClock::default());
+    let tls = config.tls.clone().map(Tls::load).transpose()?;
     let server = match &config.state_dir {
         Some(dir) => {
             let store = StableStore::open(dir)?;
@@ -328,6 +345,17 @@ pub async fn run(
             );
             Server::new(config, vfs, clock)
         }
+    };
+    let server = match tls {
+        Some(tls) => {
+            info!(
+                require = tls.settings().require,
+                mtls = tls.settings().client_ca.is_some(),
+                "TLS and STARTTLS served on the NFS port"
+            );
+            server.with_tls(tls)
+        }
+        None => server,
     };
     let server = Arc::new(server);
     info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1, NFSv4.0 and NFSv3");

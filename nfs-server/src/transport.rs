@@ -12,8 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use openefs_nfs_wire::rpc::{MAX_FRAGMENT_LEN, RecordDecoder, RecordError, fragment_header};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::rpc::Reply;
 use crate::server::Server;
+use crate::tls::{Connection, WriteHalf};
 
 /// Calls of one connection executing at once. Above the session slot count we
 /// grant (so a client using all its slots is never throttled by us), small
@@ -111,7 +111,14 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
         connections.spawn(
             async move {
                 server.metrics().connection_opened();
-                run_connection(stream, server.clone(), shutdown).await;
+                // A handshake in progress must not hold up shutdown.
+                let conn = tokio::select! {
+                    _ = shutdown.cancelled() => None,
+                    c = crate::tls::accept(stream, peer, server.tls(), server.metrics()) => c,
+                };
+                if let Some(conn) = conn {
+                    run_connection(conn, server.clone(), shutdown).await;
+                }
                 server.metrics().connection_closed();
                 drop(permit);
             }
@@ -123,12 +130,9 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
     connections.wait().await;
 }
 
-async fn run_connection(stream: TcpStream, server: Arc<Server>, shutdown: CancellationToken) {
-    debug!("connection opened");
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(error = %e, "TCP_NODELAY not set");
-    }
-    let (rd, wr) = stream.into_split();
+async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: CancellationToken) {
+    debug!(encrypted = conn.encrypted, client = ?conn.client_subject, "connection opened");
+    let (rd, wr) = (conn.reader, conn.writer);
     let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
     let (tx, rx) = mpsc::channel::<Reply>(CALLS_PER_CONNECTION);
     let writer = tokio::spawn(write_replies(wr, rx));
@@ -269,7 +273,7 @@ impl Buf for ReplyQueue {
 
 /// Sends replies as they complete. Replies that are ready together leave
 /// in one vectored write (a burst of completions shares one syscall).
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
+async fn write_replies(mut wr: WriteHalf, mut rx: mpsc::Receiver<Reply>) {
     let mut queue = ReplyQueue::default();
     while let Some(reply) = rx.recv().await {
         queue.push(reply);

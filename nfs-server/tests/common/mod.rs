@@ -12,6 +12,7 @@ use openefs_nfs_wire::rpc::{AcceptedBody, ReplyStat};
 use openefs_nfsd::client::Client;
 use openefs_nfsd::stable::StableStore;
 use openefs_nfsd::state::{Clock, SystemClock};
+use openefs_nfsd::tls::Tls;
 use openefs_nfsd::{Config, Server, serve_on};
 use openefs_vfs::LocalVfs;
 use tokio::net::TcpListener;
@@ -32,7 +33,13 @@ impl TestServer {
 
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Self::serve(dir, clock, None).await
+        Self::serve(dir, clock, None, None).await
+    }
+
+    /// A server that also serves TLS and STARTTLS on its port.
+    pub async fn start_with_tls(tls: Tls) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::serve(dir, Arc::new(SystemClock::default()), None, Some(tls)).await
     }
 
     /// A server over `dir` with stable client records in `state`: started
@@ -46,6 +53,7 @@ impl TestServer {
             dir,
             clock,
             Some(StableStore::open(state).expect("state dir")),
+            None,
         )
         .await
     }
@@ -54,14 +62,19 @@ impl TestServer {
         dir: Arc<tempfile::TempDir>,
         clock: Arc<dyn Clock>,
         store: Option<StableStore>,
+        tls: Option<Tls>,
     ) -> Self {
         let vfs = Arc::new(LocalVfs::new(dir.path()).expect("LocalVfs (run as root)"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = Config::new(dir.path().to_owned(), addr);
-        let server = Arc::new(match store {
+        let server = match store {
             Some(store) => Server::with_store(config, vfs, clock, store),
             None => Server::new(config, vfs, clock),
+        };
+        let server = Arc::new(match tls {
+            Some(tls) => server.with_tls(tls),
+            None => server,
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve_on(listener, server.clone(), shutdown.clone()));

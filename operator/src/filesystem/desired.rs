@@ -17,9 +17,9 @@ use k8s_openapi::{
         core::v1::{
             Capabilities, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-            PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-            Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-            VolumeResourceRequirements,
+            PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+            SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+            TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -62,6 +62,11 @@ pub const STATE_PATH: &str = "/data/state";
 
 /// Sub-directory of the backing volume that holds nfsd's state.
 pub const STATE_SUBPATH: &str = "state";
+
+/// Where the file system's TLS Secret (`<fs-id>-tls`) is mounted in the
+/// server pod: `tls.crt`, `tls.key`, `ca.crt`. nfsd re-reads the files when
+/// they change, so a renewed certificate needs no restart.
+pub const TLS_PATH: &str = "/etc/openefs/tls";
 
 /// The Linux capabilities nfsd needs; every other one is dropped. Why each:
 /// - `DAC_READ_SEARCH`: `open_by_handle_at` resolves file handles (with it,
@@ -329,6 +334,7 @@ fn service(id: &FileSystemId, metadata: ObjectMeta) -> Service {
 }
 
 fn nfsd_args(fs: &FileSystem) -> Vec<String> {
+    let tls_file = |name: &str| format!("{TLS_PATH}/{name}");
     let mut args = vec![
         "serve".to_owned(),
         "--export".to_owned(),
@@ -341,7 +347,14 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
         format!("0.0.0.0:{METRICS_PORT}"),
         "--log-format".to_owned(),
         "json".to_owned(),
+        "--tls-cert".to_owned(),
+        tls_file(super::tls::TLS_CERT),
+        "--tls-key".to_owned(),
+        tls_file(super::tls::TLS_KEY),
     ];
+    if fs.spec.policy.require_tls {
+        args.push("--require-tls".to_owned());
+    }
     if fs.spec.policy.root_access == RootAccess::Squash {
         args.push("--root-squash".to_owned());
     }
@@ -373,6 +386,13 @@ fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
                 name: "data".to_owned(),
                 mount_path: STATE_PATH.to_owned(),
                 sub_path: Some(STATE_SUBPATH.to_owned()),
+                ..VolumeMount::default()
+            },
+            // Not a subPath mount: those never see a Secret's updates.
+            VolumeMount {
+                name: "tls".to_owned(),
+                mount_path: TLS_PATH.to_owned(),
+                read_only: Some(true),
                 ..VolumeMount::default()
             },
         ]),
@@ -452,14 +472,26 @@ fn stateful_set(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![nfsd_container(fs, settings)],
-                    volumes: Some(vec![Volume {
-                        name: "data".to_owned(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: pvc_name.to_owned(),
-                            ..PersistentVolumeClaimVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "data".to_owned(),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: pvc_name.to_owned(),
+                                ..PersistentVolumeClaimVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "tls".to_owned(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(super::tls::tls_secret_name(id)),
+                                // Readable by nfsd only (it runs as root).
+                                default_mode: Some(0o400),
+                                ..SecretVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
                     // nfsd never calls the Kubernetes API.
                     automount_service_account_token: Some(false),
                     // Namespaces with many Services would otherwise fill the

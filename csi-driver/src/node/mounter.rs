@@ -201,6 +201,27 @@ pub mod fake {
             self.state.1.notify_all();
         }
 
+        /// [`hang`](Self::hang) until the returned guard is dropped. A test
+        /// that fails while calls hang must release them: its runtime's drop
+        /// waits for every blocking call, so a failed assertion would
+        /// otherwise hang the test run instead of failing it.
+        #[must_use]
+        pub fn hang_until_dropped(&self) -> HangGuard {
+            self.hang(true);
+            HangGuard(self.clone())
+        }
+    }
+
+    /// Ends a [`FakeMounter::hang_until_dropped`].
+    pub struct HangGuard(FakeMounter);
+
+    impl Drop for HangGuard {
+        fn drop(&mut self) {
+            self.0.hang(false);
+        }
+    }
+
+    impl FakeMounter {
         /// Let normal unmounts of `path` fail with EBUSY (a call stuck on
         /// it holds it).
         pub fn busy(&self, path: &Path) {

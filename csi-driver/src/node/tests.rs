@@ -14,7 +14,10 @@ use super::{
 };
 use crate::csi::volume_capability::{AccessMode, BlockVolume, MountVolume};
 
-const SHORT: Duration = Duration::from_millis(200);
+/// Timeouts of the service under test: short, since the hung-call tests
+/// wait for them, yet long enough for a blocking-pool hop on a loaded
+/// 2-core CI machine.
+const SHORT: Duration = Duration::from_millis(1500);
 
 fn service(fake: &FakeMounter) -> NodeService {
     NodeService::new(
@@ -255,7 +258,7 @@ async fn hung_mount_times_out_and_keeps_the_path_busy() {
     let staging = dir.path().join("staging");
     let fake = FakeMounter::default();
     let node = service(&fake);
-    fake.hang(true);
+    let hung = fake.hang_until_dropped();
     let started = std::time::Instant::now();
     let err = node.stage(stage_req(&staging)).await.unwrap_err();
     assert!(
@@ -266,7 +269,7 @@ async fn hung_mount_times_out_and_keeps_the_path_busy() {
     assert_eq!(Status::from(err).code(), Code::DeadlineExceeded);
     // The mount is still running in the kernel: no second one on top.
     assert_eq!(code(node.stage(stage_req(&staging)).await), Code::Aborted);
-    fake.hang(false);
+    drop(hung);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match node.stage(stage_req(&staging)).await {
@@ -406,7 +409,7 @@ async fn hung_unmounts_fall_back_to_lazy_and_forced() {
     node.publish(publish_req(&staging, &a, false))
         .await
         .unwrap();
-    fake.hang(true);
+    let _hung = fake.hang_until_dropped();
     assert!(
         node.unpublish(unpublish_req(&a)).await.unwrap(),
         "reported as forced"
@@ -422,7 +425,6 @@ async fn hung_unmounts_fall_back_to_lazy_and_forced() {
             .contains(&Call::Unmount(staging.clone(), Unmount::ForceDetach))
     );
     assert!(fake.table().is_empty());
-    fake.hang(false);
 }
 
 #[tokio::test]
@@ -487,7 +489,7 @@ async fn stats_report_usage_and_condition() {
         condition.message
     );
 
-    fake.hang(true);
+    let _hung = fake.hang_until_dropped();
     let hung = node
         .stats(req(&staging))
         .await
@@ -510,5 +512,4 @@ async fn stats_report_usage_and_condition() {
         "{}",
         again.message
     );
-    fake.hang(false);
 }

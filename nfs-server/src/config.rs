@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openefs_vfs::Identity;
 use serde::Deserialize;
 
+use crate::settings::{NOBODY, Policy, Settings};
 use crate::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -138,9 +138,10 @@ pub enum ConfigError {
 pub struct Config {
     pub export: PathBuf,
     pub listen: SocketAddr,
-    pub root_squash: bool,
-    pub anon_uid: u32,
-    pub anon_gid: u32,
+    /// The settings to start with; [`Config::reload_settings`] gives new ones.
+    pub settings: Settings,
+    /// Where runtime settings come from on a reload.
+    pub settings_source: SettingsSource,
     pub lease: Duration,
     /// Where the stable client records live; `None`: in memory only.
     pub state_dir: Option<PathBuf>,
@@ -166,32 +167,11 @@ impl Config {
         MAX_MESSAGE as usize + 1024
     }
 
-    /// Caller identity from AUTH_SYS credentials, after root squashing.
-    pub fn identity(&self, uid: u32, gid: u32, groups: &[u32]) -> Identity {
-        if self.root_squash && uid == 0 {
-            return self.anonymous();
-        }
-        let squash_gid = |g: u32| {
-            if self.root_squash && g == 0 {
-                self.anon_gid
-            } else {
-                g
-            }
-        };
-        Identity {
-            uid,
-            gid: squash_gid(gid),
-            groups: groups.iter().copied().map(squash_gid).collect(),
-        }
-    }
-
-    /// The identity of AUTH_NONE callers and squashed root.
-    pub fn anonymous(&self) -> Identity {
-        Identity {
-            uid: self.anon_uid,
-            gid: self.anon_gid,
-            groups: Vec::new(),
-        }
+    /// Settings from the config file as it is now, under the flags given at
+    /// start (flags still win). Keys that only count at start are validated
+    /// but not applied.
+    pub fn reload_settings(&self) -> Result<Settings, ConfigError> {
+        self.settings_source.load()
     }
 
     /// Defaults for tests and embedding.
@@ -199,9 +179,8 @@ impl Config {
         Self {
             export,
             listen,
-            root_squash: false,
-            anon_uid: 65534,
-            anon_gid: 65534,
+            settings: Settings::default(),
+            settings_source: SettingsSource::default(),
             lease: Duration::from_secs(90),
             state_dir: None,
             grace: Duration::from_secs(90),
@@ -219,6 +198,15 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let settings_source = SettingsSource {
+            file: self.config.clone(),
+            flags: SettingsFlags {
+                root_squash: self.root_squash,
+                anon_uid: self.anon_uid,
+                anon_gid: self.anon_gid,
+            },
+        };
+        let settings = settings_source.flags.over(&file);
         let lease = match (self.lease_time, file.lease_time) {
             (Some(d), _) => d.into(),
             (None, Some(s)) => humantime::parse_duration(&s)
@@ -278,9 +266,8 @@ impl ServeArgs {
                 .listen
                 .or(file.listen)
                 .ok_or(ConfigError::Missing("listen"))?,
-            root_squash: self.root_squash || file.root_squash.unwrap_or(false),
-            anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(65534),
-            anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(65534),
+            settings,
+            settings_source,
             lease,
             state_dir: self.state_dir.or(file.state_dir),
             grace,
@@ -289,6 +276,44 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             tls,
         })
+    }
+}
+
+/// The runtime settings given as flags (or env vars), which win over the
+/// config file's keys at start and on every reload.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsFlags {
+    pub root_squash: bool,
+    pub anon_uid: Option<u32>,
+    pub anon_gid: Option<u32>,
+}
+
+impl SettingsFlags {
+    fn over(&self, file: &FileConfig) -> Settings {
+        Settings {
+            policy: Policy {
+                root_squash: self.root_squash || file.root_squash.unwrap_or(false),
+                anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(NOBODY),
+                anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(NOBODY),
+            },
+        }
+    }
+}
+
+/// The config file (if any) and the flags runtime settings come from.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsSource {
+    pub file: Option<PathBuf>,
+    pub flags: SettingsFlags,
+}
+
+impl SettingsSource {
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        let file = match &self.file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(self.flags.over(&file))
     }
 }
 
@@ -330,26 +355,48 @@ mod tests {
         // The grace period follows the lease unless set.
         assert_eq!(c.grace, Duration::from_secs(30));
         assert_eq!(c.state_dir, None);
-        assert!(c.root_squash);
+        assert!(c.settings.policy.root_squash);
         assert_eq!(
-            (c.anon_uid, c.anon_gid, c.max_connections),
+            (
+                c.settings.policy.anon_uid,
+                c.settings.policy.anon_gid,
+                c.max_connections
+            ),
             (65534, 65534, 1024)
         );
     }
 
     #[test]
-    fn root_squash_maps_root_and_group_zero() {
-        let mut c = Config::new("/".into(), "127.0.0.1:2049".parse().unwrap());
-        let root = c.identity(0, 0, &[0, 5]);
-        assert_eq!((root.uid, root.gid, root.groups), (0, 0, vec![0, 5]));
-        c.root_squash = true;
-        let root = c.identity(0, 0, &[0, 5]);
-        assert_eq!((root.uid, root.gid, root.groups), (65534, 65534, vec![]));
-        let user = c.identity(1000, 0, &[0, 5]);
-        assert_eq!(
-            (user.uid, user.gid, user.groups),
-            (1000, 65534, vec![65534, 5])
-        );
+    fn a_reload_reads_the_file_again_under_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("nfsd.toml");
+        let write = |body: &str| {
+            std::fs::write(
+                &cfg,
+                format!(
+                    "export = {:?}\nlisten = \"127.0.0.1:2049\"\n{body}",
+                    dir.path()
+                ),
+            )
+            .unwrap()
+        };
+        write("anon-uid = 99\n");
+        let c = ServeArgs {
+            config: Some(cfg.clone()),
+            anon_gid: Some(7),
+            ..Default::default()
+        }
+        .into_config()
+        .unwrap();
+        assert!(!c.settings.policy.root_squash);
+        write("root-squash = true\nanon-uid = 98\nanon-gid = 1\n");
+        let p = c.reload_settings().unwrap().policy;
+        assert_eq!((p.root_squash, p.anon_uid, p.anon_gid), (true, 98, 7));
+        write("root-squash = \"yes\"\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::ParseFile { .. })
+        ));
     }
 
     #[test]

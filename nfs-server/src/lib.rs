@@ -23,6 +23,7 @@ pub mod mount;
 pub mod ops;
 pub mod rpc;
 pub mod server;
+pub mod settings;
 pub mod stable;
 pub mod state;
 pub mod tls;

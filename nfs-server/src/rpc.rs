@@ -146,8 +146,10 @@ impl Server {
 
     fn credential_identity(&self, header: &CallHeader) -> Result<Identity, AuthStat> {
         match Credential::parse(&header.cred)? {
-            Credential::None => Ok(self.config().anonymous()),
-            Credential::Sys(sys) => Ok(self.config().identity(sys.uid, sys.gid, &sys.gids)),
+            Credential::None => Ok(self.settings().policy.anonymous()),
+            Credential::Sys(sys) => {
+                Ok(self.settings().policy.identity(sys.uid, sys.gid, &sys.gids))
+            }
             // RPCSEC_GSS and the RFC 9289 TLS probe are not served yet; a
             // client told BADCRED falls back to AUTH_SYS / plain TCP.
             Credential::Gss(_) | Credential::Tls | Credential::Other(_) => Err(AuthStat::BadCred),

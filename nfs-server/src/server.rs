@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::metrics::{Metrics, serve_metrics};
 use crate::mount::Mounts;
+use crate::settings::{Settings, SettingsCell};
 use crate::stable::{StableError, StableStore};
 use crate::state::{ClientId, Clock, State, SystemClock};
 use crate::tls::{Tls, TlsError};
@@ -37,6 +38,7 @@ pub struct Server {
     mounts: Mounts,
     /// TLS on the NFS port (`--tls-cert`); `None`: plaintext only.
     tls: Option<Arc<Tls>>,
+    settings: SettingsCell,
 }
 
 impl std::fmt::Debug for Server {
@@ -95,6 +97,7 @@ impl Server {
             None => rand::random::<[u8; 16]>().to_vec(),
         };
         Self {
+            settings: SettingsCell::new(config.settings.clone()),
             config,
             vfs,
             state,
@@ -120,6 +123,18 @@ impl Server {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The runtime settings in force now; an RPC takes them once and uses
+    /// them throughout.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.current()
+    }
+
+    /// Installs new runtime settings for every RPC that starts from now on.
+    pub fn apply_settings(&self, settings: Settings) {
+        info!(?settings, "applying settings");
+        self.settings.replace(settings);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -365,7 +380,9 @@ pub async fn run(
         }
         tokio::spawn(serve_metrics(l, server.metrics.clone(), shutdown.clone()))
     });
+    let reload_task = tokio::spawn(reload_on_sighup(server.clone(), shutdown.clone()));
     serve_on(listener, server, shutdown).await;
+    reload_task.abort();
     if let Some(task) = metrics_task {
         match task.await {
             Ok(r) => r.map_err(RunError::Metrics)?,
@@ -373,6 +390,28 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Re-reads the runtime settings from the config file on every SIGHUP. A
+/// file that does not parse or validate leaves the settings as they were.
+async fn reload_on_sighup(server: Arc<Server>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot install the SIGHUP handler: settings reload by signal is off");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(()) = hangup.recv() => match server.config.reload_settings() {
+                Ok(settings) => server.apply_settings(settings),
+                Err(e) => error!(error = %e, "SIGHUP: settings not reloaded, the old ones stay"),
+            },
+        }
+    }
 }
 
 /// Serves NFS on an already bound listener (tests bind port 0), with the

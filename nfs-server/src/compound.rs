@@ -6,10 +6,13 @@
 
 mod v40;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use openefs_nfs_wire::nfs4::ops::{Sequence4Args, Sequence4ResOk};
+use openefs_nfs_wire::nfs4::ops::{
+    OPEN4_SHARE_ACCESS_WRITE, OpenFlag4, Sequence4Args, Sequence4ResOk,
+};
 use openefs_nfs_wire::nfs4::types::{SessionId4, Stateid4};
 use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::xdr::{Decoder, Encoder, XdrEncode};
@@ -19,6 +22,7 @@ use tracing::{Instrument, debug, debug_span};
 use crate::metrics::Outcome;
 use crate::ops;
 use crate::server::Server;
+use crate::settings::Settings;
 use crate::state::{ClientId, SlotUse};
 
 pub enum CompoundReply {
@@ -31,6 +35,8 @@ pub enum CompoundReply {
 /// What one COMPOUND's operations share (RFC 8881 §16.2.3.1).
 pub struct Ctx<'a> {
     pub server: &'a Server,
+    /// The runtime settings when the COMPOUND arrived.
+    pub settings: Arc<Settings>,
     pub identity: Identity,
     /// The COMPOUND's minor version, 0 or 1.
     pub minor: u32,
@@ -117,7 +123,12 @@ struct SlotInUse {
     max_cached: u32,
 }
 
-pub async fn run_compound(server: &Server, identity: Identity, args: Bytes) -> CompoundReply {
+pub async fn run_compound(
+    server: &Server,
+    settings: Arc<Settings>,
+    identity: Identity,
+    args: Bytes,
+) -> CompoundReply {
     let args = match Compound4Args::decode(&mut Decoder::new(args)) {
         Ok(a) => a,
         Err(e) => {
@@ -148,6 +159,7 @@ pub async fn run_compound(server: &Server, identity: Identity, args: Bytes) -> C
     }
     let mut ctx = Ctx {
         server,
+        settings,
         identity,
         minor,
         client: None,
@@ -255,9 +267,31 @@ fn sequence(
     Ok((ok, s.slot_use, s.max_response_size_cached))
 }
 
+/// Operations refused under the read-only policy: those that change the
+/// file system, and OPENs that create or could write (as knfsd answers
+/// OPEN for write on a read-only export).
+fn modifies(op: &ArgOp) -> bool {
+    match op {
+        ArgOp::Setattr(_)
+        | ArgOp::Create(_)
+        | ArgOp::Remove(_)
+        | ArgOp::Rename(_)
+        | ArgOp::Link(_)
+        | ArgOp::Write(_) => true,
+        ArgOp::Open(a) => {
+            a.share_access & OPEN4_SHARE_ACCESS_WRITE != 0
+                || matches!(a.openhow, OpenFlag4::Create(_))
+        }
+        _ => false,
+    }
+}
+
 /// The operation table.
 async fn execute(ctx: &mut Ctx<'_>, op: ArgOp) -> ResOp {
     use ops::{attr, dir, fh, io, lock, open, session, stateid};
+    if ctx.settings.policy.read_only && modifies(&op) {
+        return ResOp::error(op.opnum(), Nfs4Error::Rofs);
+    }
     match op {
         ArgOp::ExchangeId(a) => ResOp::ExchangeId(session::exchange_id(ctx, a)),
         ArgOp::CreateSession(a) => ResOp::CreateSession(session::create_session(ctx, a)),

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Map uid 0 of clients to the anonymous uid/gid.
     #[arg(long, env = "OPENEFS_ROOT_SQUASH")]
     pub root_squash: bool,
+    /// Serve the file system read-only: every modifying operation fails
+    /// with ROFS.
+    #[arg(long, env = "OPENEFS_READ_ONLY")]
+    pub read_only: bool,
     /// Uid for AUTH_NONE callers and squashed root [default: 65534].
     #[arg(long, env = "OPENEFS_ANON_UID")]
     pub anon_uid: Option<u32>,
@@ -83,6 +87,7 @@ struct FileConfig {
     export: Option<PathBuf>,
     listen: Option<SocketAddr>,
     root_squash: Option<bool>,
+    read_only: Option<bool>,
     anon_uid: Option<u32>,
     anon_gid: Option<u32>,
     lease_time: Option<String>,
@@ -202,6 +207,7 @@ impl ServeArgs {
             file: self.config.clone(),
             flags: SettingsFlags {
                 root_squash: self.root_squash,
+                read_only: self.read_only,
                 anon_uid: self.anon_uid,
                 anon_gid: self.anon_gid,
             },
@@ -284,6 +290,7 @@ impl ServeArgs {
 #[derive(Clone, Debug, Default)]
 pub struct SettingsFlags {
     pub root_squash: bool,
+    pub read_only: bool,
     pub anon_uid: Option<u32>,
     pub anon_gid: Option<u32>,
 }
@@ -293,6 +300,7 @@ impl SettingsFlags {
         Settings {
             policy: Policy {
                 root_squash: self.root_squash || file.root_squash.unwrap_or(false),
+                read_only: self.read_only || file.read_only.unwrap_or(false),
                 anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(NOBODY),
                 anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(NOBODY),
             },
@@ -389,9 +397,12 @@ mod tests {
         .into_config()
         .unwrap();
         assert!(!c.settings.policy.root_squash);
-        write("root-squash = true\nanon-uid = 98\nanon-gid = 1\n");
+        write("root-squash = true\nread-only = true\nanon-uid = 98\nanon-gid = 1\n");
         let p = c.reload_settings().unwrap().policy;
-        assert_eq!((p.root_squash, p.anon_uid, p.anon_gid), (true, 98, 7));
+        assert_eq!(
+            (p.root_squash, p.read_only, p.anon_uid, p.anon_gid),
+            (true, true, 98, 7)
+        );
         write("root-squash = \"yes\"\n");
         assert!(matches!(
             c.reload_settings(),

@@ -2,6 +2,7 @@
 //! COMPOUND, an NFSv3 procedure or a MOUNT v3 procedure, with the
 //! protocol's error replies for everything else. All share one TCP port.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use crate::compound::{CompoundReply, run_compound};
 use crate::server::Server;
+use crate::settings::{Policy, Settings};
 
 pub const NFS_PROGRAM: u32 = 100003;
 pub const NFS_V3: u32 = 3;
@@ -102,16 +104,22 @@ impl Server {
             if !(low..=high).contains(&header.vers) {
                 return Some(encode_header(ReplyHeader::prog_mismatch(xid, low, high)));
             }
-            let identity = match self.credential_identity(&header) {
+            // One snapshot for the whole call: it sees the settings before
+            // or after a change, never a mix.
+            let settings = self.settings();
+            let identity = match credential_identity(&settings.policy, &header) {
                 Ok(id) => id,
                 Err(stat) => return Some(encode_header(ReplyHeader::auth_error(xid, stat))),
             };
             let args = dec.into_rest();
             Some(match (header.prog, header.vers) {
-                (NFS_PROGRAM, NFS_V4) => self.nfs4_call(xid, header.proc_, identity, args).await,
+                (NFS_PROGRAM, NFS_V4) => {
+                    self.nfs4_call(xid, header.proc_, settings, identity, args)
+                        .await
+                }
                 (NFS_PROGRAM, _) => proc_reply(
                     xid,
-                    crate::v3::dispatch(self, identity, header.proc_, args).await,
+                    crate::v3::dispatch(self, settings, identity, header.proc_, args).await,
                 ),
                 _ => {
                     let host = match Credential::parse(&header.cred) {
@@ -128,12 +136,19 @@ impl Server {
         .await
     }
 
-    async fn nfs4_call(&self, xid: u32, proc_: u32, identity: Identity, args: Bytes) -> Reply {
+    async fn nfs4_call(
+        &self,
+        xid: u32,
+        proc_: u32,
+        settings: Arc<Settings>,
+        identity: Identity,
+        args: Bytes,
+    ) -> Reply {
         match proc_ {
             PROC_NULL => encode_header(ReplyHeader::success(xid)),
             PROC_COMPOUND => {
                 let started = Instant::now();
-                let reply = run_compound(self, identity, args).await;
+                let reply = run_compound(self, settings, identity, args).await;
                 debug!(took = ?started.elapsed(), "compound done");
                 match reply {
                     CompoundReply::Results(body) => with_body(ReplyHeader::success(xid), body),
@@ -143,16 +158,14 @@ impl Server {
             _ => encode_header(ReplyHeader::proc_unavail(xid)),
         }
     }
+}
 
-    fn credential_identity(&self, header: &CallHeader) -> Result<Identity, AuthStat> {
-        match Credential::parse(&header.cred)? {
-            Credential::None => Ok(self.settings().policy.anonymous()),
-            Credential::Sys(sys) => {
-                Ok(self.settings().policy.identity(sys.uid, sys.gid, &sys.gids))
-            }
-            // RPCSEC_GSS and the RFC 9289 TLS probe are not served yet; a
-            // client told BADCRED falls back to AUTH_SYS / plain TCP.
-            Credential::Gss(_) | Credential::Tls | Credential::Other(_) => Err(AuthStat::BadCred),
-        }
+fn credential_identity(policy: &Policy, header: &CallHeader) -> Result<Identity, AuthStat> {
+    match Credential::parse(&header.cred)? {
+        Credential::None => Ok(policy.anonymous()),
+        Credential::Sys(sys) => Ok(policy.identity(sys.uid, sys.gid, &sys.gids)),
+        // RPCSEC_GSS and the RFC 9289 TLS probe are not served yet; a
+        // client told BADCRED falls back to AUTH_SYS / plain TCP.
+        Credential::Gss(_) | Credential::Tls | Credential::Other(_) => Err(AuthStat::BadCred),
     }
 }

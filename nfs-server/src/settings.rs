@@ -24,6 +24,7 @@ impl Default for Settings {
         Self {
             policy: Policy {
                 root_squash: false,
+                read_only: false,
                 anon_uid: NOBODY,
                 anon_gid: NOBODY,
             },
@@ -31,11 +32,13 @@ impl Default for Settings {
     }
 }
 
-/// Who callers are taken to be.
+/// Who callers are taken to be, and what they may do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Map uid 0 (and gid 0) of clients to the anonymous ids.
     pub root_squash: bool,
+    /// Refuse every operation that would modify the file system (ROFS).
+    pub read_only: bool,
     pub anon_uid: u32,
     pub anon_gid: u32,
 }
@@ -57,6 +60,18 @@ impl Policy {
             uid,
             gid: squash_gid(gid),
             groups: groups.iter().copied().map(squash_gid).collect(),
+        }
+    }
+
+    /// Of the ACCESS bits the file system `granted`, those the policy lets
+    /// callers use: none that modify under `read_only`, so clients fail
+    /// early (and cache the answer) instead of trying and getting ROFS.
+    pub fn allowed_access(&self, granted: u32) -> u32 {
+        use openefs_vfs::access::{DELETE, EXTEND, MODIFY};
+        if self.read_only {
+            granted & !(MODIFY | EXTEND | DELETE)
+        } else {
+            granted
         }
     }
 

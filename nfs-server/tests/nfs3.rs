@@ -791,3 +791,61 @@ async fn readdir_pages_through_a_large_directory_with_stable_cookies() {
     assert_eq!(status(&r), Some(Nfs3Error::Toosmall));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn read_only_policy_refuses_changes_with_rofs() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let root = mount_root(&mut c).await;
+    let fh = create(&mut c, &root, "f", CreateHow3::Unchecked(mode(0o644)))
+        .await
+        .unwrap()
+        .obj
+        .unwrap();
+    let mut settings = (*s.server.settings()).clone();
+    settings.policy.read_only = true;
+    s.server.apply_settings(settings);
+
+    let write = Write3Args {
+        file: fh.clone(),
+        offset: 0,
+        count: 3,
+        stable: StableHow::FileSync,
+        data: Opaque(Bytes::from_static(b"abc")),
+    };
+    let w: Write3Res = nfs(&mut c, NFSPROC3_WRITE, &write).await;
+    assert_eq!(status(&w), Some(Nfs3Error::Rofs));
+    let made = create(&mut c, &root, "g", CreateHow3::Unchecked(mode(0o644))).await;
+    assert_eq!(status(&made), Some(Nfs3Error::Rofs));
+    let rm: Remove3Res = nfs(&mut c, NFSPROC3_REMOVE, &dirop(&root, "f")).await;
+    assert_eq!(status(&rm), Some(Nfs3Error::Rofs));
+    let set: Setattr3Res = nfs(
+        &mut c,
+        NFSPROC3_SETATTR,
+        &Setattr3Args {
+            object: fh.clone(),
+            new_attributes: mode(0o600),
+            guard: None,
+        },
+    )
+    .await;
+    assert_eq!(status(&set), Some(Nfs3Error::Rofs));
+    // Reads and lookups go on; ACCESS no longer offers what would fail.
+    let found: Lookup3Res = nfs(&mut c, NFSPROC3_LOOKUP, &dirop(&root, "f")).await;
+    assert_eq!(found.unwrap().object, fh);
+    let all = ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND | ACCESS3_DELETE;
+    let r: Access3Res = nfs(
+        &mut c,
+        NFSPROC3_ACCESS,
+        &Access3Args {
+            object: root.clone(),
+            access: all,
+        },
+    )
+    .await;
+    assert_eq!(r.unwrap().access, ACCESS3_READ);
+    assert!(s.dir.path().join("f").exists());
+    assert!(!s.dir.path().join("g").exists());
+    assert_eq!(getattr(&mut c, &fh).await.mode, 0o644);
+    s.stop().await;
+}

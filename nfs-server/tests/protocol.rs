@@ -1311,3 +1311,106 @@ async fn destroyed_client_is_forgotten() {
     assert!(!s2.server.state().in_grace(), "nothing to reclaim");
     s2.stop().await;
 }
+
+async fn on_root(c: &mut Client, op: ArgOp) -> Result<Vec<ResOp>, ClientError> {
+    c.compound(vec![ArgOp::Putrootfh, op]).await
+}
+
+/// The read-only policy and root squashing, switched while clients are
+/// connected: the next COMPOUND follows the new settings.
+#[tokio::test]
+async fn policy_changes_apply_to_the_next_compound() {
+    use openefs_nfs_wire::nfs4::attr::FATTR4_OWNER;
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    c.establish(b"policy").await.unwrap();
+    let (fh, stateid) = open_rw(&mut c, "o", "f").await;
+    let write = |data: &'static [u8]| {
+        ArgOp::Write(Write4Args {
+            stateid,
+            offset: 0,
+            stable: StableHow::FileSync,
+            data: Opaque(Bytes::from_static(data)),
+        })
+    };
+    assert!(matches!(
+        on_file(&mut c, &fh, write(b"one")).await,
+        ResOp::Write(Ok(_))
+    ));
+
+    let mut settings = (*s.server.settings()).clone();
+    settings.policy.read_only = true;
+    s.server.apply_settings(settings.clone());
+    // Writes through an open made before the change are refused too.
+    assert_eq!(
+        on_file(&mut c, &fh, write(b"two")).await,
+        ResOp::error(OP_WRITE, Nfs4Error::Rofs)
+    );
+    assert_eq!(
+        op_error(on_root(&mut c, create_dir("d")).await),
+        (OP_CREATE, Nfs4Error::Rofs)
+    );
+    assert_eq!(
+        op_error(on_root(&mut c, ArgOp::Remove(Utf8Str::from("f"))).await),
+        (OP_REMOVE, Nfs4Error::Rofs)
+    );
+    let null = || OpenClaim4::Null(Utf8Str::from("f"));
+    let o = open_args(
+        &c,
+        "o2",
+        OPEN4_SHARE_ACCESS_BOTH,
+        OpenFlag4::NoCreate,
+        null(),
+    );
+    assert_eq!(
+        op_error(on_root(&mut c, o).await),
+        (OP_OPEN, Nfs4Error::Rofs)
+    );
+    let o = open_args(
+        &c,
+        "o2",
+        OPEN4_SHARE_ACCESS_READ,
+        OpenFlag4::NoCreate,
+        null(),
+    );
+    let r = on_root(&mut c, o).await.unwrap();
+    assert!(matches!(r[1], ResOp::Open(Ok(_))), "{r:?}");
+    let all = ACCESS4_READ | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_DELETE;
+    let ResOp::Access(Ok(a)) =
+        on_file(&mut c, &fh, ArgOp::Access(Access4Args { access: all })).await
+    else {
+        panic!("ACCESS failed")
+    };
+    assert_eq!((a.supported, a.access), (all, ACCESS4_READ));
+    assert_eq!(std::fs::read(s.dir.path().join("f")).unwrap(), b"one");
+
+    // Root squashing: root's new files belong to the anonymous ids, which
+    // may only create where anyone may.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    settings.policy.read_only = false;
+    settings.policy.root_squash = true;
+    s.server.apply_settings(settings);
+    assert!(matches!(
+        on_file(&mut c, &fh, write(b"two")).await,
+        ResOp::Write(Ok(_))
+    ));
+    assert_eq!(
+        op_error(on_root(&mut c, create_dir("denied")).await),
+        (OP_CREATE, Nfs4Error::Access)
+    );
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = c
+        .compound(vec![
+            ArgOp::Putrootfh,
+            create_dir("squashed"),
+            getattr(&[FATTR4_OWNER]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(attrs_of(&r[2]).owner, Some(Utf8Str::from("65534")));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(s.dir.path().join("squashed")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    s.stop().await;
+}

@@ -109,6 +109,6 @@ pub async fn access(ctx: &mut Ctx<'_>, a: Access4Args) -> Result<Access4ResOk, N
     let granted = ctx.vfs(move |v, id| v.access(id, &fh, requested)).await?;
     Ok(Access4ResOk {
         supported: requested,
-        access: granted & requested,
+        access: ctx.settings.policy.allowed_access(granted) & requested,
     })
 }

@@ -56,10 +56,11 @@ const ACCESS_ALL: u32 = 0x3f;
 pub async fn access(ctx: &Ctx<'_>, a: Access3Args) -> Access3Res {
     let fh = handle(&a.object)?;
     let requested = a.access & ACCESS_ALL;
+    let policy = ctx.settings.policy.clone();
     ctx.run(move |v, id| match v.access(id, &fh, requested) {
         Ok(granted) => Ok(Access3ResOk {
             obj_attributes: post_op(v, &fh),
-            access: granted & requested,
+            access: policy.allowed_access(granted) & requested,
         }),
         Err(e) => Err(Fail3 {
             status: st(e),

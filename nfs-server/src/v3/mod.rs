@@ -20,6 +20,7 @@ pub mod io;
 pub mod readdir;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -31,10 +32,13 @@ use tracing::debug;
 use crate::metrics::Outcome;
 use crate::rpc::ProcReply;
 use crate::server::Server;
+use crate::settings::Settings;
 
 /// What one NFSv3 call's procedure works with.
 pub struct Ctx<'a> {
     pub server: &'a Server,
+    /// The runtime settings when the call arrived.
+    pub settings: Arc<Settings>,
     pub identity: Identity,
 }
 
@@ -96,8 +100,33 @@ where
     Ok((enc, res.status()))
 }
 
+/// As [`call`], for a procedure that changes the file system: under the
+/// read-only policy it is refused with ROFS once its arguments decode.
+async fn modify<A, R, Fut>(
+    ctx: &Ctx<'_>,
+    args: Bytes,
+    run: impl FnOnce(A) -> Fut,
+) -> Result<(Encoder, Result<(), Nfs3Error>), ()>
+where
+    A: XdrDecode,
+    R: Reply3,
+    Fut: Future<Output = R>,
+{
+    if ctx.settings.policy.read_only {
+        call(args, |_: A| async { R::fail(Nfs3Error::Rofs) }).await
+    } else {
+        call(args, run).await
+    }
+}
+
 /// Runs one NFSv3 procedure.
-pub async fn dispatch(server: &Server, identity: Identity, proc_: u32, args: Bytes) -> ProcReply {
+pub async fn dispatch(
+    server: &Server,
+    settings: Arc<Settings>,
+    identity: Identity,
+    proc_: u32,
+    args: Bytes,
+) -> ProcReply {
     let Some(name) = proc_name(proc_) else {
         return ProcReply::ProcUnavail;
     };
@@ -105,23 +134,27 @@ pub async fn dispatch(server: &Server, identity: Identity, proc_: u32, args: Byt
         return ProcReply::Success(Encoder::new());
     }
     let started = Instant::now();
-    let ctx = &Ctx { server, identity };
+    let ctx = &Ctx {
+        server,
+        settings,
+        identity,
+    };
     let done = match proc_ {
         NFSPROC3_GETATTR => call(args, |a| attr::getattr(ctx, a)).await,
-        NFSPROC3_SETATTR => call(args, |a| attr::setattr(ctx, a)).await,
+        NFSPROC3_SETATTR => modify(ctx, args, |a| attr::setattr(ctx, a)).await,
         NFSPROC3_LOOKUP => call(args, |a| dir::lookup(ctx, a)).await,
         NFSPROC3_ACCESS => call(args, |a| attr::access(ctx, a)).await,
         NFSPROC3_READLINK => call(args, |a| dir::readlink(ctx, a)).await,
         NFSPROC3_READ => call(args, |a| io::read(ctx, a)).await,
-        NFSPROC3_WRITE => call(args, |a| io::write(ctx, a)).await,
-        NFSPROC3_CREATE => call(args, |a| dir::create(ctx, a)).await,
-        NFSPROC3_MKDIR => call(args, |a| dir::mkdir(ctx, a)).await,
-        NFSPROC3_SYMLINK => call(args, |a| dir::symlink(ctx, a)).await,
-        NFSPROC3_MKNOD => call(args, dir::mknod).await,
-        NFSPROC3_REMOVE => call(args, |a| dir::remove(ctx, a, false)).await,
-        NFSPROC3_RMDIR => call(args, |a| dir::remove(ctx, a, true)).await,
-        NFSPROC3_RENAME => call(args, |a| dir::rename(ctx, a)).await,
-        NFSPROC3_LINK => call(args, |a| dir::link(ctx, a)).await,
+        NFSPROC3_WRITE => modify(ctx, args, |a| io::write(ctx, a)).await,
+        NFSPROC3_CREATE => modify(ctx, args, |a| dir::create(ctx, a)).await,
+        NFSPROC3_MKDIR => modify(ctx, args, |a| dir::mkdir(ctx, a)).await,
+        NFSPROC3_SYMLINK => modify(ctx, args, |a| dir::symlink(ctx, a)).await,
+        NFSPROC3_MKNOD => modify(ctx, args, dir::mknod).await,
+        NFSPROC3_REMOVE => modify(ctx, args, |a| dir::remove(ctx, a, false)).await,
+        NFSPROC3_RMDIR => modify(ctx, args, |a| dir::remove(ctx, a, true)).await,
+        NFSPROC3_RENAME => modify(ctx, args, |a| dir::rename(ctx, a)).await,
+        NFSPROC3_LINK => modify(ctx, args, |a| dir::link(ctx, a)).await,
         NFSPROC3_READDIR => call(args, |a| readdir::readdir(ctx, a)).await,
         NFSPROC3_READDIRPLUS => call(args, |a| readdir::readdirplus(ctx, a)).await,
         NFSPROC3_FSSTAT => call(args, |a| attr::fsstat(ctx, a)).await,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::admin::AdminSettings;
 use crate::settings::{NOBODY, Policy, Settings};
 use crate::tls::TlsSettings;
 
@@ -79,6 +80,14 @@ pub struct ServeArgs {
     /// Refuse plaintext RPC connections (needs --tls-cert and --tls-key).
     #[arg(long, env = "OPENEFS_REQUIRE_TLS")]
     pub require_tls: bool,
+    /// Address and port for the gRPC admin API (off if unset); never the
+    /// NFS port. Needs --admin-token-file.
+    #[arg(long, env = "OPENEFS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// File with the bearer token admin API callers must present, e.g. a
+    /// mounted Secret; re-read on every call.
+    #[arg(long, env = "OPENEFS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +109,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     require_tls: Option<bool>,
+    admin_listen: Option<SocketAddr>,
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +147,12 @@ pub enum ConfigError {
     NoConnections,
     #[error("{0} needs both tls-cert and tls-key")]
     TlsIncomplete(&'static str),
+    #[error(
+        "admin-listen and admin-token-file go together: the admin API is never served without a token"
+    )]
+    AdminIncomplete,
+    #[error("admin-listen must differ from the NFS listen address {0}")]
+    AdminOnNfsPort(SocketAddr),
 }
 
 /// Validated server settings.
@@ -157,6 +174,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// TLS on the NFS port; `None`: plaintext only.
     pub tls: Option<TlsSettings>,
+    /// The gRPC admin API; `None`: not served.
+    pub admin: Option<AdminSettings>,
 }
 
 /// Largest READ/WRITE payload we negotiate.
@@ -193,6 +212,7 @@ impl Config {
             max_connections: 1024,
             log_format: LogFormat::Text,
             tls: None,
+            admin: None,
         }
     }
 }
@@ -266,12 +286,22 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err(ConfigError::TlsIncomplete("TLS")),
         };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .ok_or(ConfigError::Missing("listen"))?;
+        let admin = match (
+            self.admin_listen.or(file.admin_listen),
+            self.admin_token_file.or(file.admin_token_file),
+        ) {
+            (Some(addr), _) if addr == listen => return Err(ConfigError::AdminOnNfsPort(listen)),
+            (Some(listen), Some(token_file)) => Some(AdminSettings { listen, token_file }),
+            (None, None) => None,
+            _ => return Err(ConfigError::AdminIncomplete),
+        };
         Ok(Config {
             export,
-            listen: self
-                .listen
-                .or(file.listen)
-                .ok_or(ConfigError::Missing("listen"))?,
+            listen,
             settings,
             settings_source,
             lease,
@@ -281,6 +311,7 @@ impl ServeArgs {
             max_connections,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             tls,
+            admin,
         })
     }
 }
@@ -484,6 +515,23 @@ mod tests {
                 require: true,
             })
         );
+        assert!(matches!(
+            ServeArgs {
+                admin_listen: Some("127.0.0.1:9000".parse().unwrap()),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::AdminIncomplete)
+        ));
+        assert!(matches!(
+            ServeArgs {
+                admin_listen: Some("127.0.0.1:2049".parse().unwrap()),
+                admin_token_file: Some("/etc/openefs/admin/token".into()),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::AdminOnNfsPort(_))
+        ));
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "no-such-key = 1\n").unwrap();
         assert!(matches!(

@@ -12,6 +12,7 @@
 //! both versions' READDIR. [`tls`] decides how a connection starts (TLS,
 //! RFC 9289 STARTTLS or plain RPC) before [`transport`] reads its records.
 
+pub mod admin;
 pub mod attrs;
 pub mod client;
 pub mod compound;

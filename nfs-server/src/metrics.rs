@@ -210,6 +210,11 @@ impl Metrics {
         self.connections.dec();
     }
 
+    /// Client connections open now.
+    pub fn connections(&self) -> u64 {
+        self.connections.get().max(0) as u64
+    }
+
     pub fn set_grace(&self, active: bool) {
         self.grace_active.set(i64::from(active));
     }

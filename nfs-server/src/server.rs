@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::admin::{AdminError, load_applied, read_token, serve_admin};
 use crate::config::Config;
 use crate::metrics::{Metrics, serve_metrics};
 use crate::mount::Mounts;
@@ -325,6 +326,8 @@ pub enum RunError {
     StateDir(#[from] StableError),
     #[error("loading the TLS certificate: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// Binds the configured listeners and serves until `shutdown` fires.
@@ -347,6 +350,29 @@ pub async fn run(
         ),
         None => None,
     };
+    let admin_listener = match &config.admin {
+        Some(admin) => {
+            // Checked before serving anything: a missing token is a
+            // deployment error to see at once, not on the first call.
+            read_token(&admin.token_file)?;
+            Some(
+                TcpListener::bind(admin.listen)
+                    .await
+                    .map_err(|source| RunError::Bind {
+                        addr: admin.listen,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let mut config = config;
+    if let (Some(_), Some(dir)) = (&config.admin, &config.state_dir)
+        && let Some(applied) = load_applied(dir)?
+    {
+        info!("starting with the settings last applied through the admin API");
+        config.settings = applied;
+    }
     let clock = Arc::new(SystemClock::default());
     let tls = config.tls.clone().map(Tls::load).transpose()?;
     let server = match &config.state_dir {
@@ -381,8 +407,27 @@ pub async fn run(
         tokio::spawn(serve_metrics(l, server.metrics.clone(), shutdown.clone()))
     });
     let reload_task = tokio::spawn(reload_on_sighup(server.clone(), shutdown.clone()));
+    let admin_task = admin_listener
+        .zip(server.config.admin.clone())
+        .map(|(l, admin)| {
+            info!(listen = %admin.listen, "serving the admin API");
+            let served = serve_admin(l, server.clone(), admin.token_file, shutdown.clone());
+            tokio::spawn(async move {
+                let result = served.await;
+                if let Err(e) = &result {
+                    error!(error = %e, "the admin API stopped; NFS goes on");
+                }
+                result
+            })
+        });
     serve_on(listener, server, shutdown).await;
     reload_task.abort();
+    if let Some(task) = admin_task {
+        match task.await {
+            Ok(r) => r?,
+            Err(e) => debug!(error = %e, "admin API task ended abnormally"),
+        }
+    }
     if let Some(task) = metrics_task {
         match task.await {
             Ok(r) => r.map_err(RunError::Metrics)?,

@@ -7,8 +7,7 @@
 //! `server_owner` major id and `server_scope` of EXCHANGE_ID, which must not
 //! change across restarts or the Linux client does not reclaim) and the
 //! owners of clients that may hold state. Each change rewrites the file
-//! crash-safely: write a temporary file, fsync it, rename it over the old
-//! one, fsync the directory. A client is recorded before its first OPEN
+//! crash-safely ([`replace_file`]). A client is recorded before its first OPEN
 //! succeeds, and forgotten on DESTROY_CLIENTID, on lease expiry, and when a
 //! grace period ends without it coming back.
 
@@ -171,11 +170,8 @@ impl StableStore {
         Ok(())
     }
 
-    /// Replaces the file atomically and durably: after a crash at any
-    /// point it holds either the old records or the new ones.
     fn persist(&self, records: &Records) -> Result<(), StableError> {
         let path = self.dir.join(RECORDS_FILE);
-        let tmp = self.dir.join(format!("{RECORDS_FILE}.tmp"));
         let write_err = |source| StableError::Write {
             path: path.clone(),
             source,
@@ -183,15 +179,22 @@ impl StableStore {
         // Serialising owned plain data cannot fail.
         let json =
             serde_json::to_vec_pretty(records).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut file = File::create(&tmp).map_err(write_err)?;
-        file.write_all(&json).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(write_err)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)
+        replace_file(&self.dir, RECORDS_FILE, &json).map_err(write_err)
     }
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: after a crash
+/// at any point it holds either the old content or the new one. (Write a
+/// temporary file, fsync it, rename it over the old one, fsync the
+/// directory.)
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -338,6 +338,20 @@ pub struct Reaped {
     pub forget: Vec<Vec<u8>>,
 }
 
+/// One client as the admin API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSummary {
+    pub id: ClientId,
+    pub owner: Vec<u8>,
+    pub minor_version: u32,
+    pub confirmed: bool,
+    pub sessions: usize,
+    pub opens: usize,
+    pub lock_owners: usize,
+    /// Until the lease runs out without renewal (zero once it has).
+    pub lease_remaining: Duration,
+}
+
 /// Result of EXCHANGE_ID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exchanged {
@@ -486,6 +500,28 @@ impl State {
 
     pub fn lease(&self) -> Duration {
         self.lease
+    }
+
+    /// Every client record, confirmed or not, ordered by id.
+    pub fn clients(&self) -> Vec<ClientSummary> {
+        let now = self.clock.now();
+        let inner = self.lock();
+        let mut out: Vec<ClientSummary> = inner
+            .clients
+            .iter()
+            .map(|(&id, c)| ClientSummary {
+                id,
+                owner: c.owner.clone(),
+                minor_version: if c.v40.is_some() { 0 } else { 1 },
+                confirmed: c.confirmed,
+                sessions: inner.sessions.values().filter(|s| s.client == id).count(),
+                opens: inner.opens.values().filter(|o| o.client == id).count(),
+                lock_owners: inner.locks.values().filter(|l| l.client == id).count(),
+                lease_remaining: (c.last_renewed + self.lease).saturating_sub(now),
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -1,0 +1,316 @@
+//! The admin API (`openefs-admin-api`'s `Admin` service) on its own port:
+//! the operator applies runtime settings and reads usage and clients.
+//!
+//! Authentication is a bearer token compared in constant time with the
+//! content of `--admin-token-file`, read again on every call so that a
+//! rotated Secret takes effect without a restart. The port never serves NFS,
+//! and the NFS port never serves this.
+//!
+//! Applied settings are kept in the state directory ([`APPLIED_FILE`], the
+//! protobuf message as sent) before they take effect, so a restarted server
+//! starts with them instead of its flags: a policy such as read-only holds
+//! from the first call, not from the operator's next push.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openefs_admin_api::v1 as api;
+use openefs_admin_api::v1::admin_server::{Admin, AdminServer};
+use prost::Message;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::server::Server;
+use crate::settings::{NOBODY, Policy, Settings};
+use crate::stable::replace_file;
+
+/// Where the admin API listens and how callers prove who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// File holding the bearer token (e.g. a mounted Secret's key).
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("reading the admin token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the admin token file {0} is empty")]
+    EmptyToken(PathBuf),
+    #[error("serving the admin API: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("reading the applied settings {path}: {source}")]
+    ReadApplied {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the applied settings {path} are damaged: {reason}")]
+    DamagedApplied { path: PathBuf, reason: String },
+}
+
+/// The settings last applied through the API, in the state directory.
+pub const APPLIED_FILE: &str = "admin-settings.pb";
+
+/// The settings last applied through the API and kept in `state_dir`;
+/// `None` if none were. A damaged file is an error: starting with other
+/// settings than the operator asked for could serve a read-only file system
+/// writable.
+pub fn load_applied(state_dir: &Path) -> Result<Option<Settings>, AdminError> {
+    let path = state_dir.join(APPLIED_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(AdminError::ReadApplied { path, source }),
+    };
+    let damaged = |reason: String| AdminError::DamagedApplied {
+        path: path.clone(),
+        reason,
+    };
+    let message = api::Settings::decode(bytes.as_slice()).map_err(|e| damaged(e.to_string()))?;
+    settings_from_api(message).map(Some).map_err(damaged)
+}
+
+/// The token in `path`, without surrounding whitespace (Secrets created
+/// with `echo` end in a newline).
+pub fn read_token(path: &Path) -> Result<Vec<u8>, AdminError> {
+    let raw = std::fs::read(path).map_err(|source| AdminError::TokenFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = raw.trim_ascii();
+    if token.is_empty() {
+        return Err(AdminError::EmptyToken(path.to_owned()));
+    }
+    Ok(token.to_vec())
+}
+
+/// Serves the admin API on `listener` until `shutdown` fires.
+pub async fn serve_admin(
+    listener: TcpListener,
+    server: Arc<Server>,
+    token_file: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<(), AdminError> {
+    // Refuse to start with a token that cannot be read, rather than refuse
+    // every call later.
+    read_token(&token_file)?;
+    let check = move |request: Request<()>| authorize(&token_file, request);
+    tonic::transport::Server::builder()
+        .add_service(AdminServer::with_interceptor(
+            AdminService { server },
+            check,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+fn authorize(token_file: &Path, request: Request<()>) -> Result<Request<()>, Status> {
+    let expected = read_token(token_file).map_err(|e| {
+        warn!(error = %e, "admin call refused: no token to check against");
+        Status::unavailable("the server cannot read its admin token")
+    })?;
+    let presented = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match presented {
+        Some(token) if bool::from(token.ct_eq(&expected)) => Ok(request),
+        Some(_) => {
+            warn!(peer = ?request.remote_addr(), "admin call with a wrong token refused");
+            Err(Status::unauthenticated("wrong admin token"))
+        }
+        None => Err(Status::unauthenticated(
+            "missing `authorization: Bearer <token>` metadata",
+        )),
+    }
+}
+
+struct AdminService {
+    server: Arc<Server>,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn apply_settings(
+        &self,
+        request: Request<api::ApplySettingsRequest>,
+    ) -> Result<Response<api::ApplySettingsResponse>, Status> {
+        let settings = request
+            .into_inner()
+            .settings
+            .ok_or_else(|| Status::invalid_argument("settings are required"))?;
+        let bytes = settings.encode_to_vec();
+        let validated = settings_from_api(settings).map_err(Status::invalid_argument)?;
+        if let Some(dir) = self.server.config().state_dir.clone() {
+            tokio::task::spawn_blocking(move || replace_file(&dir, APPLIED_FILE, &bytes))
+                .await
+                .map_err(|e| Status::internal(format!("settings store task failed: {e}")))?
+                .map_err(|e| {
+                    warn!(error = %e, "admin API: settings not applied, they cannot be kept");
+                    Status::internal(format!("keeping the settings in the state directory: {e}"))
+                })?;
+        }
+        info!("admin API: new settings");
+        self.server.apply_settings(validated);
+        Ok(Response::new(api::ApplySettingsResponse {}))
+    }
+
+    async fn get_settings(
+        &self,
+        _: Request<api::GetSettingsRequest>,
+    ) -> Result<Response<api::Settings>, Status> {
+        Ok(Response::new(settings_to_api(&self.server.settings())))
+    }
+
+    async fn get_usage(
+        &self,
+        _: Request<api::GetUsageRequest>,
+    ) -> Result<Response<api::Usage>, Status> {
+        let vfs = self.server.vfs().clone();
+        let stat = tokio::task::spawn_blocking(move || vfs.statfs(&vfs.root()))
+            .await
+            .map_err(|e| Status::internal(format!("statfs task failed: {e}")))?
+            .map_err(|e| Status::internal(format!("statfs of the export: {e}")))?;
+        Ok(Response::new(api::Usage {
+            volume_bytes_total: stat.bytes_total,
+            volume_bytes_free: stat.bytes_free,
+            volume_files_total: stat.files_total,
+            volume_files_free: stat.files_free,
+            client_connections: self.server.metrics().connections(),
+            nfs4_clients: self.server.state().clients().len() as u64,
+            nfs3_mounts: self.server.mounts().list().0.len() as u64,
+        }))
+    }
+
+    async fn list_clients(
+        &self,
+        _: Request<api::ListClientsRequest>,
+    ) -> Result<Response<api::ListClientsResponse>, Status> {
+        let nfs4_clients = self
+            .server
+            .state()
+            .clients()
+            .into_iter()
+            .map(|c| api::Nfs4Client {
+                client_id: format!("{:016x}", c.id),
+                owner: c.owner.escape_ascii().to_string(),
+                minor_version: c.minor_version,
+                confirmed: c.confirmed,
+                sessions: saturate(c.sessions),
+                opens: saturate(c.opens),
+                lock_owners: saturate(c.lock_owners),
+                lease_remaining_ms: millis(c.lease_remaining),
+            })
+            .collect();
+        let nfs3_mounts = self
+            .server
+            .mounts()
+            .list()
+            .0
+            .into_iter()
+            .map(|m| api::Nfs3Mount {
+                host: m.hostname.as_bytes().escape_ascii().to_string(),
+                path: m.directory.as_bytes().escape_ascii().to_string(),
+            })
+            .collect();
+        Ok(Response::new(api::ListClientsResponse {
+            nfs4_clients,
+            nfs3_mounts,
+        }))
+    }
+}
+
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Validates settings from the API; the message says what is wrong.
+pub fn settings_from_api(s: api::Settings) -> Result<Settings, String> {
+    let policy = s.policy.ok_or("settings.policy is required")?;
+    Ok(Settings {
+        policy: Policy {
+            root_squash: policy.root_squash,
+            read_only: policy.read_only,
+            anon_uid: policy.anon_uid.unwrap_or(NOBODY),
+            anon_gid: policy.anon_gid.unwrap_or(NOBODY),
+        },
+    })
+}
+
+pub fn settings_to_api(s: &Settings) -> api::Settings {
+    api::Settings {
+        policy: Some(api::Policy {
+            root_squash: s.policy.root_squash,
+            read_only: s.policy.read_only,
+            anon_uid: Some(s.policy.anon_uid),
+            anon_gid: Some(s.policy.anon_gid),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_defaults() {
+        let mut s = Settings::default();
+        s.policy.read_only = true;
+        s.policy.anon_uid = 1234;
+        assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s));
+        let unset = api::Settings {
+            policy: Some(api::Policy::default()),
+        };
+        assert_eq!(settings_from_api(unset), Ok(Settings::default()));
+        assert!(
+            settings_from_api(api::Settings { policy: None })
+                .unwrap_err()
+                .contains("policy")
+        );
+    }
+
+    #[test]
+    fn applied_settings_load_back_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_applied(dir.path()).unwrap().is_none());
+        let mut s = Settings::default();
+        s.policy.read_only = true;
+        let bytes = settings_to_api(&s).encode_to_vec();
+        replace_file(dir.path(), APPLIED_FILE, &bytes).unwrap();
+        assert_eq!(load_applied(dir.path()).unwrap(), Some(s));
+        std::fs::write(dir.path().join(APPLIED_FILE), b"\xff\xff").unwrap();
+        assert!(matches!(
+            load_applied(dir.path()),
+            Err(AdminError::DamagedApplied { .. })
+        ));
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        assert_eq!(read_token(&path).unwrap(), b"s3cret");
+        std::fs::write(&path, " \n").unwrap();
+        assert!(matches!(read_token(&path), Err(AdminError::EmptyToken(_))));
+        assert!(matches!(
+            read_token(&dir.path().join("missing")),
+            Err(AdminError::TokenFile { .. })
+        ));
+    }
+}

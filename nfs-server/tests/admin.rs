@@ -32,6 +32,15 @@ fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     r
 }
 
+fn read_only() -> api::Settings {
+    api::Settings {
+        policy: Some(api::Policy {
+            read_only: true,
+            ..Default::default()
+        }),
+    }
+}
+
 #[tokio::test]
 async fn settings_usage_and_clients_through_the_admin_api() {
     let s = TestServer::start().await;
@@ -49,22 +58,16 @@ async fn settings_usage_and_clients_through_the_admin_api() {
     let mut a = admin(addr).await;
 
     // No token, a wrong one: refused, nothing changes.
-    let read_only = api::Settings {
-        policy: Some(api::Policy {
-            read_only: true,
-            ..Default::default()
-        }),
-    };
     let apply = |settings: api::Settings| api::ApplySettingsRequest {
         settings: Some(settings),
     };
     let err = a
-        .apply_settings(tonic::Request::new(apply(read_only.clone())))
+        .apply_settings(tonic::Request::new(apply(read_only())))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let err = a
-        .apply_settings(with_token("wrong", apply(read_only.clone())))
+        .apply_settings(with_token("wrong", apply(read_only())))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -107,7 +110,7 @@ async fn settings_usage_and_clients_through_the_admin_api() {
     assert!(usage.volume_bytes_total >= usage.volume_bytes_free && usage.volume_bytes_total > 0);
 
     // Read-only, applied through the API: the next COMPOUND is refused.
-    a.apply_settings(with_token("first-token", apply(read_only)))
+    a.apply_settings(with_token("first-token", apply(read_only())))
         .await
         .unwrap();
     let mkdir = ArgOp::Create(Create4Args {
@@ -206,16 +209,10 @@ async fn applied_settings_survive_a_restart() {
 
     let (shutdown, task) = start(config.clone());
     let mut a = connect_admin(admin_addr).await;
-    let read_only = api::Settings {
-        policy: Some(api::Policy {
-            read_only: true,
-            ..Default::default()
-        }),
-    };
     a.apply_settings(with_token(
         "t",
         api::ApplySettingsRequest {
-            settings: Some(read_only),
+            settings: Some(read_only()),
         },
     ))
     .await

@@ -59,6 +59,8 @@ pub struct Context {
 struct CoreObjects {
     settings: desired::OperatorSettings,
     recorder: Recorder,
+    /// How nfsd's admin API is called (the network, or a test's stand-in).
+    admin: Arc<dyn filesystem::settings::AdminCalls>,
 }
 
 /// Settings of [`run`].
@@ -168,6 +170,7 @@ async fn run_controllers(
         core: config.core_objects.map(|settings| CoreObjects {
             settings,
             recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
+            admin: Arc::new(filesystem::settings::GrpcAdmin),
         }),
     });
     fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -43,6 +43,7 @@ fn documents(objects: &DesiredObjects) -> Result<Vec<(String, String)>> {
     }
     Ok(vec![
         doc("persistentvolumeclaim", &objects.backing_pvc)?,
+        doc("configmap", &objects.config_map)?,
         doc("service-headless", &objects.headless_service)?,
         doc("service", &objects.service)?,
         doc("statefulset", &objects.stateful_set)?,

@@ -15,11 +15,12 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetSpec},
         core::v1::{
-            Capabilities, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim,
-            PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-            PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-            SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
-            TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+            HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+            ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
@@ -30,9 +31,13 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
-use openefs_crds::{DeletionPolicy, FileSystem, FileSystemId, RootAccess, names};
+use openefs_crds::{DeletionPolicy, FileSystem, FileSystemId, names};
 
 use super::service_name;
+use super::settings::{
+    ADMIN_PATH, ADMIN_PORT, ADMIN_TOKEN_KEY, CONFIG_KEY, CONFIG_PATH, admin_secret_name,
+    config_map_name,
+};
 use crate::{error::Error, identity};
 
 /// TCP port of NFS (v4.1, v3 and MOUNT v3 all share it), on the pod and on
@@ -126,6 +131,8 @@ pub struct DesiredObjects {
     /// FileSystem only under `deletionPolicy: Delete`, so garbage collection
     /// never removes the data of a retained file system.
     pub backing_pvc: PersistentVolumeClaim,
+    /// nfsd's runtime settings for its first start (see [`super::settings`]).
+    pub config_map: ConfigMap,
     /// Governs the StatefulSet: stable pod DNS name, metrics scraping.
     pub headless_service: Service,
     /// The mount target: `<fileSystemId>.<namespace>.svc.<domain>`.
@@ -149,6 +156,15 @@ pub fn backing_pvc_name(id: &FileSystemId) -> String {
 /// Name of the StatefulSet (and PodDisruptionBudget); its pod is `<name>-0`.
 pub fn stateful_set_name(id: &FileSystemId) -> &str {
     service_name(id)
+}
+
+/// The server pod's stable DNS name under the headless Service.
+pub fn pod_dns_name(id: &FileSystemId, namespace: &str, cluster_domain: &str) -> String {
+    format!(
+        "{}-0.{}.{namespace}.svc.{cluster_domain}",
+        stateful_set_name(id),
+        headless_service_name(id)
+    )
 }
 
 /// The labels that select the server pod. The file system id is the
@@ -249,6 +265,7 @@ pub fn objects(fs: &FileSystem, settings: &OperatorSettings) -> Result<DesiredOb
     let headless_name = headless_service_name(&id);
     Ok(DesiredObjects {
         backing_pvc: backing_pvc(fs, meta(&pvc_name, delete_data)),
+        config_map: super::settings::config_map(&factory, fs),
         headless_service: headless_service(&id, meta(&headless_name, true)),
         service: service(&id, meta(service_name(&id), true)),
         stateful_set: stateful_set(
@@ -310,6 +327,15 @@ fn headless_service(id: &FileSystemId, metadata: ObjectMeta) -> Service {
                     protocol: Some("TCP".to_owned()),
                     ..ServicePort::default()
                 },
+                // The operator reaches the admin API here, not through the
+                // Service clients mount.
+                ServicePort {
+                    name: Some("admin".to_owned()),
+                    port: ADMIN_PORT,
+                    target_port: Some(IntOrString::String("admin".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
             ]),
             // Monitoring must reach a server that is not Ready: that is when
             // its metrics matter most. Clients use the other Service.
@@ -351,12 +377,15 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
         tls_file(super::tls::TLS_CERT),
         "--tls-key".to_owned(),
         tls_file(super::tls::TLS_KEY),
+        "--config".to_owned(),
+        format!("{CONFIG_PATH}/{CONFIG_KEY}"),
+        "--admin-listen".to_owned(),
+        format!("0.0.0.0:{ADMIN_PORT}"),
+        "--admin-token-file".to_owned(),
+        format!("{ADMIN_PATH}/{ADMIN_TOKEN_KEY}"),
     ];
     if fs.spec.policy.require_tls {
         args.push("--require-tls".to_owned());
-    }
-    if fs.spec.policy.root_access == RootAccess::Squash {
-        args.push("--root-squash".to_owned());
     }
     args
 }
@@ -374,7 +403,11 @@ fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
         image: Some(server.image.unwrap_or_else(|| settings.nfsd_image.clone())),
         command: Some(vec!["openefs-nfsd".to_owned()]),
         args: Some(nfsd_args(fs)),
-        ports: Some(vec![port("nfs", NFS_PORT), port("metrics", METRICS_PORT)]),
+        ports: Some(vec![
+            port("nfs", NFS_PORT),
+            port("metrics", METRICS_PORT),
+            port("admin", ADMIN_PORT),
+        ]),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "data".to_owned(),
@@ -388,10 +421,22 @@ fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
                 sub_path: Some(STATE_SUBPATH.to_owned()),
                 ..VolumeMount::default()
             },
-            // Not a subPath mount: those never see a Secret's updates.
+            // Not subPath mounts: those never see a Secret's updates.
             VolumeMount {
                 name: "tls".to_owned(),
                 mount_path: TLS_PATH.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "admin".to_owned(),
+                mount_path: ADMIN_PATH.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_owned(),
+                mount_path: CONFIG_PATH.to_owned(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
@@ -488,6 +533,23 @@ fn stateful_set(
                                 // Readable by nfsd only (it runs as root).
                                 default_mode: Some(0o400),
                                 ..SecretVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "admin".to_owned(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(admin_secret_name(id)),
+                                default_mode: Some(0o400),
+                                ..SecretVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "config".to_owned(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: config_map_name(id),
+                                ..ConfigMapVolumeSource::default()
                             }),
                             ..Volume::default()
                         },
@@ -698,20 +760,19 @@ mod tests {
         );
         assert_eq!(pod.priority_class_name.as_deref(), Some("storage"));
         assert_eq!(pod.node_selector, None);
+        // The policy is runtime settings (ConfigMap and admin API), never
+        // an argument: changing it must not roll the pod.
         assert!(
-            nfsd.args
-                .as_ref()
-                .unwrap()
-                .contains(&"--root-squash".to_owned())
-        );
-        let defaults = objects_default_pod();
-        assert!(
-            !defaults.containers[0]
+            !nfsd
                 .args
                 .as_ref()
                 .unwrap()
                 .contains(&"--root-squash".to_owned())
         );
+        assert!(
+            objects.config_map.data.as_ref().unwrap()[CONFIG_KEY].contains("root-squash = true")
+        );
+        let defaults = objects_default_pod();
         assert_eq!(
             defaults.containers[0].resources,
             Some(settings().default_server_resources)

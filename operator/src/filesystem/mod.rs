@@ -6,6 +6,7 @@
 
 pub mod desired;
 pub mod server;
+pub mod settings;
 pub mod status;
 pub mod tls;
 
@@ -50,13 +51,9 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
     finalizer(&api, names::FILESYSTEM_FINALIZER, fs, |event| async {
         match event {
             Event::Apply(fs) => {
-                let components = match &ctx.core {
+                let observed = match &ctx.core {
                     Some(core) => apply_server(&fs, &ctx, core).await?,
-                    None => Vec::new(),
-                };
-                let observed = Observed {
-                    components,
-                    ..Observed::default()
+                    None => Observed::default(),
                 };
                 write_status(&api, &fs, &ctx, &observed).await?;
                 Ok(Action::requeue(RESYNC))
@@ -68,14 +65,15 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
     .map_err(|e| Error::from(Box::new(e)))
 }
 
-/// Applies the server's core objects and judges them. A failure is also an
-/// Event on the FileSystem: it is what `kubectl describe` shows when the
-/// server never appears.
+/// Applies the server's core objects and judges them, then pushes the
+/// runtime settings to a ready server. A failure to apply is also an Event
+/// on the FileSystem: it is what `kubectl describe` shows when the server
+/// never appears.
 async fn apply_server(
     fs: &FileSystem,
     ctx: &Context,
     core: &CoreObjects,
-) -> Result<Vec<crate::conditions::Verdict>, Error> {
+) -> Result<Observed, Error> {
     let applied = async {
         let factory = desired::MetaFactory::new(fs)?;
         let dns_names = tls::dns_names(
@@ -84,11 +82,45 @@ async fn apply_server(
             &ctx.cluster_domain,
         );
         tls::reconcile(&ctx.client, &factory, &dns_names).await?;
-        server::apply(&ctx.client, &desired::objects(fs, &core.settings)?).await
+        let token = settings::ensure_token(&ctx.client, &factory).await?;
+        let applied = server::apply(&ctx.client, &desired::objects(fs, &core.settings)?).await?;
+        let pod = desired::pod_dns_name(factory.id(), factory.namespace(), &ctx.cluster_domain);
+        Ok::<_, Error>((applied, pod, token))
     }
     .await;
     match applied {
-        Ok(applied) => Ok(server::verdicts(&applied).to_vec()),
+        Ok((applied, pod, token)) => {
+            let mut components = server::verdicts(&applied).to_vec();
+            let serving = components.iter().any(|v| {
+                v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True
+            });
+            let mut client_connections = None;
+            if serving {
+                let pushed = core
+                    .admin
+                    .push(
+                        settings::admin_endpoint(&pod),
+                        token,
+                        settings::nfsd_settings(fs),
+                    )
+                    .await;
+                if let Err(e) = &pushed {
+                    tracing::warn!(error = %e, "settings not pushed to nfsd");
+                }
+                client_connections = pushed
+                    .as_ref()
+                    .ok()
+                    .map(|u| i32::try_from(u.client_connections).unwrap_or(i32::MAX));
+                components.push(settings::verdict(&pushed));
+            } else {
+                components.push(settings::waiting_verdict());
+            }
+            Ok(Observed {
+                components,
+                client_connections,
+                ..Observed::default()
+            })
+        }
         Err(error) => {
             let event = events::failure(REASON_APPLY_FAILED, &error);
             events::publish(&core.recorder, &fs.object_ref(&()), vec![event]).await;

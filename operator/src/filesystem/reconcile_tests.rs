@@ -1,12 +1,15 @@
 //! The FileSystem reconcile against the in-memory API ([`crate::fake_api`]):
 //! create, readiness, drift repair, failures and deletion.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use kube::runtime::events::{Recorder, Reporter};
+use openefs_admin_api::v1 as admin_api;
 use openefs_crds::{FileSystem, names};
 use serde_json::{Value, json};
 
+use super::settings::AdminCalls;
 use super::{REASON_APPLY_FAILED, reconcile};
 use crate::{Context, CoreObjects, desired::OperatorSettings, fake_api::FakeApi};
 
@@ -22,10 +25,58 @@ const STS: &str = "/apis/apps/v1/namespaces/team-a/statefulsets/fs-85629fff8f20c
 const PDB: &str = "/apis/policy/v1/namespaces/team-a/poddisruptionbudgets/fs-85629fff8f20c8a89";
 const CA_SECRET: &str = "/api/v1/namespaces/team-a/secrets/fs-85629fff8f20c8a89-ca";
 const TLS_SECRET: &str = "/api/v1/namespaces/team-a/secrets/fs-85629fff8f20c8a89-tls";
+const ADMIN_SECRET: &str = "/api/v1/namespaces/team-a/secrets/fs-85629fff8f20c8a89-admin";
+const CONFIG_MAP: &str = "/api/v1/namespaces/team-a/configmaps/fs-85629fff8f20c8a89-nfsd";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
 const ACCESS_POINTS: &str = "/apis/openefs.io/v1alpha1/namespaces/team-a/accesspoints";
 
+/// Stands in for nfsd's admin API: records every push and answers with
+/// `answer`.
+#[derive(Default)]
+struct FakeAdmin {
+    pushes: Mutex<Vec<(String, String, admin_api::Settings)>>,
+    answer: Mutex<Option<tonic::Status>>,
+}
+
+impl FakeAdmin {
+    fn pushes(&self) -> Vec<(String, String, admin_api::Settings)> {
+        self.pushes.lock().unwrap().clone()
+    }
+
+    fn fail_with(&self, status: tonic::Status) {
+        *self.answer.lock().unwrap() = Some(status);
+    }
+}
+
+impl AdminCalls for FakeAdmin {
+    fn push(
+        &self,
+        endpoint: String,
+        token: String,
+        settings: admin_api::Settings,
+    ) -> BoxFuture<'static, Result<admin_api::Usage, tonic::Status>> {
+        self.pushes
+            .lock()
+            .unwrap()
+            .push((endpoint, token, settings));
+        let answer = match self.answer.lock().unwrap().clone() {
+            Some(status) => Err(status),
+            None => Ok(admin_api::Usage {
+                client_connections: 3,
+                ..Default::default()
+            }),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
 fn setup(core: bool) -> (FakeApi, Arc<Context>) {
+    let (api, ctx, _) = setup_with_admin(core);
+    (api, ctx)
+}
+
+fn setup_with_admin(core: bool) -> (FakeApi, Arc<Context>, Arc<FakeAdmin>) {
+    let admin = Arc::new(FakeAdmin::default());
     let (api, client) = FakeApi::new();
     api.insert(
         FS,
@@ -43,9 +94,10 @@ fn setup(core: bool) -> (FakeApi, Arc<Context>) {
         core: core.then(|| CoreObjects {
             settings: OperatorSettings::new("registry.example/openefs-nfsd:test"),
             recorder: Recorder::new(client, Reporter::from(names::FIELD_MANAGER)),
+            admin: admin.clone(),
         }),
     };
-    (api, Arc::new(ctx))
+    (api, Arc::new(ctx), admin)
 }
 
 async fn run(api: &FakeApi, ctx: &Arc<Context>) -> Result<(), crate::Error> {
@@ -113,7 +165,9 @@ async fn creates_the_server_and_becomes_available_when_it_is_ready() {
         [
             CA_SECRET,
             TLS_SECRET,
+            ADMIN_SECRET,
             PVC,
+            CONFIG_MAP,
             HEADLESS,
             SERVICE,
             STS,
@@ -121,7 +175,17 @@ async fn creates_the_server_and_becomes_available_when_it_is_ready() {
             status_path.as_str()
         ]
     );
-    for path in [CA_SECRET, TLS_SECRET, PVC, SERVICE, HEADLESS, STS, PDB] {
+    for path in [
+        CA_SECRET,
+        TLS_SECRET,
+        ADMIN_SECRET,
+        PVC,
+        CONFIG_MAP,
+        SERVICE,
+        HEADLESS,
+        STS,
+        PDB,
+    ] {
         let object = api
             .get(path)
             .unwrap_or_else(|| panic!("{path} not applied"));
@@ -334,5 +398,69 @@ async fn deletion_waits_for_access_points_then_releases_the_finalizer() {
     assert!(
         finalizers.as_array().is_none_or(|f| f.is_empty()),
         "finalizer still there: {finalizers}"
+    );
+}
+
+#[tokio::test]
+async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
+    let (api, ctx, admin) = setup_with_admin(true);
+    api.update(FS, |fs| {
+        fs["spec"] = json!({"policy": {"rootAccess": "squash", "readOnly": true}})
+    });
+    run(&api, &ctx).await.unwrap();
+    // Not ready: nothing pushed, the ConfigMap carries the policy.
+    assert!(admin.pushes().is_empty());
+    assert_eq!(
+        condition(&api, "SettingsApplied"),
+        ("False".into(), "WaitingForServer".into())
+    );
+    let config = api.get(CONFIG_MAP).unwrap();
+    let toml = config["data"]["nfsd.toml"].as_str().unwrap();
+    assert!(
+        toml.contains("root-squash = true\nread-only = true"),
+        "{toml}"
+    );
+    let token = |api: &FakeApi| {
+        let secret = api.get(ADMIN_SECRET).unwrap();
+        secret["data"]["token"].as_str().unwrap().to_owned()
+    };
+    let stored = token(&api);
+
+    set_cluster_state(&api);
+    run(&api, &ctx).await.unwrap();
+    run(&api, &ctx).await.unwrap();
+    let pushes = admin.pushes();
+    assert_eq!(pushes.len(), 2, "every reconcile pushes");
+    let (endpoint, pushed_token, settings) = &pushes[0];
+    assert_eq!(
+        endpoint,
+        &format!("http://{ID}-0.{ID}-headless.team-a.svc.cluster.local:9050")
+    );
+    // The Secret stores base64; the token pushed is what it decodes to.
+    use k8s_openapi::ByteString;
+    let decoded: ByteString = serde_json::from_value(json!(stored)).unwrap();
+    assert_eq!(pushed_token.as_bytes(), decoded.0.as_slice());
+    assert_eq!(token(&api), stored, "the token is made once");
+    let policy = settings.policy.unwrap();
+    assert!(policy.root_squash && policy.read_only);
+    assert_eq!(
+        condition(&api, "SettingsApplied"),
+        ("True".into(), "Applied".into())
+    );
+    assert_eq!(api.get(FS).unwrap()["status"]["clientConnections"], 3);
+    // The policy is not in the pod template: changing it rolls no pod.
+    let args = api.get(STS).unwrap()["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    assert!(!args.to_string().contains("squash"), "{args}");
+
+    admin.fail_with(tonic::Status::unavailable("connection refused"));
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(
+        condition(&api, "SettingsApplied"),
+        ("False".into(), "AdminUnreachable".into())
+    );
+    assert_eq!(
+        api.get(FS).unwrap()["status"]["clientConnections"],
+        3,
+        "the last figure stays while nfsd cannot be asked"
     );
 }

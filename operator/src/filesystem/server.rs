@@ -36,6 +36,7 @@ pub struct Applied {
 /// whatever was edited or deleted.
 pub async fn apply(client: &Client, objects: &DesiredObjects) -> Result<Applied, Error> {
     let backing_pvc = apply::object(client, &objects.backing_pvc).await?;
+    apply::object(client, &objects.config_map).await?;
     apply::object(client, &objects.headless_service).await?;
     apply::object(client, &objects.service).await?;
     let stateful_set = apply::object(client, &objects.stateful_set).await?;

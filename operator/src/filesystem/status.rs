@@ -51,6 +51,8 @@ pub struct Observed {
     /// objects; empty under `--only-custom-resources`, where another writer
     /// reports them and they are only read.
     pub components: Vec<Verdict>,
+    /// Open client connections, as the server reported them just now.
+    pub client_connections: Option<i32>,
 }
 
 /// The status `fs` should have. Fields this side does not compute
@@ -91,6 +93,7 @@ pub fn desired(
         conditions: conditions::merge(&current.conditions, &[ready, degraded], generation, now),
         file_system_id: Some(id),
         endpoint: Some(endpoint),
+        client_connections: observed.client_connections.or(current.client_connections),
         ..current
     }
 }
@@ -112,6 +115,8 @@ pub fn owned(status: &FileSystemStatus, observed: &Observed) -> FileSystemStatus
             .collect(),
         file_system_id: status.file_system_id.clone(),
         endpoint: status.endpoint.clone(),
+        // Sent only when observed: otherwise the last figure stays.
+        client_connections: observed.client_connections.and(status.client_connections),
         ..FileSystemStatus::default()
     }
 }

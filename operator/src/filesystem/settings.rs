@@ -1,0 +1,372 @@
+//! A FileSystem's runtime settings in its nfsd, changed without a restart:
+//! computed from the spec ([`nfsd_settings`], pure), written into a
+//! ConfigMap nfsd reads at its first start ([`config_map`]), and pushed on
+//! every reconcile through nfsd's admin API ([`AdminCalls`]) with a token
+//! from the `<fs-id>-admin` Secret, which the operator creates once.
+//!
+//! Why both: the push changes a running server at once, and nfsd keeps what
+//! was pushed in its state directory for its next start; the ConfigMap
+//! covers the first start, before any push. Neither is in the pod template,
+//! so a policy change rolls no pod.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+use openefs_admin_api::v1 as api;
+use openefs_admin_api::v1::admin_client::AdminClient;
+use openefs_crds::{FileSystem, FileSystemId, RootAccess};
+
+use super::desired::MetaFactory;
+use crate::apply;
+use crate::conditions::{Status, Verdict};
+use crate::error::Error;
+
+/// Port of nfsd's admin API in the pod (never the NFS port).
+pub const ADMIN_PORT: i32 = 9050;
+/// Where the admin token Secret is mounted in the server pod.
+pub const ADMIN_PATH: &str = "/etc/openefs/admin";
+/// The admin token Secret's key (and file name).
+pub const ADMIN_TOKEN_KEY: &str = "token";
+/// Where the settings ConfigMap is mounted in the server pod.
+pub const CONFIG_PATH: &str = "/etc/openefs/config";
+/// The settings ConfigMap's key (and file name): nfsd's `--config` file.
+pub const CONFIG_KEY: &str = "nfsd.toml";
+
+/// `True` once nfsd confirmed the settings of the current spec.
+pub const SETTINGS_APPLIED: &str = "SettingsApplied";
+pub const REASON_APPLIED: &str = "Applied";
+/// Not pushed: the server is not ready (the ConfigMap or its kept settings
+/// apply meanwhile).
+pub const REASON_WAITING_FOR_SERVER: &str = "WaitingForServer";
+pub const REASON_ADMIN_UNREACHABLE: &str = "AdminUnreachable";
+pub const REASON_ADMIN_TOKEN_REJECTED: &str = "AdminTokenRejected";
+pub const REASON_SETTINGS_REFUSED: &str = "SettingsRefused";
+pub const REASON_ADMIN_FAILED: &str = "AdminFailed";
+
+/// How long one push may take, connection included: a reconcile must not
+/// hang on a server that accepts and then stalls.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn admin_secret_name(id: &FileSystemId) -> String {
+    format!("{}-admin", id.as_str())
+}
+
+pub fn config_map_name(id: &FileSystemId) -> String {
+    format!("{}-nfsd", id.as_str())
+}
+
+/// The settings nfsd should run with for `fs`.
+pub fn nfsd_settings(fs: &FileSystem) -> api::Settings {
+    let policy = &fs.spec.policy;
+    api::Settings {
+        policy: Some(api::Policy {
+            root_squash: policy.root_access == RootAccess::Squash,
+            read_only: policy.read_only,
+            anon_uid: None,
+            anon_gid: None,
+        }),
+    }
+}
+
+/// `settings` as nfsd's config file (its runtime keys; unset ids keep
+/// nfsd's defaults).
+pub fn config_toml(settings: &api::Settings) -> String {
+    let policy = settings.policy.unwrap_or_default();
+    let mut out = format!(
+        "# Written by the openefs operator; nfsd reads it at its first start.\n\
+         root-squash = {}\nread-only = {}\n",
+        policy.root_squash, policy.read_only
+    );
+    for (key, value) in [("anon-uid", policy.anon_uid), ("anon-gid", policy.anon_gid)] {
+        if let Some(v) = value {
+            out.push_str(&format!("{key} = {v}\n"));
+        }
+    }
+    out
+}
+
+pub fn config_map(factory: &MetaFactory, fs: &FileSystem) -> ConfigMap {
+    ConfigMap {
+        metadata: factory.meta(&config_map_name(factory.id()), true),
+        data: Some(BTreeMap::from([(
+            CONFIG_KEY.to_owned(),
+            config_toml(&nfsd_settings(fs)),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The admin token, from the `<fs-id>-admin` Secret; creates the Secret
+/// with a new random token when it is missing or has no token.
+pub async fn ensure_token(client: &Client, factory: &MetaFactory) -> Result<String, Error> {
+    let name = admin_secret_name(factory.id());
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), factory.namespace());
+    let stored = secrets.get_opt(&name).await.map_err(|source| Error::Read {
+        what: format!("Secret {}/{name}", factory.namespace()),
+        source: Box::new(source),
+    })?;
+    if let Some(token) = stored.as_ref().and_then(token_of) {
+        return Ok(token);
+    }
+    let token = new_token();
+    apply::object(client, &token_secret(factory, &token)).await?;
+    tracing::info!(secret = %name, "admin token created");
+    Ok(token)
+}
+
+fn token_of(secret: &Secret) -> Option<String> {
+    let bytes = &secret.data.as_ref()?.get(ADMIN_TOKEN_KEY)?.0;
+    let token = std::str::from_utf8(bytes).ok()?.trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// 256 random bits, hex: printable, so it fits a gRPC metadata value.
+fn new_token() -> String {
+    rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn token_secret(factory: &MetaFactory, token: &str) -> Secret {
+    Secret {
+        metadata: factory.meta(&admin_secret_name(factory.id()), true),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            ADMIN_TOKEN_KEY.to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
+/// Where the operator reaches a file system's admin API: its pod's stable
+/// DNS name under the headless Service (which publishes the pod before it
+/// is Ready).
+pub fn admin_endpoint(pod_dns_name: &str) -> String {
+    format!("http://{pod_dns_name}:{ADMIN_PORT}")
+}
+
+/// The calls the reconciler makes to an nfsd; a trait so that reconcile
+/// tests can stand in for the network.
+pub trait AdminCalls: Send + Sync {
+    /// Applies `settings` and returns the usage afterwards.
+    fn push(
+        &self,
+        endpoint: String,
+        token: String,
+        settings: api::Settings,
+    ) -> BoxFuture<'static, Result<api::Usage, tonic::Status>>;
+}
+
+/// The real admin API over gRPC.
+#[derive(Debug, Default)]
+pub struct GrpcAdmin;
+
+impl AdminCalls for GrpcAdmin {
+    fn push(
+        &self,
+        endpoint: String,
+        token: String,
+        settings: api::Settings,
+    ) -> BoxFuture<'static, Result<api::Usage, tonic::Status>> {
+        Box::pin(async move {
+            let channel = tonic::transport::Endpoint::from_shared(endpoint)
+                .map_err(|e| tonic::Status::invalid_argument(format!("admin endpoint: {e}")))?
+                .connect_timeout(ADMIN_TIMEOUT)
+                .timeout(ADMIN_TIMEOUT)
+                .connect()
+                .await
+                .map_err(|e| tonic::Status::unavailable(format!("connecting: {e}")))?;
+            let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| tonic::Status::invalid_argument("the admin token is not ASCII"))?;
+            let mut client = AdminClient::new(channel);
+            client
+                .apply_settings(authorized(
+                    &bearer,
+                    api::ApplySettingsRequest {
+                        settings: Some(settings),
+                    },
+                ))
+                .await?;
+            Ok(client
+                .get_usage(authorized(&bearer, api::GetUsageRequest {}))
+                .await?
+                .into_inner())
+        })
+    }
+}
+
+fn authorized<T>(
+    bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    message: T,
+) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert("authorization", bearer.clone());
+    r
+}
+
+/// `SettingsApplied` from a push's outcome.
+pub fn verdict(pushed: &Result<api::Usage, tonic::Status>) -> Verdict {
+    let failed = |reason, what: &str, status: &tonic::Status| Verdict {
+        type_: SETTINGS_APPLIED,
+        status: Status::False,
+        reason,
+        message: format!("{what}: {}", status.message()),
+    };
+    match pushed {
+        Ok(_) => Verdict {
+            type_: SETTINGS_APPLIED,
+            status: Status::True,
+            reason: REASON_APPLIED,
+            message: String::new(),
+        },
+        Err(s) => match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                failed(REASON_ADMIN_UNREACHABLE, "nfsd's admin API", s)
+            }
+            tonic::Code::Unauthenticated => failed(
+                REASON_ADMIN_TOKEN_REJECTED,
+                "nfsd refused the admin token (the pod may not see the Secret yet)",
+                s,
+            ),
+            tonic::Code::InvalidArgument => failed(REASON_SETTINGS_REFUSED, "nfsd refused", s),
+            _ => failed(REASON_ADMIN_FAILED, "applying settings", s),
+        },
+    }
+}
+
+/// `SettingsApplied` while the server is not ready to be asked.
+pub fn waiting_verdict() -> Verdict {
+    Verdict {
+        type_: SETTINGS_APPLIED,
+        status: Status::False,
+        reason: REASON_WAITING_FOR_SERVER,
+        message: "pushed once the server is ready; until then nfsd runs with the settings it \
+                  kept from the last push, or the ConfigMap's at its first start"
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fs(spec: &str) -> FileSystem {
+        FileSystem::new("shared", serde_json::from_str(spec).unwrap())
+    }
+
+    #[test]
+    fn settings_follow_the_policy() {
+        let s = nfsd_settings(&fs("{}"));
+        assert_eq!(s.policy, Some(api::Policy::default()));
+        let s = nfsd_settings(&fs(
+            r#"{"policy": {"rootAccess": "squash", "readOnly": true}}"#,
+        ));
+        let p = s.policy.unwrap();
+        assert!(p.root_squash && p.read_only);
+        assert_eq!(
+            config_toml(&s),
+            "# Written by the openefs operator; nfsd reads it at its first start.\n\
+             root-squash = true\nread-only = true\n"
+        );
+    }
+
+    #[test]
+    fn tokens_are_random_hex_and_read_back_trimmed() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        let secret = |data: &[u8]| Secret {
+            data: Some(BTreeMap::from([(
+                ADMIN_TOKEN_KEY.to_owned(),
+                ByteString(data.to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        assert_eq!(token_of(&secret(b"abc\n")), Some("abc".to_owned()));
+        assert_eq!(token_of(&secret(b" ")), None);
+        assert_eq!(token_of(&secret(b"\xff")), None);
+        assert_eq!(token_of(&Secret::default()), None);
+    }
+
+    #[test]
+    fn push_outcomes_become_reasons() {
+        let reason = |r: Result<api::Usage, tonic::Status>| verdict(&r).reason;
+        assert_eq!(reason(Ok(api::Usage::default())), REASON_APPLIED);
+        assert_eq!(
+            reason(Err(tonic::Status::unavailable("x"))),
+            REASON_ADMIN_UNREACHABLE
+        );
+        assert_eq!(
+            reason(Err(tonic::Status::unauthenticated("x"))),
+            REASON_ADMIN_TOKEN_REJECTED
+        );
+        assert_eq!(
+            reason(Err(tonic::Status::invalid_argument("x"))),
+            REASON_SETTINGS_REFUSED
+        );
+        assert_eq!(
+            reason(Err(tonic::Status::internal("x"))),
+            REASON_ADMIN_FAILED
+        );
+    }
+
+    /// A free loopback address (bound and released, then bound again at once).
+    fn free_addr() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    /// The real client against a real nfsd (in-process, as root): applied,
+    /// a wrong token refused, a dead endpoint reported as unreachable.
+    #[tokio::test]
+    async fn pushes_to_a_real_nfsd() {
+        use std::sync::Arc;
+
+        let export = tempfile::tempdir().unwrap();
+        let token_dir = tempfile::tempdir().unwrap();
+        let token_file = token_dir.path().join("token");
+        std::fs::write(&token_file, new_token()).unwrap();
+        let token = std::fs::read_to_string(&token_file).unwrap();
+        let mut config = openefs_nfsd::Config::new(export.path().to_owned(), free_addr());
+        let admin_addr = free_addr();
+        config.admin = Some(openefs_nfsd::admin::AdminSettings {
+            listen: admin_addr,
+            token_file,
+        });
+        let vfs = Arc::new(openefs_vfs::LocalVfs::new(export.path()).unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let nfsd = tokio::spawn(openefs_nfsd::run(config, vfs, shutdown.clone()));
+        let endpoint = format!("http://{admin_addr}");
+        let squash = nfsd_settings(&fs(r#"{"policy": {"rootAccess": "squash"}}"#));
+        let mut pushed = Err(tonic::Status::unavailable("not tried"));
+        for _ in 0..100 {
+            pushed = GrpcAdmin
+                .push(endpoint.clone(), token.clone(), squash.clone())
+                .await;
+            if pushed.as_ref().err().map(tonic::Status::code) != Some(tonic::Code::Unavailable) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(verdict(&pushed).reason, REASON_APPLIED, "{pushed:?}");
+        assert_eq!(pushed.unwrap().client_connections, 0);
+        let wrong = GrpcAdmin
+            .push(endpoint, "not-the-token".into(), squash.clone())
+            .await;
+        assert_eq!(verdict(&wrong).reason, REASON_ADMIN_TOKEN_REJECTED);
+        shutdown.cancel();
+        nfsd.await.unwrap().unwrap();
+        let gone = GrpcAdmin
+            .push(format!("http://{admin_addr}"), token, squash)
+            .await;
+        assert_eq!(verdict(&gone).reason, REASON_ADMIN_UNREACHABLE, "{gone:?}");
+    }
+}

@@ -349,7 +349,7 @@ mod tests {
         let mut pushed = Err(tonic::Status::unavailable("not tried"));
         for _ in 0..100 {
             pushed = GrpcAdmin
-                .push(endpoint.clone(), token.clone(), squash.clone())
+                .push(endpoint.clone(), token.clone(), squash)
                 .await;
             if pushed.as_ref().err().map(tonic::Status::code) != Some(tonic::Code::Unavailable) {
                 break;
@@ -359,7 +359,7 @@ mod tests {
         assert_eq!(verdict(&pushed).reason, REASON_APPLIED, "{pushed:?}");
         assert_eq!(pushed.unwrap().client_connections, 0);
         let wrong = GrpcAdmin
-            .push(endpoint, "not-the-token".into(), squash.clone())
+            .push(endpoint, "not-the-token".into(), squash)
             .await;
         assert_eq!(verdict(&wrong).reason, REASON_ADMIN_TOKEN_REJECTED);
         shutdown.cancel();

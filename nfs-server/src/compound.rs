@@ -206,6 +206,7 @@ pub async fn run_compound(server: &Server, identity: Identity, args: Bytes) -> C
             }
         };
         let status = res.status();
+        server.metadata_io(name);
         server
             .metrics()
             .op_done(name, status.into(), started.elapsed());

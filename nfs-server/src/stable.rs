@@ -171,27 +171,33 @@ impl StableStore {
         Ok(())
     }
 
-    /// Replaces the file atomically and durably: after a crash at any
-    /// point it holds either the old records or the new ones.
+    /// The state directory, where other records (burst credits) live too.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn persist(&self, records: &Records) -> Result<(), StableError> {
-        let path = self.dir.join(RECORDS_FILE);
-        let tmp = self.dir.join(format!("{RECORDS_FILE}.tmp"));
         let write_err = |source| StableError::Write {
-            path: path.clone(),
+            path: self.dir.join(RECORDS_FILE),
             source,
         };
         // Serialising owned plain data cannot fail.
         let json =
             serde_json::to_vec_pretty(records).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut file = File::create(&tmp).map_err(write_err)?;
-        file.write_all(&json).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(write_err)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)
+        write_atomically(&self.dir, RECORDS_FILE, &json).map_err(write_err)
     }
+}
+
+/// Replaces `dir/name` atomically and durably: after a crash at any point it
+/// holds either the old contents or the new ones.
+pub(crate) fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(name))?;
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 #[cfg(test)]

@@ -135,6 +135,7 @@ pub async fn dispatch(server: &Server, identity: Identity, proc_: u32, args: Byt
             if let Err(e) = status {
                 debug!(proc = name, status = %e, "procedure failed");
             }
+            server.metadata_io(name);
             server
                 .metrics()
                 .op_done(name, Outcome::V3(status), started.elapsed());

@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::server::Server;
-use crate::settings::{NOBODY, Policy, Settings};
+use crate::settings::{NOBODY, Policy, Settings, ThroughputMode};
 use crate::stable::replace_file;
 
 /// Where the admin API listens and how callers prove who they are.
@@ -182,7 +182,16 @@ impl Admin for AdminService {
             .await
             .map_err(|e| Status::internal(format!("statfs task failed: {e}")))?
             .map_err(|e| Status::internal(format!("statfs of the export: {e}")))?;
+        let throughput = self
+            .server
+            .throttle()
+            .snapshot(self.server.settings().throughput);
         Ok(Response::new(api::Usage {
+            stored_bytes: throughput.stored,
+            // Metered figures are whole bytes; fractions are rounding.
+            burst_credit_bytes: throughput.credits as u64,
+            permitted_bytes_per_second: throughput.permitted.map(|p| p as u64),
+            metered_io_bytes: throughput.metered_total as u64,
             volume_bytes_total: stat.bytes_total,
             volume_bytes_free: stat.bytes_free,
             volume_files_total: stat.files_total,
@@ -249,7 +258,26 @@ pub fn settings_from_api(s: api::Settings) -> Result<Settings, String> {
             anon_uid: policy.anon_uid.unwrap_or(NOBODY),
             anon_gid: policy.anon_gid.unwrap_or(NOBODY),
         },
+        throughput: match s.throughput {
+            Some(t) => throughput_from_api(t)?,
+            None => ThroughputMode::Elastic,
+        },
     })
+}
+
+fn throughput_from_api(t: api::Throughput) -> Result<ThroughputMode, String> {
+    use api::throughput::Mode;
+    let mode = Mode::try_from(t.mode).map_err(|_| format!("unknown throughput mode {}", t.mode))?;
+    match (mode, t.provisioned_mibps) {
+        (Mode::Unspecified, _) => Err("throughput.mode is required".to_owned()),
+        (Mode::Provisioned, 0) => {
+            Err("throughput.provisioned_mibps must be at least 1 with PROVISIONED".to_owned())
+        }
+        (Mode::Provisioned, mibps) => Ok(ThroughputMode::Provisioned { mibps }),
+        (_, 1..) => Err("throughput.provisioned_mibps is only for PROVISIONED".to_owned()),
+        (Mode::Elastic, 0) => Ok(ThroughputMode::Elastic),
+        (Mode::Bursting, 0) => Ok(ThroughputMode::Bursting),
+    }
 }
 
 pub fn settings_to_api(s: &Settings) -> api::Settings {
@@ -260,6 +288,20 @@ pub fn settings_to_api(s: &Settings) -> api::Settings {
             anon_uid: Some(s.policy.anon_uid),
             anon_gid: Some(s.policy.anon_gid),
         }),
+        throughput: Some(throughput_to_api(s.throughput)),
+    }
+}
+
+pub fn throughput_to_api(mode: ThroughputMode) -> api::Throughput {
+    use api::throughput::Mode;
+    let (mode, provisioned_mibps) = match mode {
+        ThroughputMode::Elastic => (Mode::Elastic, 0),
+        ThroughputMode::Bursting => (Mode::Bursting, 0),
+        ThroughputMode::Provisioned { mibps } => (Mode::Provisioned, mibps),
+    };
+    api::Throughput {
+        mode: mode.into(),
+        provisioned_mibps,
     }
 }
 
@@ -272,16 +314,30 @@ mod tests {
         let mut s = Settings::default();
         s.policy.read_only = true;
         s.policy.anon_uid = 1234;
+        assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s.clone()));
+        s.throughput = ThroughputMode::Provisioned { mibps: 20 };
         assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s));
         let unset = api::Settings {
             policy: Some(api::Policy::default()),
+            throughput: None,
         };
         assert_eq!(settings_from_api(unset), Ok(Settings::default()));
-        assert!(
-            settings_from_api(api::Settings { policy: None })
-                .unwrap_err()
-                .contains("policy")
-        );
+        let refused = |policy, mode: api::throughput::Mode, provisioned_mibps| {
+            settings_from_api(api::Settings {
+                policy,
+                throughput: Some(api::Throughput {
+                    mode: mode.into(),
+                    provisioned_mibps,
+                }),
+            })
+            .unwrap_err()
+        };
+        use api::throughput::Mode;
+        let policy = Some(api::Policy::default());
+        assert!(refused(None, Mode::Elastic, 0).contains("policy"));
+        assert!(refused(policy, Mode::Unspecified, 0).contains("mode is required"));
+        assert!(refused(policy, Mode::Provisioned, 0).contains("at least 1"));
+        assert!(refused(policy, Mode::Bursting, 5).contains("only for PROVISIONED"));
     }
 
     #[test]

@@ -218,6 +218,7 @@ pub async fn run_compound(
             }
         };
         let status = res.status();
+        server.metadata_io(name);
         server
             .metrics()
             .op_done(name, status.into(), started.elapsed());

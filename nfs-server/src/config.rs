@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::admin::AdminSettings;
-use crate::settings::{NOBODY, Policy, Settings};
+use crate::settings::{NOBODY, Policy, Settings, ThroughputMode};
 use crate::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -17,6 +17,15 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// The throughput mode's name in flags and the config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThroughputModeName {
+    Bursting,
+    Provisioned,
+    Elastic,
 }
 
 /// Serve a local directory over NFSv4.1, NFSv4.0 and NFSv3 (with MOUNT v3), on one port.
@@ -88,6 +97,12 @@ pub struct ServeArgs {
     /// mounted Secret; re-read on every call.
     #[arg(long, env = "OPENEFS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// How data throughput is limited [default: elastic, no limit].
+    #[arg(long, env = "OPENEFS_THROUGHPUT_MODE", value_enum)]
+    pub throughput_mode: Option<ThroughputModeName>,
+    /// Metered MiB/s of --throughput-mode provisioned.
+    #[arg(long, env = "OPENEFS_PROVISIONED_THROUGHPUT_MIBPS")]
+    pub provisioned_throughput_mibps: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +126,8 @@ struct FileConfig {
     require_tls: Option<bool>,
     admin_listen: Option<SocketAddr>,
     admin_token_file: Option<PathBuf>,
+    throughput_mode: Option<ThroughputModeName>,
+    provisioned_throughput_mibps: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +170,12 @@ pub enum ConfigError {
     AdminIncomplete,
     #[error("admin-listen must differ from the NFS listen address {0}")]
     AdminOnNfsPort(SocketAddr),
+    #[error("throughput-mode = \"provisioned\" needs provisioned-throughput-mibps (at least 1)")]
+    ProvisionedRate,
+    #[error(
+        "provisioned-throughput-mibps is set but throughput-mode is not \"provisioned\" (it would be ignored)"
+    )]
+    RateNotProvisioned,
 }
 
 /// Validated server settings.
@@ -230,9 +253,11 @@ impl ServeArgs {
                 read_only: self.read_only,
                 anon_uid: self.anon_uid,
                 anon_gid: self.anon_gid,
+                throughput_mode: self.throughput_mode,
+                provisioned_throughput_mibps: self.provisioned_throughput_mibps,
             },
         };
-        let settings = settings_source.flags.over(&file);
+        let settings = settings_source.flags.over(&file)?;
         let lease = match (self.lease_time, file.lease_time) {
             (Some(d), _) => d.into(),
             (None, Some(s)) => humantime::parse_duration(&s)
@@ -324,18 +349,40 @@ pub struct SettingsFlags {
     pub read_only: bool,
     pub anon_uid: Option<u32>,
     pub anon_gid: Option<u32>,
+    pub throughput_mode: Option<ThroughputModeName>,
+    pub provisioned_throughput_mibps: Option<u32>,
 }
 
 impl SettingsFlags {
-    fn over(&self, file: &FileConfig) -> Settings {
-        Settings {
+    fn over(&self, file: &FileConfig) -> Result<Settings, ConfigError> {
+        Ok(Settings {
             policy: Policy {
                 root_squash: self.root_squash || file.root_squash.unwrap_or(false),
                 read_only: self.read_only || file.read_only.unwrap_or(false),
                 anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(NOBODY),
                 anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(NOBODY),
             },
+            throughput: throughput_mode(
+                self.throughput_mode.or(file.throughput_mode),
+                self.provisioned_throughput_mibps
+                    .or(file.provisioned_throughput_mibps),
+            )?,
+        })
+    }
+}
+
+fn throughput_mode(
+    name: Option<ThroughputModeName>,
+    mibps: Option<u32>,
+) -> Result<ThroughputMode, ConfigError> {
+    match (name, mibps) {
+        (Some(ThroughputModeName::Provisioned), Some(mibps)) if mibps > 0 => {
+            Ok(ThroughputMode::Provisioned { mibps })
         }
+        (Some(ThroughputModeName::Provisioned), _) => Err(ConfigError::ProvisionedRate),
+        (_, Some(_)) => Err(ConfigError::RateNotProvisioned),
+        (Some(ThroughputModeName::Bursting), None) => Ok(ThroughputMode::Bursting),
+        (Some(ThroughputModeName::Elastic) | None, None) => Ok(ThroughputMode::Elastic),
     }
 }
 
@@ -352,7 +399,7 @@ impl SettingsSource {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Ok(self.flags.over(&file))
+        self.flags.over(&file)
     }
 }
 
@@ -435,6 +482,37 @@ mod tests {
             (true, true, 98, 7)
         );
         write("root-squash = \"yes\"\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::ParseFile { .. })
+        ));
+        assert_eq!(c.settings.throughput, ThroughputMode::Elastic);
+        write("throughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 20\n");
+        assert_eq!(
+            c.reload_settings().unwrap().throughput,
+            ThroughputMode::Provisioned { mibps: 20 }
+        );
+        write("throughput-mode = \"bursting\"\n");
+        assert_eq!(
+            c.reload_settings().unwrap().throughput,
+            ThroughputMode::Bursting
+        );
+        write("throughput-mode = \"provisioned\"\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::ProvisionedRate)
+        ));
+        write("throughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 0\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::ProvisionedRate)
+        ));
+        write("provisioned-throughput-mibps = 5\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::RateNotProvisioned)
+        ));
+        write("throughput-mode = \"fast\"\n");
         assert!(matches!(
             c.reload_settings(),
             Err(ConfigError::ParseFile { .. })

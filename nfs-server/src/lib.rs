@@ -11,6 +11,8 @@
 //! calls to [`mount`], over the same vfs; [`dirwalk`] pages directories for
 //! both versions' READDIR. [`tls`] decides how a connection starts (TLS,
 //! RFC 9289 STARTTLS or plain RPC) before [`transport`] reads its records.
+//! [`throughput`] meters READ/WRITE data and metadata operations and delays
+//! replies to keep to the throughput mode's rate.
 
 pub mod admin;
 pub mod attrs;
@@ -27,6 +29,7 @@ pub mod server;
 pub mod settings;
 pub mod stable;
 pub mod state;
+pub mod throughput;
 pub mod tls;
 pub mod transport;
 pub mod v3;

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the server and the tiny HTTP endpoint serving them.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +21,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+
+use crate::throughput::IoKind;
 
 /// How an operation ended, as a label: `NFS4_OK`, `REPLAY` (answered from
 /// the slot reply cache) or the error's name; NFSv3 and MOUNT procedures
@@ -105,6 +108,71 @@ pub struct Metrics {
     reclaims: Family<ReclaimKind, Counter>,
     plaintext_refused: Counter,
     tls_handshake_failures: Counter,
+    io: IoMetrics,
+}
+
+/// The throughput metering, mirroring EFS's CloudWatch metrics.
+#[derive(Default)]
+struct IoMetrics {
+    burst_credits: Gauge<f64, AtomicU64>,
+    permitted: Gauge<f64, AtomicU64>,
+    metered: Counter<f64, AtomicU64>,
+    total: Counter,
+    data_read: Counter,
+    data_write: Counter,
+    metadata: Counter,
+    percent_limit: Gauge<f64, AtomicU64>,
+    storage: Gauge,
+}
+
+impl IoMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "burst_credit_balance_bytes",
+            "Burst credits left (EFS BurstCreditBalance)",
+            self.burst_credits.clone(),
+        );
+        registry.register(
+            "permitted_throughput_bytes_per_second",
+            "Metered bytes/s allowed now, 0 when unlimited (EFS PermittedThroughput)",
+            self.permitted.clone(),
+        );
+        registry.register(
+            "metered_io_bytes",
+            "Metered bytes: reads at one third, each request at least 4 KiB (EFS MeteredIOBytes)",
+            self.metered.clone(),
+        );
+        registry.register(
+            "total_io_bytes",
+            "Data and metadata bytes of all requests (EFS TotalIOBytes)",
+            self.total.clone(),
+        );
+        registry.register(
+            "data_read_io_bytes",
+            "File data bytes read (EFS DataReadIOBytes)",
+            self.data_read.clone(),
+        );
+        registry.register(
+            "data_write_io_bytes",
+            "File data bytes written (EFS DataWriteIOBytes)",
+            self.data_write.clone(),
+        );
+        registry.register(
+            "metadata_io_bytes",
+            "Metadata operations, 4 KiB each (EFS MetadataIOBytes)",
+            self.metadata.clone(),
+        );
+        registry.register(
+            "percent_io_limit",
+            "Metered throughput over the last second as a percentage of the permitted throughput (EFS PercentIOLimit)",
+            self.percent_limit.clone(),
+        );
+        registry.register(
+            "storage_bytes",
+            "Bytes the file system stores, from its allocated blocks (EFS StorageBytes)",
+            self.storage.clone(),
+        );
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -171,8 +239,11 @@ impl Default for Metrics {
             "TLS handshakes that failed or timed out (bad or untrusted certificate, not TLS)",
             tls_handshake_failures.clone(),
         );
+        let io = IoMetrics::default();
+        io.register(&mut registry);
         Self {
             registry,
+            io,
             ops,
             latency,
             bytes_read,
@@ -200,6 +271,29 @@ impl Metrics {
 
     pub fn written(&self, n: usize) {
         self.bytes_written.inc_by(n as u64);
+    }
+
+    /// One metered request: `bytes` of data (metadata: 4 KiB) counting as
+    /// `metered` bytes.
+    pub fn io(&self, kind: IoKind, bytes: u64, metered: f64) {
+        self.io.metered.inc_by(metered);
+        self.io.total.inc_by(bytes);
+        match kind {
+            IoKind::DataRead => self.io.data_read.inc_by(bytes),
+            IoKind::DataWrite => self.io.data_write.inc_by(bytes),
+            IoKind::MetadataRead | IoKind::MetadataWrite => self.io.metadata.inc_by(bytes),
+        };
+    }
+
+    /// The throughput limit's state: credits, permitted metered bytes/s
+    /// (`None`: unlimited), its use in percent, stored bytes.
+    pub fn set_throughput(&self, credits: f64, permitted: Option<f64>, percent: f64, stored: u64) {
+        self.io.burst_credits.set(credits);
+        self.io.permitted.set(permitted.unwrap_or(0.0));
+        self.io.percent_limit.set(percent);
+        self.io
+            .storage
+            .set(i64::try_from(stored).unwrap_or(i64::MAX));
     }
 
     pub fn connection_opened(&self) {
@@ -313,5 +407,31 @@ mod tests {
         assert!(text.contains("openefs_nfsd_grace_active 1"));
         assert!(text.contains(r#"openefs_nfsd_reclaims_total{kind="lock"} 1"#));
         assert!(text.contains(r#"openefs_nfsd_operation_duration_seconds_count{op="READ"} 3"#));
+    }
+
+    #[test]
+    fn throughput_metrics_mirror_efs() {
+        let m = Metrics::default();
+        m.io(IoKind::DataRead, 3 << 20, 1048576.0);
+        m.io(IoKind::DataWrite, 100, 4096.0);
+        m.io(IoKind::MetadataWrite, 4096, 4096.0);
+        m.set_throughput(1.5, Some(2.0 * 1048576.0), 12.5, 8192);
+        let text = m.encode().unwrap();
+        for line in [
+            "openefs_nfsd_metered_io_bytes_total 1056768.0",
+            "openefs_nfsd_total_io_bytes_total 3149924",
+            "openefs_nfsd_data_read_io_bytes_total 3145728",
+            "openefs_nfsd_data_write_io_bytes_total 100",
+            "openefs_nfsd_metadata_io_bytes_total 4096",
+            "openefs_nfsd_burst_credit_balance_bytes 1.5",
+            "openefs_nfsd_permitted_throughput_bytes_per_second 2097152.0",
+            "openefs_nfsd_percent_io_limit 12.5",
+            "openefs_nfsd_storage_bytes 8192",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        m.set_throughput(0.0, None, 0.0, 0);
+        let text = m.encode().unwrap();
+        assert!(text.contains("openefs_nfsd_permitted_throughput_bytes_per_second 0.0"));
     }
 }

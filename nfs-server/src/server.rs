@@ -19,6 +19,7 @@ use crate::mount::Mounts;
 use crate::settings::{Settings, SettingsCell};
 use crate::stable::{StableError, StableStore};
 use crate::state::{ClientId, Clock, State, SystemClock};
+use crate::throughput::{self, INITIAL_CREDITS, IoKind, MIN_METERED, Throttle};
 use crate::tls::{Tls, TlsError};
 
 pub struct Server {
@@ -40,6 +41,8 @@ pub struct Server {
     /// TLS on the NFS port (`--tls-cert`); `None`: plaintext only.
     tls: Option<Arc<Tls>>,
     settings: SettingsCell,
+    /// Meters I/O and delays replies to keep to the throughput mode.
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for Server {
@@ -97,7 +100,21 @@ impl Server {
             }
             None => rand::random::<[u8; 16]>().to_vec(),
         };
+        let credits = match store.as_ref().map(|s| throughput::load_credits(s.dir())) {
+            Some(Ok(Some(credits))) => credits,
+            Some(Ok(None)) => {
+                info!("no burst credit record: a new file system, starting with 2.1 TiB");
+                INITIAL_CREDITS
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "burst credits unreadable: starting with a new file system's 2.1 TiB");
+                INITIAL_CREDITS
+            }
+            None => INITIAL_CREDITS,
+        };
         Self {
+            // Stored bytes are known once the first walk of the export ends.
+            throttle: Throttle::new(credits, 0, config.settings.throughput),
             settings: SettingsCell::new(config.settings.clone()),
             config,
             vfs,
@@ -136,6 +153,49 @@ impl Server {
     pub fn apply_settings(&self, settings: Settings) {
         info!(?settings, "applying settings");
         self.settings.replace(settings);
+    }
+
+    /// Meters a successful READ (`DataRead`) or WRITE (`DataWrite`) of
+    /// `bytes` and waits until the throughput mode lets its reply go.
+    pub async fn data_io(&self, kind: IoKind, bytes: usize) {
+        match kind {
+            IoKind::DataRead => self.metrics.read(bytes),
+            IoKind::DataWrite => self.metrics.written(bytes),
+            IoKind::MetadataRead | IoKind::MetadataWrite => {}
+        }
+        let mode = self.settings().throughput;
+        let metered = self.throttle.data(kind, bytes as u64, mode).await;
+        self.metrics.io(kind, bytes as u64, metered);
+    }
+
+    /// Meters operation `op` if it is metadata I/O
+    /// ([`throughput::metadata_kind`]); it takes its share of the rate but
+    /// is not delayed.
+    pub fn metadata_io(&self, op: &str) {
+        if let Some(kind) = throughput::metadata_kind(op) {
+            let (metered, _) = self
+                .throttle
+                .charge(kind, MIN_METERED, self.settings().throughput);
+            self.metrics.io(kind, MIN_METERED, metered);
+        }
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// Records the burst credit balance in the state directory (if any).
+    /// A failure costs only the credits earned since the last record after
+    /// a restart, so it is logged, not returned.
+    async fn save_credits(&self, credits: f64) {
+        let Some(dir) = self.store.as_ref().map(|s| s.dir().to_owned()) else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || throughput::save_credits(&dir, credits)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot record the burst credits"),
+            Err(e) => warn!(error = %e, "burst credit record task failed"),
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -463,10 +523,99 @@ async fn reload_on_sighup(server: Arc<Server>, shutdown: CancellationToken) {
 /// lease reaper, until `shutdown` fires and in-flight calls finished.
 pub async fn serve_on(listener: TcpListener, server: Arc<Server>, shutdown: CancellationToken) {
     let reaper = tokio::spawn(reap_leases(server.clone(), shutdown.clone()));
+    let upkeep = tokio::spawn(throughput_upkeep(server.clone(), shutdown.clone()));
     crate::transport::serve(listener, server, shutdown).await;
     if let Err(e) = reaper.await {
         debug!(error = %e, "lease reaper ended abnormally");
     }
+    if let Err(e) = upkeep.await {
+        debug!(error = %e, "throughput upkeep ended abnormally");
+    }
+}
+
+/// How often the burst credit balance is recorded while running.
+const SAVE_CREDITS_EVERY: u64 = 60;
+/// Seconds between walks of the export for its stored bytes, and the
+/// least multiple of the last walk's duration: a huge export is walked
+/// less often, so walking takes at most a tenth of one thread.
+const WALK_EVERY: u64 = 300;
+const WALK_IDLE_FACTOR: u64 = 10;
+
+/// Keeps the throughput metrics current (every second), the stored bytes
+/// the bursting rates depend on (a walk of the export at start and every
+/// five minutes or more, one at a time), and the burst credit record
+/// (every minute and at shutdown).
+async fn throughput_upkeep(server: Arc<Server>, shutdown: CancellationToken) {
+    let walk = |first: bool| {
+        let export = server.config.export.clone();
+        let stop = shutdown.clone();
+        tokio::task::spawn_blocking(move || {
+            let began = Instant::now();
+            let stored = throughput::stored_bytes(&export, &stop);
+            (first, stored, began.elapsed())
+        })
+    };
+    let mut walking = Some(walk(true));
+    let mut next_walk = WALK_EVERY;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = server.throttle.snapshot(server.settings().throughput);
+    let mut last_at = tokio::time::Instant::now();
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        ticks += 1;
+        if let Some(done) = walking.take_if(|w| w.is_finished()) {
+            match done.await {
+                Ok((first, Ok(stored), took)) => {
+                    server.throttle.set_stored(stored);
+                    next_walk = ticks + WALK_EVERY.max(took.as_secs() * WALK_IDLE_FACTOR);
+                    if first {
+                        info!(stored, took = ?took, "stored bytes counted");
+                    } else {
+                        debug!(stored, took = ?took, "stored bytes counted");
+                    }
+                }
+                Ok((_, Err(e), _)) => {
+                    warn!(error = %e, "cannot count the stored bytes");
+                    next_walk = ticks + WALK_EVERY;
+                }
+                Err(e) => {
+                    warn!(error = %e, "stored bytes walk failed");
+                    next_walk = ticks + WALK_EVERY;
+                }
+            }
+        }
+        if ticks >= next_walk && walking.is_none() {
+            walking = Some(walk(false));
+        }
+        let now = server.throttle.snapshot(server.settings().throughput);
+        let elapsed = last_at.elapsed().as_secs_f64();
+        let percent = match now.permitted {
+            Some(rate) if elapsed > 0.0 => {
+                (now.metered_total - last.metered_total) / (rate * elapsed) * 100.0
+            }
+            _ => 0.0,
+        };
+        server
+            .metrics
+            .set_throughput(now.credits, now.permitted, percent, now.stored);
+        (last, last_at) = (now, tokio::time::Instant::now());
+        if ticks.is_multiple_of(SAVE_CREDITS_EVERY) {
+            server.save_credits(now.credits).await;
+        }
+    }
+    server
+        .save_credits(
+            server
+                .throttle
+                .snapshot(server.settings().throughput)
+                .credits,
+        )
+        .await;
 }
 
 /// Expires leases and notices the end of the grace period. A second's

@@ -11,12 +11,16 @@ use std::sync::Arc;
 use openefs_vfs::Identity;
 use tokio::sync::watch;
 
+pub use crate::throughput::ThroughputMode;
+
 /// Uid and gid of AUTH_NONE callers and squashed root unless configured.
 pub const NOBODY: u32 = 65534;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub policy: Policy,
+    /// How data throughput is limited (`crate::throughput`).
+    pub throughput: ThroughputMode,
 }
 
 impl Default for Settings {
@@ -28,6 +32,7 @@ impl Default for Settings {
                 anon_uid: NOBODY,
                 anon_gid: NOBODY,
             },
+            throughput: ThroughputMode::default(),
         }
     }
 }

@@ -170,10 +170,14 @@ impl StableStore {
         Ok(())
     }
 
+    /// The state directory, where other records (burst credits) live too.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn persist(&self, records: &Records) -> Result<(), StableError> {
-        let path = self.dir.join(RECORDS_FILE);
         let write_err = |source| StableError::Write {
-            path: path.clone(),
+            path: self.dir.join(RECORDS_FILE),
             source,
         };
         // Serialising owned plain data cannot fail.

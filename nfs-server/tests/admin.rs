@@ -38,6 +38,7 @@ fn read_only() -> api::Settings {
             read_only: true,
             ..Default::default()
         }),
+        throughput: None,
     }
 }
 
@@ -151,10 +152,24 @@ async fn settings_usage_and_clients_through_the_admin_api() {
         "second-token",
         apply(api::Settings {
             policy: Some(api::Policy::default()),
+            throughput: Some(api::Throughput {
+                mode: api::throughput::Mode::Provisioned.into(),
+                provisioned_mibps: 20,
+            }),
         }),
     ))
     .await
     .unwrap();
+    assert_eq!(
+        s.server.settings().throughput,
+        openefs_nfsd::settings::ThroughputMode::Provisioned { mibps: 20 }
+    );
+    let usage = a
+        .get_usage(with_token("second-token", api::GetUsageRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(usage.permitted_bytes_per_second, Some(20 << 20));
     c.compound(vec![ArgOp::Putrootfh, mkdir]).await.unwrap();
     assert!(s.dir.path().join("d").is_dir());
 

@@ -11,6 +11,7 @@ use openefs_vfs::{FileHandle, OpenAccess, OpenFile, Stability};
 
 use crate::compound::Ctx;
 use crate::config::MAX_IO;
+use crate::throughput::IoKind;
 
 pub(crate) const READ: OpenAccess = OpenAccess {
     read: true,
@@ -64,7 +65,7 @@ pub async fn read(ctx: &mut Ctx<'_>, a: Read4Args) -> Result<Read4ResOk, Nfs4Err
     let count = a.count.min(MAX_IO);
     let offset = a.offset;
     let (data, eof) = ctx.vfs(move |v, _| v.read(&file, offset, count)).await?;
-    ctx.server.metrics().read(data.len());
+    ctx.server.data_io(IoKind::DataRead, data.len()).await;
     Ok(Read4ResOk {
         eof,
         data: Opaque(Bytes::from(data)),
@@ -101,7 +102,7 @@ pub async fn write(ctx: &mut Ctx<'_>, a: Write4Args) -> Result<Write4ResOk, Nfs4
     let committed = ctx
         .vfs(move |v, _| v.write(&file, offset, &data, how))
         .await?;
-    ctx.server.metrics().written(len);
+    ctx.server.data_io(IoKind::DataWrite, len).await;
     Ok(Write4ResOk {
         // The decoder caps data at MAX_DATA (1 MiB), so this cannot truncate.
         count: len as u32,

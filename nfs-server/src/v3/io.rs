@@ -12,6 +12,7 @@ use openefs_vfs::{FileHandle, OpenAccess, OpenFile};
 
 use crate::config::MAX_IO;
 use crate::ops::io::{READ, WRITE, stability, stable_how};
+use crate::throughput::IoKind;
 use crate::v3::Ctx;
 use crate::v3::convert::{handle, post_op, pre_op, st, wcc};
 
@@ -46,7 +47,7 @@ pub async fn read(ctx: &Ctx<'_>, a: Read3Args) -> Read3Res {
         })
         .await;
     if let Ok(r) = &res {
-        ctx.server.metrics().read(r.data.len());
+        ctx.server.data_io(IoKind::DataRead, r.data.len()).await;
     }
     res
 }
@@ -87,7 +88,7 @@ pub async fn write(ctx: &Ctx<'_>, a: Write3Args) -> Write3Res {
         })
         .await;
     if res.is_ok() {
-        ctx.server.metrics().written(count);
+        ctx.server.data_io(IoKind::DataWrite, count).await;
     }
     res
 }

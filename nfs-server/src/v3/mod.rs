@@ -168,6 +168,7 @@ pub async fn dispatch(
             if let Err(e) = status {
                 debug!(proc = name, status = %e, "procedure failed");
             }
+            server.metadata_io(name);
             server
                 .metrics()
                 .op_done(name, Outcome::V3(status), started.elapsed());

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 use openefs_admin_api::v1 as api;
 use openefs_admin_api::v1::admin_client::AdminClient;
-use openefs_crds::{FileSystem, FileSystemId, RootAccess};
+use openefs_crds::{FileSystem, FileSystemId, RootAccess, ThroughputMode};
 
 use super::desired::MetaFactory;
 use crate::apply;
@@ -69,6 +69,25 @@ pub fn nfsd_settings(fs: &FileSystem) -> api::Settings {
             anon_uid: None,
             anon_gid: None,
         }),
+        throughput: Some(throughput(fs)),
+    }
+}
+
+fn throughput(fs: &FileSystem) -> api::Throughput {
+    use api::throughput::Mode;
+    let (mode, provisioned_mibps) = match fs.spec.throughput_mode {
+        ThroughputMode::Bursting => (Mode::Bursting, 0),
+        ThroughputMode::Elastic => (Mode::Elastic, 0),
+        // The schema requires the rate in this mode; were it missing, nfsd
+        // would refuse the 0 and SettingsApplied would say why.
+        ThroughputMode::Provisioned => (
+            Mode::Provisioned,
+            fs.spec.provisioned_throughput_mibps.unwrap_or(0),
+        ),
+    };
+    api::Throughput {
+        mode: mode.into(),
+        provisioned_mibps,
     }
 }
 
@@ -84,6 +103,21 @@ pub fn config_toml(settings: &api::Settings) -> String {
     for (key, value) in [("anon-uid", policy.anon_uid), ("anon-gid", policy.anon_gid)] {
         if let Some(v) = value {
             out.push_str(&format!("{key} = {v}\n"));
+        }
+    }
+    if let Some(t) = settings.throughput {
+        use api::throughput::Mode;
+        let name = match t.mode() {
+            Mode::Bursting => "bursting",
+            Mode::Provisioned => "provisioned",
+            Mode::Elastic | Mode::Unspecified => "elastic",
+        };
+        out.push_str(&format!("throughput-mode = \"{name}\"\n"));
+        if t.mode() == Mode::Provisioned {
+            out.push_str(&format!(
+                "provisioned-throughput-mibps = {}\n",
+                t.provisioned_mibps
+            ));
         }
     }
     out
@@ -265,15 +299,23 @@ mod tests {
     fn settings_follow_the_policy() {
         let s = nfsd_settings(&fs("{}"));
         assert_eq!(s.policy, Some(api::Policy::default()));
+        assert_eq!(
+            s.throughput.unwrap().mode(),
+            api::throughput::Mode::Bursting,
+            "EFS's default"
+        );
         let s = nfsd_settings(&fs(
-            r#"{"policy": {"rootAccess": "squash", "readOnly": true}}"#,
+            r#"{"policy": {"rootAccess": "squash", "readOnly": true},
+              "throughputMode": "provisioned", "provisionedThroughputMiBps": 20}"#,
         ));
         let p = s.policy.unwrap();
         assert!(p.root_squash && p.read_only);
+        assert_eq!(s.throughput.unwrap().provisioned_mibps, 20);
         assert_eq!(
             config_toml(&s),
             "# Written by the openefs operator; nfsd reads it at its first start.\n\
-             root-squash = true\nread-only = true\n"
+             root-squash = true\nread-only = true\nthroughput-mode = \"provisioned\"\n\
+             provisioned-throughput-mibps = 20\n"
         );
     }
 
@@ -316,6 +358,34 @@ mod tests {
             reason(Err(tonic::Status::internal("x"))),
             REASON_ADMIN_FAILED
         );
+    }
+
+    /// nfsd reads the ConfigMap's file as the same settings the push sends.
+    #[test]
+    fn nfsd_parses_the_config_map_as_the_pushed_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        for spec in [
+            "{}",
+            r#"{"policy": {"rootAccess": "squash", "readOnly": true}, "throughputMode": "elastic"}"#,
+            r#"{"throughputMode": "provisioned", "provisionedThroughputMiBps": 64}"#,
+        ] {
+            let settings = nfsd_settings(&fs(spec));
+            let file = dir.path().join(CONFIG_KEY);
+            std::fs::write(&file, config_toml(&settings)).unwrap();
+            let config = openefs_nfsd::ServeArgs {
+                config: Some(file),
+                export: Some(dir.path().to_owned()),
+                listen: Some("127.0.0.1:2049".parse().unwrap()),
+                ..Default::default()
+            }
+            .into_config()
+            .unwrap();
+            assert_eq!(
+                Ok(config.settings),
+                openefs_nfsd::admin::settings_from_api(settings),
+                "{spec}"
+            );
+        }
     }
 
     /// A free loopback address (bound and released, then bound again at once).

@@ -96,6 +96,7 @@ impl Server {
             }
             None => rand::random::<[u8; 16]>().to_vec(),
         };
+        vfs.set_access_points(config.settings.access_points.as_slice());
         Self {
             settings: SettingsCell::new(config.settings.clone()),
             config,
@@ -133,7 +134,16 @@ impl Server {
 
     /// Installs new runtime settings for every RPC that starts from now on.
     pub fn apply_settings(&self, settings: Settings) {
-        info!(?settings, "applying settings");
+        // Not the whole value: thousands of access points make no log line.
+        info!(
+            policy = ?settings.policy,
+            access_points = settings.access_points.as_slice().len(),
+            "applying settings"
+        );
+        // The vfs enforces access points (scopes, identities); it takes them
+        // first, so that no RPC sees them listed before they work.
+        self.vfs
+            .set_access_points(settings.access_points.as_slice());
         self.settings.replace(settings);
     }
 

@@ -27,8 +27,9 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::server::Server;
-use crate::settings::{NOBODY, Policy, Settings, ThroughputMode};
+use crate::settings::{AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
 use crate::stable::replace_file;
+use openefs_vfs::{AccessPoint, CreationInfo, Identity};
 
 /// Where the admin API listens and how callers prove who they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,7 +263,52 @@ pub fn settings_from_api(s: api::Settings) -> Result<Settings, String> {
             Some(t) => throughput_from_api(t)?,
             None => ThroughputMode::Elastic,
         },
+        access_points: AccessPoints::new(
+            s.access_points
+                .into_iter()
+                .map(access_point_from_api)
+                .collect(),
+        )
+        .map_err(|e| e.to_string())?,
     })
+}
+
+fn access_point_from_api(ap: api::AccessPoint) -> AccessPoint {
+    AccessPoint {
+        id: ap.id,
+        root_directory: if ap.root_directory.is_empty() {
+            "/".to_owned()
+        } else {
+            ap.root_directory
+        },
+        posix_user: ap.posix_user.map(|u| Identity {
+            uid: u.uid,
+            gid: u.gid,
+            groups: u.secondary_gids,
+        }),
+        creation_info: ap.creation_info.map(|c| CreationInfo {
+            owner_uid: c.owner_uid,
+            owner_gid: c.owner_gid,
+            permissions: c.permissions,
+        }),
+    }
+}
+
+fn access_point_to_api(ap: &AccessPoint) -> api::AccessPoint {
+    api::AccessPoint {
+        id: ap.id.clone(),
+        root_directory: ap.root_directory.clone(),
+        posix_user: ap.posix_user.as_ref().map(|u| api::PosixUser {
+            uid: u.uid,
+            gid: u.gid,
+            secondary_gids: u.groups.clone(),
+        }),
+        creation_info: ap.creation_info.map(|c| api::CreationInfo {
+            owner_uid: c.owner_uid,
+            owner_gid: c.owner_gid,
+            permissions: c.permissions,
+        }),
+    }
 }
 
 fn throughput_from_api(t: api::Throughput) -> Result<ThroughputMode, String> {
@@ -289,6 +335,12 @@ pub fn settings_to_api(s: &Settings) -> api::Settings {
             anon_gid: Some(s.policy.anon_gid),
         }),
         throughput: Some(throughput_to_api(s.throughput)),
+        access_points: s
+            .access_points
+            .as_slice()
+            .iter()
+            .map(access_point_to_api)
+            .collect(),
     }
 }
 
@@ -316,10 +368,26 @@ mod tests {
         s.policy.anon_uid = 1234;
         assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s.clone()));
         s.throughput = ThroughputMode::Provisioned { mibps: 20 };
+        s.access_points = AccessPoints::new(vec![AccessPoint {
+            id: "team-a".into(),
+            root_directory: "/teams/a".into(),
+            posix_user: Some(Identity {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![10, 11],
+            }),
+            creation_info: Some(CreationInfo {
+                owner_uid: 1000,
+                owner_gid: 1000,
+                permissions: 0o750,
+            }),
+        }])
+        .unwrap();
         assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s));
         let unset = api::Settings {
             policy: Some(api::Policy::default()),
             throughput: None,
+            access_points: Vec::new(),
         };
         assert_eq!(settings_from_api(unset), Ok(Settings::default()));
         let refused = |policy, mode: api::throughput::Mode, provisioned_mibps| {
@@ -329,6 +397,7 @@ mod tests {
                     mode: mode.into(),
                     provisioned_mibps,
                 }),
+                access_points: Vec::new(),
             })
             .unwrap_err()
         };
@@ -338,6 +407,16 @@ mod tests {
         assert!(refused(policy, Mode::Unspecified, 0).contains("mode is required"));
         assert!(refused(policy, Mode::Provisioned, 0).contains("at least 1"));
         assert!(refused(policy, Mode::Bursting, 5).contains("only for PROVISIONED"));
+        let twice = api::AccessPoint {
+            id: "x".into(),
+            ..Default::default()
+        };
+        let dup = settings_from_api(api::Settings {
+            policy,
+            throughput: None,
+            access_points: vec![twice.clone(), twice],
+        });
+        assert!(dup.unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -95,6 +95,11 @@ impl Client {
         };
     }
 
+    /// Uses AUTH_NONE (no credentials) for later calls.
+    pub fn set_auth_none(&mut self) {
+        self.cred = OpaqueAuth::none();
+    }
+
     /// Encodes a call with this client's credentials; returns its xid.
     pub fn encode_call(&mut self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> (u32, Bytes) {
         let xid = self.next_xid;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::admin::AdminSettings;
-use crate::settings::{NOBODY, Policy, Settings, ThroughputMode};
+use crate::settings::{AccessPointError, AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
 use crate::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -128,6 +128,59 @@ struct FileConfig {
     admin_token_file: Option<PathBuf>,
     throughput_mode: Option<ThroughputModeName>,
     provisioned_throughput_mibps: Option<u32>,
+    /// `[[access-point]]` tables.
+    #[serde(default)]
+    access_point: Vec<FileAccessPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileAccessPoint {
+    id: String,
+    /// Default `/`, the export itself (as EFS).
+    root_directory: Option<String>,
+    posix_user: Option<FilePosixUser>,
+    creation_info: Option<FileCreationInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FilePosixUser {
+    uid: u32,
+    gid: u32,
+    #[serde(default)]
+    secondary_gids: Vec<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileCreationInfo {
+    owner_uid: u32,
+    owner_gid: u32,
+    /// e.g. `0o750` (TOML has octal literals).
+    permissions: u32,
+}
+
+impl FileAccessPoint {
+    fn to_access_point(&self) -> openefs_vfs::AccessPoint {
+        openefs_vfs::AccessPoint {
+            id: self.id.clone(),
+            root_directory: self.root_directory.clone().unwrap_or_else(|| "/".into()),
+            posix_user: self.posix_user.as_ref().map(|u| openefs_vfs::Identity {
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.secondary_gids.clone(),
+            }),
+            creation_info: self
+                .creation_info
+                .as_ref()
+                .map(|c| openefs_vfs::CreationInfo {
+                    owner_uid: c.owner_uid,
+                    owner_gid: c.owner_gid,
+                    permissions: c.permissions,
+                }),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +229,8 @@ pub enum ConfigError {
         "provisioned-throughput-mibps is set but throughput-mode is not \"provisioned\" (it would be ignored)"
     )]
     RateNotProvisioned,
+    #[error(transparent)]
+    AccessPoint(#[from] AccessPointError),
 }
 
 /// Validated server settings.
@@ -367,6 +422,12 @@ impl SettingsFlags {
                 self.provisioned_throughput_mibps
                     .or(file.provisioned_throughput_mibps),
             )?,
+            access_points: AccessPoints::new(
+                file.access_point
+                    .iter()
+                    .map(FileAccessPoint::to_access_point)
+                    .collect(),
+            )?,
         })
     }
 }
@@ -481,6 +542,40 @@ mod tests {
             (p.root_squash, p.read_only, p.anon_uid, p.anon_gid),
             (true, true, 98, 7)
         );
+        write(concat!(
+            "[[access-point]]\nid = \"a\"\nroot-directory = \"/teams/a\"\n",
+            "posix-user = { uid = 1000, gid = 1000, secondary-gids = [10] }\n",
+            "creation-info = { owner-uid = 1000, owner-gid = 1000, permissions = 0o750 }\n",
+            "[[access-point]]\nid = \"b\"\n",
+        ));
+        let aps = c.reload_settings().unwrap().access_points;
+        let [a, b] = aps.as_slice() else {
+            panic!("two access points: {aps:?}")
+        };
+        assert_eq!(
+            (
+                a.id.as_str(),
+                a.root_directory.as_str(),
+                b.root_directory.as_str()
+            ),
+            ("a", "/teams/a", "/")
+        );
+        assert_eq!(
+            a.posix_user.as_ref().map(|u| u.groups.clone()),
+            Some(vec![10])
+        );
+        assert_eq!(a.creation_info.map(|c| c.permissions), Some(0o750));
+        assert!(b.posix_user.is_none() && b.creation_info.is_none());
+        write("[[access-point]]\nid = \"a\"\n[[access-point]]\nid = \"a\"\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::AccessPoint(AccessPointError::DuplicateId(_)))
+        ));
+        write("[[access-point]]\nid = \"a\"\nroot-directory = \"/a/../..\"\n");
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::AccessPoint(AccessPointError::BadRoot { .. }))
+        ));
         write("root-squash = \"yes\"\n");
         assert!(matches!(
             c.reload_settings(),

@@ -1,7 +1,8 @@
 //! MOUNT v3 (RFC 1813 appendix I), served on the NFS port so that clients
 //! need no portmapper (`mountport=` = `port=`). The one export is the
 //! configured directory, mounted as `/`; as with knfsd, a directory beneath
-//! it may be mounted too (`/a/b`), resolved as the caller.
+//! it may be mounted too (`/a/b`), resolved as the caller, and so may an
+//! access point (`/ap/<id>`, resolved by the vfs like any other path).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;

@@ -112,6 +112,7 @@ impl Server {
             }
             None => INITIAL_CREDITS,
         };
+        vfs.set_access_points(config.settings.access_points.as_slice());
         Self {
             // Stored bytes are known once the first walk of the export ends.
             throttle: Throttle::new(credits, 0, config.settings.throughput),
@@ -151,7 +152,16 @@ impl Server {
 
     /// Installs new runtime settings for every RPC that starts from now on.
     pub fn apply_settings(&self, settings: Settings) {
-        info!(?settings, "applying settings");
+        // Not the whole value: thousands of access points make no log line.
+        info!(
+            policy = ?settings.policy,
+            access_points = settings.access_points.as_slice().len(),
+            "applying settings"
+        );
+        // The vfs enforces access points (scopes, identities); it takes them
+        // first, so that no RPC sees them listed before they work.
+        self.vfs
+            .set_access_points(settings.access_points.as_slice());
         self.settings.replace(settings);
     }
 

@@ -39,6 +39,7 @@ fn read_only() -> api::Settings {
             ..Default::default()
         }),
         throughput: None,
+        access_points: Vec::new(),
     }
 }
 
@@ -156,6 +157,20 @@ async fn settings_usage_and_clients_through_the_admin_api() {
                 mode: api::throughput::Mode::Provisioned.into(),
                 provisioned_mibps: 20,
             }),
+            access_points: vec![api::AccessPoint {
+                id: "fsap-1".into(),
+                root_directory: "/teams/a".into(),
+                posix_user: Some(api::PosixUser {
+                    uid: 1000,
+                    gid: 1000,
+                    secondary_gids: vec![],
+                }),
+                creation_info: Some(api::CreationInfo {
+                    owner_uid: 1000,
+                    owner_gid: 1000,
+                    permissions: 0o750,
+                }),
+            }],
         }),
     ))
     .await
@@ -170,6 +185,22 @@ async fn settings_usage_and_clients_through_the_admin_api() {
         .unwrap()
         .into_inner();
     assert_eq!(usage.permitted_bytes_per_second, Some(20 << 20));
+    // The access point is served at once: its root is made on first use,
+    // owned as creation_info says.
+    let aps = s.server.settings().access_points.clone();
+    assert_eq!(aps.as_slice()[0].id, "fsap-1");
+    let lookup = |name: &str| ArgOp::Lookup(Utf8Str::from(name));
+    c.compound(vec![
+        ArgOp::Putrootfh,
+        lookup("ap"),
+        lookup("fsap-1"),
+        ArgOp::Getfh,
+    ])
+    .await
+    .unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata(s.dir.path().join("teams/a")).unwrap();
+    assert_eq!((root.uid(), root.mode() & 0o7777), (1000, 0o750));
     c.compound(vec![ArgOp::Putrootfh, mkdir]).await.unwrap();
     assert!(s.dir.path().join("d").is_dir());
 

@@ -60,6 +60,10 @@ pub enum Error {
     #[error(transparent)]
     Tls(#[from] crate::filesystem::tls::TlsError),
 
+    /// nfsd's config file could not be written as TOML.
+    #[error("rendering nfsd's config file: {0}")]
+    RenderConfig(toml::ser::Error),
+
     /// Reading or writing the leader-election Lease failed.
     #[error("leader Lease {namespace}/{name}: {source}")]
     Lease {
@@ -130,6 +134,7 @@ impl Error {
                 "read"
             }
             Error::Tls(_) => "tls",
+            Error::RenderConfig(_) => "render-config",
             Error::Lease { .. } => "lease",
             Error::WriteStatus { .. } => "write-status",
             Error::Apply { .. } => "apply",
@@ -151,7 +156,9 @@ impl Error {
     /// Whether retrying without a change can help.
     pub fn retry(&self) -> Retry {
         match self {
-            Error::IncompleteObject { .. } | Error::DeletionBlocked { .. } => Retry::WaitForChange,
+            Error::IncompleteObject { .. }
+            | Error::DeletionBlocked { .. }
+            | Error::RenderConfig(_) => Retry::WaitForChange,
             Error::ListAccessPoints { .. }
             | Error::GetFileSystem { .. }
             | Error::Read { .. }

@@ -33,7 +33,7 @@ fn desired_for(case: &str) -> Result<DesiredObjects> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let fs: FileSystem =
         serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(desired::objects(&fs, &settings())?)
+    Ok(desired::objects(&fs, &[], &settings())?)
 }
 
 /// Each object as `(file name, YAML document)`, in apply order.

@@ -1,14 +1,22 @@
 //! The persistent file handle format, and why it is safe to accept from the
 //! network.
 //!
-//! Layout (version 1), at most [`MAX_HANDLE_LEN`] bytes:
+//! Layouts, at most [`MAX_HANDLE_LEN`] bytes:
 //!
-//! | bytes | content |
-//! |---|---|
-//! | 0 | format version (1) |
-//! | 1..5 | kernel `handle_type`, i32 little-endian |
-//! | 5..n-8 | kernel `f_handle` bytes from `name_to_handle_at` |
-//! | n-8..n | SipHash-2-4 tag of bytes 0..n-8, little-endian |
+//! | version | bytes 0..n-8 | n-8..n |
+//! |---|---|---|
+//! | 1: object of the export | `1`, kernel `handle_type` (i32 LE), kernel `f_handle` | tag |
+//! | 2: object reached through an access point | `2`, access point scope (8 bytes), `handle_type`, `f_handle` | tag |
+//! | 3: the `/ap` pseudo directory | `3` | tag |
+//!
+//! The tag is a SipHash-2-4 of bytes 0..n-8, little-endian. The scope of a
+//! version 2 handle is a keyed hash of the access point's id and root
+//! directory ([`HandleCodec::scope`]); being inside the tagged bytes, it
+//! cannot be removed or changed without the key, so a handle issued
+//! through an access point stays bound to it (and goes stale when the
+//! access point is removed or its root directory changes). Version 1
+//! handles are unchanged since before access points existed, so clients
+//! mounted then do not go stale.
 //!
 //! The kernel handle alone would let a client who crafts bytes open *any*
 //! inode of the backing file system (`open_by_handle_at` only confines to
@@ -36,11 +44,30 @@ use crate::error::Context;
 use crate::sys::RawHandle;
 use crate::{FileHandle, MAX_HANDLE_LEN, VfsError, VfsResult};
 
-const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 1;
+const VERSION_SCOPED: u8 = 2;
+const VERSION_AP_DIR: u8 = 3;
 const HEADER_LEN: usize = 1 + 4;
+const SCOPE_LEN: usize = 8;
 const TAG_LEN: usize = 8;
-/// The largest kernel handle we can carry.
+/// The largest kernel handle we can carry (in an unscoped handle; a scoped
+/// one has [`SCOPE_LEN`] bytes less room).
 pub(crate) const F_HANDLE_CAPACITY: usize = MAX_HANDLE_LEN - HEADER_LEN - TAG_LEN;
+
+/// Which access point a handle was issued through.
+pub(crate) type Scope = [u8; SCOPE_LEN];
+
+/// What an authentic handle names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// An object, reached through the export (`None`) or an access point.
+    Object {
+        raw: RawHandle,
+        scope: Option<Scope>,
+    },
+    /// The `/ap` pseudo directory.
+    ApDir,
+}
 
 const KEY_XATTR: &std::ffi::CStr = c"trusted.openefs.handle-key";
 const KEY_LEN: usize = 16;
@@ -56,20 +83,57 @@ impl HandleCodec {
         }
     }
 
+    /// The handle of an object reached through the export itself.
     pub fn encode(&self, raw: &RawHandle) -> FileHandle {
         let mut out = Vec::with_capacity(HEADER_LEN + raw.bytes().len() + TAG_LEN);
         out.push(VERSION);
         out.extend_from_slice(&raw.handle_type.to_le_bytes());
         out.extend_from_slice(raw.bytes());
+        self.sign(out)
+    }
+
+    /// The handle of an object reached through the access point of `scope`;
+    /// `NotSupported` when the kernel handle leaves no room for the scope.
+    pub fn encode_scoped(&self, raw: &RawHandle, scope: &Scope) -> VfsResult<FileHandle> {
+        let len = 1 + SCOPE_LEN + 4 + raw.bytes().len() + TAG_LEN;
+        if len > MAX_HANDLE_LEN {
+            return Err(VfsError::NotSupported);
+        }
+        let mut out = Vec::with_capacity(len);
+        out.push(VERSION_SCOPED);
+        out.extend_from_slice(scope);
+        out.extend_from_slice(&raw.handle_type.to_le_bytes());
+        out.extend_from_slice(raw.bytes());
+        Ok(self.sign(out))
+    }
+
+    /// The handle of the `/ap` pseudo directory.
+    pub fn ap_dir(&self) -> FileHandle {
+        self.sign(vec![VERSION_AP_DIR])
+    }
+
+    /// The scope of access point `id` with root directory `root`: a new
+    /// value when either changes, so that old handles go stale. Keyed, so
+    /// it is not guessable from the id (not that a guess would help without
+    /// the tag).
+    pub fn scope(&self, id: &str, root: &str) -> Scope {
+        let mut input = Vec::with_capacity(id.len() + root.len() + 4);
+        input.extend_from_slice(b"ap\0");
+        input.extend_from_slice(id.as_bytes());
+        input.push(0);
+        input.extend_from_slice(root.as_bytes());
+        self.mac.hash(&input).to_le_bytes()
+    }
+
+    fn sign(&self, mut out: Vec<u8>) -> FileHandle {
         let tag = self.mac.hash(&out);
         out.extend_from_slice(&tag.to_le_bytes());
         FileHandle(out)
     }
 
-    pub fn decode(&self, fh: &FileHandle) -> VfsResult<RawHandle> {
+    pub fn decode(&self, fh: &FileHandle) -> VfsResult<Decoded> {
         let bytes = &fh.0;
-        if bytes.len() < HEADER_LEN + TAG_LEN || bytes.len() > MAX_HANDLE_LEN || bytes[0] != VERSION
-        {
+        if bytes.len() < 1 + TAG_LEN || bytes.len() > MAX_HANDLE_LEN {
             return Err(VfsError::BadHandle);
         }
         let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
@@ -83,8 +147,20 @@ impl HandleCodec {
         if diff != 0 {
             return Err(VfsError::BadHandle);
         }
-        let handle_type = i32::from_le_bytes([signed[1], signed[2], signed[3], signed[4]]);
-        RawHandle::new(handle_type, &signed[HEADER_LEN..]).ok_or(VfsError::BadHandle)
+        let (scope, rest) = match signed[0] {
+            VERSION => (None, &signed[1..]),
+            VERSION_SCOPED => {
+                let (scope, rest) = signed[1..]
+                    .split_first_chunk::<SCOPE_LEN>()
+                    .ok_or(VfsError::BadHandle)?;
+                (Some(*scope), rest)
+            }
+            VERSION_AP_DIR if signed.len() == 1 => return Ok(Decoded::ApDir),
+            _ => return Err(VfsError::BadHandle),
+        };
+        let (kind, f_handle) = rest.split_first_chunk::<4>().ok_or(VfsError::BadHandle)?;
+        let raw = RawHandle::new(i32::from_le_bytes(*kind), f_handle).ok_or(VfsError::BadHandle)?;
+        Ok(Decoded::Object { raw, scope })
     }
 }
 
@@ -145,7 +221,63 @@ mod tests {
         let codec = HandleCodec::new(&[7; KEY_LEN]);
         let fh = codec.encode(&raw());
         assert!(fh.0.len() <= MAX_HANDLE_LEN);
-        assert_eq!(codec.decode(&fh).expect("decodes"), raw());
+        assert_eq!(
+            codec.decode(&fh).expect("decodes"),
+            Decoded::Object {
+                raw: raw(),
+                scope: None
+            }
+        );
+        let scope = codec.scope("a", "/x");
+        let scoped = codec.encode_scoped(&raw(), &scope).expect("fits");
+        assert_eq!(
+            codec.decode(&scoped).expect("decodes"),
+            Decoded::Object {
+                raw: raw(),
+                scope: Some(scope)
+            }
+        );
+        assert_eq!(
+            codec.decode(&codec.ap_dir()).expect("decodes"),
+            Decoded::ApDir
+        );
+    }
+
+    #[test]
+    fn scopes_differ_by_id_root_and_key() {
+        let codec = HandleCodec::new(&[7; KEY_LEN]);
+        let a = codec.scope("a", "/x");
+        assert_ne!(a, codec.scope("b", "/x"));
+        assert_ne!(a, codec.scope("a", "/y"));
+        // The separator keeps ("a/", "x") apart from ("a", "/x").
+        assert_ne!(codec.scope("ab", "/"), codec.scope("a", "b/"));
+        assert_ne!(a, HandleCodec::new(&[8; KEY_LEN]).scope("a", "/x"));
+    }
+
+    /// A scoped handle cannot be turned into an unscoped one or moved to
+    /// another scope by editing bytes, and a kernel handle too long to carry
+    /// a scope is refused rather than truncated.
+    #[test]
+    fn scopes_are_authenticated() {
+        let codec = HandleCodec::new(&[7; KEY_LEN]);
+        let scoped = codec
+            .encode_scoped(&raw(), &codec.scope("a", "/x"))
+            .expect("fits");
+        let mut unscoped = vec![VERSION];
+        unscoped.extend_from_slice(&scoped.0[1 + SCOPE_LEN..]);
+        assert!(matches!(
+            codec.decode(&FileHandle(unscoped)),
+            Err(VfsError::BadHandle)
+        ));
+        let mut moved = scoped.clone();
+        moved.0[1..1 + SCOPE_LEN].copy_from_slice(&codec.scope("b", "/x"));
+        assert!(matches!(codec.decode(&moved), Err(VfsError::BadHandle)));
+        let long = RawHandle::new(1, &[9; F_HANDLE_CAPACITY]).expect("fits");
+        assert!(codec.decode(&codec.encode(&long)).is_ok());
+        assert!(matches!(
+            codec.encode_scoped(&long, &codec.scope("a", "/x")),
+            Err(VfsError::NotSupported)
+        ));
     }
 
     #[test]
@@ -162,7 +294,7 @@ mod tests {
                 "byte {i}"
             );
         }
-        for len in [0, 1, 12, 13, 65, 200] {
+        for len in [0, 1, 8, 9, 12, 13, 65, 200] {
             let junk = FileHandle(vec![1; len]);
             assert!(
                 matches!(codec.decode(&junk), Err(VfsError::BadHandle)),

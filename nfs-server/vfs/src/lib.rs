@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+mod ap;
 mod error;
 mod handle;
 mod local;
@@ -36,6 +37,38 @@ pub struct Identity {
     pub gid: u32,
     pub groups: Vec<u32>,
 }
+
+/// A directory of the export served as its own root, reached by clients as
+/// `/ap/<id>` (see [`AP_DIR_NAME`]). Validated by the NFS layer's settings;
+/// the vfs still treats the root directory as untrusted input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessPoint {
+    pub id: String,
+    /// Absolute path inside the export, e.g. `/teams/a`; `/` is the export.
+    pub root_directory: String,
+    /// Who every operation through the access point runs as, whatever the
+    /// client sends; `None`: the caller, as on the export.
+    pub posix_user: Option<Identity>,
+    /// How a missing root directory is created on first use; `None`: a
+    /// missing root directory is an error (NotFound).
+    pub creation_info: Option<CreationInfo>,
+}
+
+/// Owner and permissions of access point root directories this backend
+/// creates (and of missing parents it creates on the way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreationInfo {
+    pub owner_uid: u32,
+    pub owner_gid: u32,
+    /// Permission bits, at most 0o7777.
+    pub permissions: u32,
+}
+
+/// The name of the pseudo directory beneath the export root that lists the
+/// access points. It wins over a real directory of that name at the export
+/// root: LOOKUP of `ap` there gives the pseudo directory, so such a
+/// directory is reachable only through handles from READDIR.
+pub const AP_DIR_NAME: &[u8] = b"ap";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileType {
@@ -181,6 +214,8 @@ pub trait Vfs: Send + Sync + 'static {
     fn getattr(&self, fh: &FileHandle) -> VfsResult<Attr>;
     fn setattr(&self, id: &Identity, fh: &FileHandle, set: &SetAttr) -> VfsResult<Attr>;
     /// Looks `name` up in directory `dir` (no `.`/`..`; those are refused).
+    /// [`AP_DIR_NAME`] in the export root is the access points' pseudo
+    /// directory, whose entries are the access points' roots.
     fn lookup(&self, id: &Identity, dir: &FileHandle, name: &[u8])
     -> VfsResult<(FileHandle, Attr)>;
     /// Parent of `dir`; the export root's parent is the root itself.
@@ -238,4 +273,8 @@ pub trait Vfs: Send + Sync + 'static {
         max_entries: usize,
     ) -> VfsResult<DirPage>;
     fn statfs(&self, fh: &FileHandle) -> VfsResult<FsStat>;
+    /// Replaces the served access points. Handles issued through one that is
+    /// no longer in `aps` (or whose root directory changed) are stale from
+    /// now on; operations on handles of the others run as their `posix_user`.
+    fn set_access_points(&self, aps: &[AccessPoint]);
 }

@@ -13,6 +13,12 @@
 //!   opened with `O_NOFOLLOW` relative to their parent's fd, so a symlink is
 //!   an object, never a path; a mount inside the export is not entered
 //!   ([`VfsError::XDev`]).
+//! - Access points: `/ap` (a pseudo directory beneath the root) leads to
+//!   each configured access point's root, resolved with `openat2` beneath
+//!   the export; handles issued through one carry its scope (see
+//!   `handle.rs`), which decides the identity calls run as (its POSIX user)
+//!   and the scope of every handle issued from them. Objects are cached once
+//!   whatever the scope, under their export handle.
 //! - Objects are reached by fd, never by path: an fd is re-opened for I/O
 //!   through `/proc/self/fd/N` (the kernel's documented way to upgrade an
 //!   `O_PATH` fd), which checks permissions against the opener.
@@ -25,7 +31,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use lru::LruCache;
 use rustix::fs::{
@@ -35,12 +41,14 @@ use rustix::io::Errno;
 use rustix::path::DecInt;
 use rustix::thread::{Gid, Uid};
 
+use crate::ap::{self, ApEntry, ApTable, Via};
 use crate::error::Context;
-use crate::handle::{self, HandleCodec};
-use crate::sys::{self, AsIdentity, BaseCreds};
+use crate::handle::{self, Decoded, HandleCodec};
+use crate::sys::{self, AsIdentity, BaseCreds, RawHandle};
 use crate::{
-    Attr, CreateMode, Created, DirEntry, DirPage, FileHandle, FileType, FsStat, Identity,
-    OpenAccess, OpenFile, SetAttr, SetTime, Stability, Timestamp, Vfs, VfsError, VfsResult, access,
+    AP_DIR_NAME, AccessPoint, Attr, CreateMode, Created, CreationInfo, DirEntry, DirPage,
+    FileHandle, FileType, FsStat, Identity, OpenAccess, OpenFile, SetAttr, SetTime, Stability,
+    Timestamp, Vfs, VfsError, VfsResult, access,
 };
 
 /// Tuning of a [`LocalVfs`].
@@ -186,6 +194,8 @@ pub struct LocalVfs {
     /// `/proc/self/fd`, checked to be procfs, for re-opening `O_PATH` fds.
     proc_fd: OwnedFd,
     root_handle: FileHandle,
+    /// The handle of the `/ap` pseudo directory.
+    ap_dir: FileHandle,
     root_mount_id: i32,
     fsid: u64,
     codec: HandleCodec,
@@ -194,6 +204,8 @@ pub struct LocalVfs {
     epoch: u64,
     change_seq: AtomicU64,
     sync_metadata: bool,
+    /// The access points served now; replaced whole by `set_access_points`.
+    aps: RwLock<Arc<ApTable>>,
 }
 
 impl std::fmt::Debug for LocalVfs {
@@ -338,6 +350,7 @@ impl LocalVfs {
             mount_fd,
             proc_fd,
             root_handle: root_handle.clone(),
+            ap_dir: codec.ap_dir(),
             root_mount_id,
             fsid,
             codec,
@@ -346,6 +359,7 @@ impl LocalVfs {
             epoch,
             change_seq: AtomicU64::new(epoch),
             sync_metadata: options.sync_metadata,
+            aps: RwLock::new(Arc::new(ApTable::default())),
         };
         vfs.nodes.insert(root_handle, vfs.new_node(root_fd));
         Ok(vfs)
@@ -358,8 +372,49 @@ impl LocalVfs {
         }
     }
 
-    /// Handle → live node, with the object's current attributes.
-    fn resolve(&self, fh: &FileHandle) -> VfsResult<(Arc<Node>, Statx)> {
+    /// Handle → live node, with the object's current attributes and what
+    /// the handle was issued through. A scoped handle of an access point
+    /// that is no longer configured is stale; the `/ap` pseudo directory is
+    /// no object to work on (every change to it is refused).
+    fn resolve(&self, fh: &FileHandle) -> VfsResult<(Arc<Node>, Statx, Via)> {
+        // Export handles are their own cache key: a hit needs no decoding
+        // (only authentic handles ever enter the cache).
+        if fh.0.first() == Some(&handle::VERSION) {
+            let (node, st) = self.resolve_key(fh, None)?;
+            return Ok((node, st, Via::Export));
+        }
+        match self.codec.decode(fh)? {
+            Decoded::ApDir => Err(VfsError::Access),
+            Decoded::Object { raw, scope: None } => {
+                let (node, st) = self.resolve_key(fh, Some(raw))?;
+                Ok((node, st, Via::Export))
+            }
+            Decoded::Object {
+                raw,
+                scope: Some(scope),
+            } => {
+                let ap = self
+                    .aps()
+                    .by_scope
+                    .get(&scope)
+                    .cloned()
+                    .ok_or(VfsError::Stale)?;
+                // One node per object, whichever way it was reached, so its
+                // change counter is one.
+                let key = self.codec.encode(&raw);
+                let (node, st) = self.resolve_key(&key, Some(raw))?;
+                Ok((node, st, Via::Ap(ap)))
+            }
+        }
+    }
+
+    /// The cached node of an export handle (`fh`), resolved if missing;
+    /// `raw` is its kernel handle when already decoded.
+    fn resolve_key(
+        &self,
+        fh: &FileHandle,
+        raw: Option<RawHandle>,
+    ) -> VfsResult<(Arc<Node>, Statx)> {
         if let Some(node) = self.nodes.get(fh) {
             // A cached fd keeps a removed object alive; it must still look
             // gone to clients.
@@ -372,7 +427,13 @@ impl LocalVfs {
                 Err(e) => Err(e),
             };
         }
-        let raw = self.codec.decode(fh)?;
+        let raw = match raw {
+            Some(raw) => raw,
+            None => match self.codec.decode(fh)? {
+                Decoded::Object { raw, scope: None } => raw,
+                _ => return Err(VfsError::BadHandle),
+            },
+        };
         let fd = sys::open_by_handle_at(self.mount_fd.as_fd(), &raw, OFlags::PATH).map_err(
             |e| match e {
                 // The handle is authentic (the tag matched), so whatever the file
@@ -388,16 +449,235 @@ impl LocalVfs {
         Ok((self.nodes.insert(fh.clone(), self.new_node(fd)), st))
     }
 
-    /// Gives a handle to an object reached beneath the export, and caches it.
-    fn issue(&self, fd: OwnedFd) -> VfsResult<(FileHandle, Arc<Node>)> {
+    /// Gives a handle to an object reached beneath the export (through
+    /// `via`, whose scope the handle carries), and caches it.
+    fn issue(&self, fd: OwnedFd, via: &Via) -> VfsResult<(FileHandle, Arc<Node>)> {
         let (raw, mount_id) =
             sys::name_to_handle_at(fd.as_fd(), c"", AtFlags::EMPTY_PATH).map_err(handle_errno)?;
         if mount_id != self.root_mount_id {
             return Err(VfsError::XDev);
         }
-        let fh = self.codec.encode(&raw);
-        let node = self.nodes.insert(fh.clone(), self.new_node(fd));
+        let key = self.codec.encode(&raw);
+        let fh = self.handle_via(&raw, &key, via)?;
+        let node = self.nodes.insert(key, self.new_node(fd));
         Ok((fh, node))
+    }
+
+    /// The handle given out for the object of `raw` (whose export handle is
+    /// `key`) reached through `via`.
+    fn handle_via(&self, raw: &RawHandle, key: &FileHandle, via: &Via) -> VfsResult<FileHandle> {
+        match via.scope() {
+            None => Ok(key.clone()),
+            Some(scope) => self.codec.encode_scoped(raw, scope),
+        }
+    }
+
+    /// The cache key (export handle) of any object handle.
+    fn cache_key(&self, fh: &FileHandle) -> Option<FileHandle> {
+        if fh.0.first() == Some(&handle::VERSION) {
+            return Some(fh.clone());
+        }
+        match self.codec.decode(fh).ok()? {
+            Decoded::Object { raw, .. } => Some(self.codec.encode(&raw)),
+            Decoded::ApDir => None,
+        }
+    }
+
+    fn aps(&self) -> Arc<ApTable> {
+        self.aps.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The root directory of access point `ap`, created (with missing
+    /// parents) from its creation info when missing.
+    fn open_ap_root(&self, ap: &ApEntry) -> VfsResult<OwnedFd> {
+        let parts = ap::components(&ap.spec.root_directory)?;
+        match ap::open_beneath(&self.mount_fd, &parts) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) => match &ap.spec.creation_info {
+                Some(info) => self.create_ap_root(ap, &parts, info),
+                None => {
+                    tracing::warn!(
+                        access_point = %ap.spec.id,
+                        root = %ap.spec.root_directory,
+                        "access point root directory missing, and no creation info to create it"
+                    );
+                    Err(VfsError::NotFound)
+                }
+            },
+            Err(e) => {
+                tracing::warn!(
+                    access_point = %ap.spec.id,
+                    root = %ap.spec.root_directory,
+                    error = %e,
+                    "cannot open the access point root directory"
+                );
+                Err(VfsError::from_errno(
+                    e.raw_os_error(),
+                    "opening an access point root",
+                ))
+            }
+        }
+    }
+
+    /// Creates the missing directories of `parts` as the server (which may
+    /// create anywhere), each then given the creation info's owner and
+    /// permissions. Directories that exist are left as they are.
+    fn create_ap_root(
+        &self,
+        ap: &ApEntry,
+        parts: &[&str],
+        info: &CreationInfo,
+    ) -> VfsResult<OwnedFd> {
+        let mut dir = ap::open_beneath(&self.mount_fd, &[])
+            .map_err(|e| VfsError::from_errno(e.raw_os_error(), "opening the export root"))?;
+        for depth in 1..=parts.len() {
+            match ap::open_beneath(&self.mount_fd, &parts[..depth]) {
+                Ok(fd) => {
+                    dir = fd;
+                    continue;
+                }
+                Err(Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(VfsError::from_errno(
+                        e.raw_os_error(),
+                        "opening an access point root",
+                    ));
+                }
+            }
+            let name = Name::new(parts[depth - 1].as_bytes())?;
+            match rustix::fs::mkdirat(
+                &dir,
+                name.c(),
+                Mode::from_raw_mode(info.permissions & 0o777),
+            ) {
+                Ok(()) => {}
+                // Someone else created it since: theirs is used as it is.
+                Err(Errno::EXIST) => {
+                    dir = ap::open_beneath(&self.mount_fd, &parts[..depth]).map_err(|e| {
+                        VfsError::from_errno(e.raw_os_error(), "opening an access point root")
+                    })?;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(VfsError::from_errno(
+                        e.raw_os_error(),
+                        "creating an access point root",
+                    ));
+                }
+            }
+            let fd = rustix::fs::openat(
+                &dir,
+                name.c(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .context("opening a new access point root")?;
+            rustix::fs::chownat(
+                &fd,
+                c"",
+                Some(Uid::from_raw(info.owner_uid)),
+                Some(Gid::from_raw(info.owner_gid)),
+                AtFlags::EMPTY_PATH,
+            )
+            .context("chown of a new access point root")?;
+            // After chown, which may clear set-id bits; mkdir's mode went
+            // through the umask and cannot carry them anyway.
+            rustix::fs::chmodat(
+                &self.proc_fd,
+                DecInt::from_fd(&fd),
+                Mode::from_raw_mode(info.permissions & 0o7777),
+                AtFlags::empty(),
+            )
+            .context("chmod of a new access point root")?;
+            self.sync_fd(&fd)?;
+            self.sync_fd(&dir)?;
+            tracing::info!(
+                access_point = %ap.spec.id,
+                directory = %parts[..depth].join("/"),
+                uid = info.owner_uid,
+                gid = info.owner_gid,
+                mode = format_args!("{:o}", info.permissions),
+                "created an access point root directory"
+            );
+            dir = fd;
+        }
+        Ok(dir)
+    }
+
+    fn is_ap_dir(&self, fh: &FileHandle) -> bool {
+        *fh == self.ap_dir
+    }
+
+    /// LOOKUP of `name` in `/ap`: the root of that access point, reached
+    /// through it.
+    fn lookup_ap(&self, name: &[u8]) -> VfsResult<(FileHandle, Attr)> {
+        let table = self.aps();
+        let Some(ap) = std::str::from_utf8(name)
+            .ok()
+            .and_then(|id| table.by_id.get(id))
+        else {
+            tracing::warn!(
+                access_point = %String::from_utf8_lossy(name),
+                "lookup of an access point that is not configured"
+            );
+            return Err(VfsError::NotFound);
+        };
+        let fd = self.open_ap_root(ap)?;
+        let (fh, node) = self.issue(fd, &Via::Ap(ap.clone()))?;
+        Ok((fh, self.node_attr(&node)?))
+    }
+
+    /// The attributes of the `/ap` pseudo directory: read-only for all,
+    /// changing when the access points do.
+    fn ap_dir_attr(&self) -> Attr {
+        let table = self.aps();
+        Attr {
+            file_type: FileType::Directory,
+            mode: 0o555,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            size: 4096,
+            space_used: 0,
+            rdev: (0, 0),
+            fsid: self.fsid,
+            fileid: ap::AP_DIR_FILEID,
+            atime: table.changed_at,
+            mtime: table.changed_at,
+            ctime: table.changed_at,
+            change: table.change,
+        }
+    }
+
+    /// READDIR of `/ap`: the access points in id order, each with its root
+    /// (created when missing, as on LOOKUP); one whose root cannot be had is
+    /// left out. Cookies are positions in the id order.
+    fn readdir_ap(&self, cookie: u64, max_entries: usize) -> VfsResult<DirPage> {
+        let table = self.aps();
+        let start = match cookie {
+            0 => 0,
+            c => usize::try_from(c.checked_sub(COOKIE_BIAS).ok_or(VfsError::BadCookie)?)
+                .map_err(|_| VfsError::BadCookie)?,
+        };
+        let mut entries = Vec::new();
+        let mut eof = true;
+        for (i, ap) in table.by_id.values().enumerate().skip(start) {
+            if entries.len() == max_entries {
+                eof = false;
+                break;
+            }
+            let Ok(fd) = self.open_ap_root(ap) else {
+                continue;
+            };
+            let (handle, node) = self.issue(fd, &Via::Ap(ap.clone()))?;
+            entries.push(DirEntry {
+                name: ap.spec.id.as_bytes().to_vec(),
+                cookie: i as u64 + 1 + COOKIE_BIAS,
+                handle,
+                attr: self.node_attr(&node)?,
+            });
+        }
+        Ok(DirPage { entries, eof })
     }
 
     fn attr(&self, st: &Statx, changes: u64) -> Attr {
@@ -440,9 +720,13 @@ impl LocalVfs {
     /// Opens the object of an `O_PATH` fd for I/O, permission-checked as
     /// whoever the thread currently is.
     fn reopen(&self, node: &Node, flags: OFlags) -> Result<OwnedFd, Errno> {
+        self.reopen_fd(&node.fd, flags)
+    }
+
+    fn reopen_fd(&self, fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd, Errno> {
         rustix::fs::openat(
             &self.proc_fd,
-            DecInt::from_fd(&node.fd),
+            DecInt::from_fd(fd),
             flags | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
@@ -528,11 +812,15 @@ impl LocalVfs {
     /// Makes `node`'s metadata (a directory's entries, an object's inode)
     /// durable when the export is synchronous.
     fn sync_node(&self, node: &Node) -> VfsResult<()> {
+        self.sync_fd(&node.fd)
+    }
+
+    fn sync_fd(&self, fd: &OwnedFd) -> VfsResult<()> {
         if !self.sync_metadata {
             return Ok(());
         }
         let fd = self
-            .reopen(node, OFlags::RDONLY | OFlags::NONBLOCK)
+            .reopen_fd(fd, OFlags::RDONLY | OFlags::NONBLOCK)
             .context("opening for fsync")?;
         rustix::fs::fsync(&fd).context("fsync")
     }
@@ -607,10 +895,11 @@ impl LocalVfs {
         &self,
         id: &Identity,
         dir: &Node,
+        via: &Via,
         fd: OwnedFd,
         mode: Option<u32>,
     ) -> VfsResult<Created> {
-        let (handle, node) = self.issue(fd)?;
+        let (handle, node) = self.issue(fd, via)?;
         if let Some(mode) = mode {
             let st = statx_fd(&node.fd)?;
             self.undo_umask(id, &node, &st, mode)?;
@@ -627,7 +916,7 @@ impl LocalVfs {
 
     /// Reads up to `max_entries` entries of the open directory `dirfd`,
     /// positioned at `cookie`, as the current thread's identity.
-    fn read_entries(&self, dirfd: &OwnedFd, max_entries: usize) -> VfsResult<DirPage> {
+    fn read_entries(&self, dirfd: &OwnedFd, via: &Via, max_entries: usize) -> VfsResult<DirPage> {
         // One buffer per call: readdir is not on the data path, and 32 KiB
         // is a cheap allocation next to the system calls it feeds.
         let mut buf = vec![MaybeUninit::<u8>::uninit(); READDIR_BUF];
@@ -684,16 +973,16 @@ impl LocalVfs {
             if mount_id != self.root_mount_id {
                 continue;
             }
-            let handle = self.codec.encode(&raw_handle);
+            let key = self.codec.encode(&raw_handle);
             let changes = self
                 .nodes
-                .peek(&handle)
+                .peek(&key)
                 .map_or(self.epoch, |n| n.changes.load(Ordering::Acquire));
             entries.push(DirEntry {
                 name: name.to_bytes().to_vec(),
                 cookie,
                 attr: self.attr(&st, changes),
-                handle,
+                handle: self.handle_via(&raw_handle, &key, via)?,
             });
         }
     }
@@ -713,13 +1002,16 @@ impl Vfs for LocalVfs {
     }
 
     fn getattr(&self, fh: &FileHandle) -> VfsResult<Attr> {
-        let (node, st) = self.resolve(fh)?;
+        if self.is_ap_dir(fh) {
+            return Ok(self.ap_dir_attr());
+        }
+        let (node, st, _) = self.resolve(fh)?;
         Ok(self.attr(&st, node.changes.load(Ordering::Acquire)))
     }
 
     fn setattr(&self, id: &Identity, fh: &FileHandle, set: &SetAttr) -> VfsResult<Attr> {
-        let (node, st) = self.resolve(fh)?;
-        self.apply_set(id, &node, &st, set)?;
+        let (node, st, via) = self.resolve(fh)?;
+        self.apply_set(via.identity(id), &node, &st, set)?;
         self.bump(&node);
         if matches!(file_type(&st), FileType::Regular | FileType::Directory) {
             self.sync_node(&node)?;
@@ -733,11 +1025,23 @@ impl Vfs for LocalVfs {
         dir: &FileHandle,
         name: &[u8],
     ) -> VfsResult<(FileHandle, Attr)> {
+        if self.is_ap_dir(dir) {
+            return self.lookup_ap(name);
+        }
         let name = Name::new(name)?;
-        let (dnode, dst) = self.resolve(dir)?;
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
+        // The pseudo directory exists beneath the export root only, never
+        // beneath an access point (whose root may be the export root): it
+        // would lead out of the access point.
+        if name.c().to_bytes() == AP_DIR_NAME
+            && matches!(via, Via::Export)
+            && *dir == self.root_handle
+        {
+            return Ok((self.codec.ap_dir(), self.ap_dir_attr()));
+        }
         let fd = {
-            let _as = self.become_(id)?;
+            let _as = self.become_(via.identity(id))?;
             rustix::fs::openat(
                 &dnode.fd,
                 name.c(),
@@ -746,21 +1050,43 @@ impl Vfs for LocalVfs {
             )
             .context("lookup")?
         };
-        let (fh, node) = self.issue(fd)?;
+        let (fh, node) = self.issue(fd, &via)?;
         Ok((fh, self.node_attr(&node)?))
     }
 
     fn lookup_parent(&self, id: &Identity, dir: &FileHandle) -> VfsResult<(FileHandle, Attr)> {
-        let (dnode, dst) = self.resolve(dir)?;
+        if self.is_ap_dir(dir) {
+            let root = self.root_handle.clone();
+            let attr = self.getattr(&root)?;
+            return Ok((root, attr));
+        }
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
-        if *dir == self.root_handle {
-            return Ok((
+        let here = || {
+            Ok((
                 dir.clone(),
                 self.attr(&dst, dnode.changes.load(Ordering::Acquire)),
-            ));
+            ))
+        };
+        if self.cache_key(dir).as_ref() == Some(&self.root_handle) {
+            return here();
+        }
+        // `..` of an access point's root is that root. Compared by inode,
+        // with the root opened afresh, so a root directory replaced since
+        // is not mistaken for the old one.
+        if let Via::Ap(ap) = &via {
+            let parts = ap::components(&ap.spec.root_directory)?;
+            if let Ok(root) = ap::open_beneath(&self.mount_fd, &parts) {
+                let rst = statx_fd(&root)?;
+                if (rst.stx_ino, rst.stx_dev_major, rst.stx_dev_minor)
+                    == (dst.stx_ino, dst.stx_dev_major, dst.stx_dev_minor)
+                {
+                    return here();
+                }
+            }
         }
         let fd = {
-            let _as = self.become_(id)?;
+            let _as = self.become_(via.identity(id))?;
             rustix::fs::openat(
                 &dnode.fd,
                 c"..",
@@ -769,12 +1095,16 @@ impl Vfs for LocalVfs {
             )
             .context("lookup of ..")?
         };
-        let (fh, node) = self.issue(fd)?;
+        let (fh, node) = self.issue(fd, &via)?;
         Ok((fh, self.node_attr(&node)?))
     }
 
     fn access(&self, id: &Identity, fh: &FileHandle, requested: u32) -> VfsResult<u32> {
-        let (node, st) = self.resolve(fh)?;
+        if self.is_ap_dir(fh) {
+            return Ok(requested & (access::READ | access::LOOKUP));
+        }
+        let (node, st, via) = self.resolve(fh)?;
+        let id = via.identity(id);
         // Following the (magic) link of a symlink's fd would check the
         // symlink's 0777 mode at best; reading a symlink needs no permission
         // and nothing else applies to one.
@@ -819,7 +1149,8 @@ impl Vfs for LocalVfs {
     }
 
     fn open(&self, id: &Identity, fh: &FileHandle, access: OpenAccess) -> VfsResult<Arc<OpenFile>> {
-        let (node, st) = self.resolve(fh)?;
+        let (node, st, via) = self.resolve(fh)?;
+        let id = via.identity(id);
         let ft = file_type(&st);
         if ft != FileType::Regular {
             return Err(not_regular(ft));
@@ -879,14 +1210,17 @@ impl Vfs for LocalVfs {
         }
         // Only a cached node has a counter to move; an uncached one gets a
         // fresh value (the epoch) when next resolved, see `Node`.
-        if let Some(node) = self.nodes.peek(&file.handle) {
+        if let Some(node) = self
+            .cache_key(&file.handle)
+            .and_then(|key| self.nodes.peek(&key))
+        {
             self.bump(&node);
         }
         Ok(stability)
     }
 
     fn commit(&self, fh: &FileHandle) -> VfsResult<()> {
-        let (node, st) = self.resolve(fh)?;
+        let (node, st, _) = self.resolve(fh)?;
         let ft = file_type(&st);
         if ft != FileType::Regular {
             return Err(not_regular(ft));
@@ -907,8 +1241,9 @@ impl Vfs for LocalVfs {
         set: &SetAttr,
     ) -> VfsResult<Created> {
         let name = Name::new(name)?;
-        let (dnode, dst) = self.resolve(dir)?;
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
+        let id = via.identity(id);
         let exclusive = how == CreateMode::Guarded;
         let (created, fd) = self.make_in(id, &dnode, &name, exclusive, || {
             rustix::fs::mknodat(
@@ -919,7 +1254,7 @@ impl Vfs for LocalVfs {
                 0,
             )
         })?;
-        let (handle, node) = self.issue(fd)?;
+        let (handle, node) = self.issue(fd, &via)?;
         let st = statx_fd(&node.fd)?;
         if created {
             self.undo_umask(id, &node, &st, mode)?;
@@ -964,12 +1299,13 @@ impl Vfs for LocalVfs {
 
     fn mkdir(&self, id: &Identity, dir: &FileHandle, name: &[u8], mode: u32) -> VfsResult<Created> {
         let name = Name::new(name)?;
-        let (dnode, dst) = self.resolve(dir)?;
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
+        let id = via.identity(id);
         let (_, fd) = self.make_in(id, &dnode, &name, true, || {
             rustix::fs::mkdirat(&dnode.fd, name.c(), Mode::from_raw_mode(mode & 0o7777))
         })?;
-        self.finish_new(id, &dnode, fd, Some(mode))
+        self.finish_new(id, &dnode, &via, fd, Some(mode))
     }
 
     fn symlink(
@@ -986,16 +1322,17 @@ impl Vfs for LocalVfs {
         if target.len() >= PATH_MAX {
             return Err(VfsError::NameTooLong);
         }
-        let (dnode, dst) = self.resolve(dir)?;
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
+        let id = via.identity(id);
         let (_, fd) = self.make_in(id, &dnode, &name, true, || {
             rustix::fs::symlinkat(target, &dnode.fd, name.c())
         })?;
-        self.finish_new(id, &dnode, fd, None)
+        self.finish_new(id, &dnode, &via, fd, None)
     }
 
     fn readlink(&self, _id: &Identity, fh: &FileHandle) -> VfsResult<Vec<u8>> {
-        let (node, st) = self.resolve(fh)?;
+        let (node, st, _) = self.resolve(fh)?;
         if file_type(&st) != FileType::Symlink {
             return Err(VfsError::Inval);
         }
@@ -1006,10 +1343,10 @@ impl Vfs for LocalVfs {
 
     fn remove(&self, id: &Identity, dir: &FileHandle, name: &[u8]) -> VfsResult<()> {
         let name = Name::new(name)?;
-        let (dnode, dst) = self.resolve(dir)?;
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
         let victim = {
-            let _as = self.become_(id)?;
+            let _as = self.become_(via.identity(id))?;
             let victim = self.handle_at(&dnode, &name);
             match rustix::fs::unlinkat(&dnode.fd, name.c(), AtFlags::empty()) {
                 Ok(()) => {}
@@ -1040,12 +1377,18 @@ impl Vfs for LocalVfs {
         to: &[u8],
     ) -> VfsResult<()> {
         let (from, to) = (Name::new(from)?, Name::new(to)?);
-        let (fnode, fst) = self.resolve(from_dir)?;
+        let (fnode, fst, fvia) = self.resolve(from_dir)?;
         require_dir(&fst)?;
-        let (tnode, tst) = self.resolve(to_dir)?;
+        let (tnode, tst, tvia) = self.resolve(to_dir)?;
         require_dir(&tst)?;
+        // Handles of different access points (or of one and the export) do
+        // not meet: moving between them would take an object out of reach
+        // of, or into, a scope that never saw it.
+        if !fvia.same_scope(&tvia) {
+            return Err(VfsError::XDev);
+        }
         let (moved, replaced) = {
-            let _as = self.become_(id)?;
+            let _as = self.become_(fvia.identity(id))?;
             let moved = self.handle_at(&fnode, &from);
             let replaced = self.handle_at(&tnode, &to);
             rustix::fs::renameat(&fnode.fd, from.c(), &tnode.fd, to.c()).map_err(|e| match e {
@@ -1073,14 +1416,17 @@ impl Vfs for LocalVfs {
 
     fn link(&self, id: &Identity, fh: &FileHandle, dir: &FileHandle, name: &[u8]) -> VfsResult<()> {
         let name = Name::new(name)?;
-        let (node, st) = self.resolve(fh)?;
+        let (node, st, via) = self.resolve(fh)?;
         if file_type(&st) == FileType::Directory {
             return Err(VfsError::IsDir);
         }
-        let (dnode, dst) = self.resolve(dir)?;
+        let (dnode, dst, dvia) = self.resolve(dir)?;
         require_dir(&dst)?;
+        if !via.same_scope(&dvia) {
+            return Err(VfsError::XDev);
+        }
         {
-            let _as = self.become_(id)?;
+            let _as = self.become_(via.identity(id))?;
             // linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which
             // the caller's identity has not; the /proc link is the
             // unprivileged way, with the usual protected_hardlinks checks.
@@ -1105,9 +1451,12 @@ impl Vfs for LocalVfs {
         cookie: u64,
         max_entries: usize,
     ) -> VfsResult<DirPage> {
-        let (dnode, dst) = self.resolve(dir)?;
+        if self.is_ap_dir(dir) {
+            return self.readdir_ap(cookie, max_entries);
+        }
+        let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
-        let _as = self.become_(id)?;
+        let _as = self.become_(via.identity(id))?;
         let dirfd = self
             .reopen(&dnode, OFlags::RDONLY | OFlags::DIRECTORY)
             .context("opening a directory")?;
@@ -1121,11 +1470,16 @@ impl Vfs for LocalVfs {
                 e => VfsError::from_errno(e.raw_os_error(), "seekdir"),
             })?;
         }
-        self.read_entries(&dirfd, max_entries)
+        self.read_entries(&dirfd, &via, max_entries)
     }
 
     fn statfs(&self, fh: &FileHandle) -> VfsResult<FsStat> {
-        let (node, _) = self.resolve(fh)?;
+        let fh = if self.is_ap_dir(fh) {
+            &self.root_handle
+        } else {
+            fh
+        };
+        let (node, _, _) = self.resolve(fh)?;
         let s = rustix::fs::fstatvfs(&node.fd).context("statvfs")?;
         Ok(FsStat {
             bytes_total: s.f_blocks.saturating_mul(s.f_frsize),
@@ -1135,6 +1489,12 @@ impl Vfs for LocalVfs {
             files_free: s.f_ffree,
             files_avail: s.f_favail,
         })
+    }
+
+    fn set_access_points(&self, aps: &[AccessPoint]) {
+        let change = self.change_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        let table = Arc::new(ApTable::new(&self.codec, aps, change));
+        *self.aps.write().unwrap_or_else(|e| e.into_inner()) = table;
     }
 }
 

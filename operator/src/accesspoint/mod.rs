@@ -1,7 +1,10 @@
 //! AccessPoint reconciler, custom-resource side: finalizer, id, phase and the
-//! `Ready` condition from the referenced FileSystem. Pushing the access point
-//! to the file system's server (the nfsd admin API) is not implemented yet,
-//! so the finalizer's cleanup has nothing to remove.
+//! `Ready` condition from the referenced FileSystem. The access point reaches
+//! the file system's server through the FileSystem reconciler, which watches
+//! AccessPoints and pushes all of a file system's to its nfsd
+//! (`filesystem::settings`); a deleted one is left out of that push, so the
+//! finalizer's cleanup has nothing of its own to remove (the root directory
+//! and its data stay, as with EFS).
 
 pub mod status;
 

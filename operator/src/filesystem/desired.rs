@@ -31,7 +31,7 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
-use openefs_crds::{DeletionPolicy, FileSystem, FileSystemId, names};
+use openefs_crds::{AccessPoint, DeletionPolicy, FileSystem, FileSystemId, names};
 
 use super::service_name;
 use super::settings::{
@@ -253,9 +253,14 @@ impl MetaFactory {
     }
 }
 
-/// The core objects that should exist for `fs`. Fails only for an object
-/// that was not read from the API server (no name, namespace or uid).
-pub fn objects(fs: &FileSystem, settings: &OperatorSettings) -> Result<DesiredObjects, Error> {
+/// The core objects that should exist for `fs`, whose AccessPoints are
+/// `access_points`. Fails only for an object that was not read from the API
+/// server (no name, namespace or uid).
+pub fn objects(
+    fs: &FileSystem,
+    access_points: &[AccessPoint],
+    settings: &OperatorSettings,
+) -> Result<DesiredObjects, Error> {
     let factory = MetaFactory::new(fs)?;
     let id = factory.id().clone();
     let labels = factory.labels.clone();
@@ -265,7 +270,10 @@ pub fn objects(fs: &FileSystem, settings: &OperatorSettings) -> Result<DesiredOb
     let headless_name = headless_service_name(&id);
     Ok(DesiredObjects {
         backing_pvc: backing_pvc(fs, meta(&pvc_name, delete_data)),
-        config_map: super::settings::config_map(&factory, fs),
+        config_map: super::settings::config_map(
+            &factory,
+            &super::settings::nfsd_settings(fs, access_points),
+        )?,
         headless_service: headless_service(&id, meta(&headless_name, true)),
         service: service(&id, meta(service_name(&id), true)),
         stateful_set: stateful_set(
@@ -624,7 +632,7 @@ mod tests {
 
     #[test]
     fn objects_are_named_after_the_id_and_select_the_same_pod() {
-        let objects = objects(&stored("shared", "{}"), &settings()).unwrap();
+        let objects = objects(&stored("shared", "{}"), &[], &settings()).unwrap();
         let id = "fs-85629fff8f20c8a89";
         assert_eq!(objects.service.metadata.name.as_deref(), Some(id));
         assert_eq!(
@@ -683,7 +691,7 @@ mod tests {
     #[test]
     fn a_name_too_long_for_a_label_is_left_out_of_the_labels() {
         let long = format!("{}.example", "a".repeat(60));
-        let objects = objects(&stored(&long, "{}"), &settings()).unwrap();
+        let objects = objects(&stored(&long, "{}"), &[], &settings()).unwrap();
         let labels = labels_of(&objects.stateful_set.metadata);
         assert!(!labels.contains_key(names::LABEL_FILESYSTEM));
         assert_eq!(labels[names::LABEL_INSTANCE], "fs-85629fff8f20c8a89");
@@ -700,7 +708,7 @@ mod tests {
             assert!(openefs_crds::volume_handle::is_dns_label(name), "{name}");
         }
         let exactly_63 = "b".repeat(63);
-        let fits = super::objects(&stored(&exactly_63, "{}"), &settings()).unwrap();
+        let fits = super::objects(&stored(&exactly_63, "{}"), &[], &settings()).unwrap();
         assert_eq!(
             labels_of(&fits.service.metadata)[names::LABEL_FILESYSTEM],
             exactly_63
@@ -709,7 +717,7 @@ mod tests {
 
     #[test]
     fn missing_backing_storage_takes_the_api_defaults() {
-        let objects = objects(&stored("shared", "{}"), &settings()).unwrap();
+        let objects = objects(&stored("shared", "{}"), &[], &settings()).unwrap();
         let spec = objects.backing_pvc.spec.unwrap();
         assert_eq!(spec.storage_class_name, None);
         assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
@@ -721,7 +729,7 @@ mod tests {
 
     #[test]
     fn the_backing_volume_is_owned_only_when_it_may_be_deleted() {
-        let retained = objects(&stored("shared", "{}"), &settings()).unwrap();
+        let retained = objects(&stored("shared", "{}"), &[], &settings()).unwrap();
         assert_eq!(retained.backing_pvc.metadata.owner_references, None);
         let owners = retained.service.metadata.owner_references.unwrap();
         assert_eq!(owners.len(), 1);
@@ -736,6 +744,7 @@ mod tests {
         );
         let deleted = objects(
             &stored("shared", r#"{"deletionPolicy":"Delete"}"#),
+            &[],
             &settings(),
         )
         .unwrap();
@@ -749,7 +758,7 @@ mod tests {
             r#"{"server":{"image":"mine:2","resources":{"limits":{"memory":"1Gi"}},
                 "priorityClassName":"storage"},"policy":{"rootAccess":"squash"}}"#,
         );
-        let objects = objects(&fs, &settings()).unwrap();
+        let objects = objects(&fs, &[], &settings()).unwrap();
         let pod = objects.stateful_set.spec.template.spec.unwrap();
         let nfsd = &pod.containers[0];
         assert_eq!(nfsd.image.as_deref(), Some("mine:2"));
@@ -780,7 +789,7 @@ mod tests {
     }
 
     fn objects_default_pod() -> PodSpec {
-        objects(&stored("shared", "{}"), &settings())
+        objects(&stored("shared", "{}"), &[], &settings())
             .unwrap()
             .stateful_set
             .spec
@@ -793,7 +802,7 @@ mod tests {
     fn objects_not_read_from_the_api_server_are_errors() {
         let mut no_uid = stored("shared", "{}");
         no_uid.metadata.uid = None;
-        let err = objects(&no_uid, &settings()).unwrap_err();
+        let err = objects(&no_uid, &[], &settings()).unwrap_err();
         assert!(matches!(
             err,
             Error::IncompleteObject {
@@ -804,7 +813,7 @@ mod tests {
         let mut no_namespace = stored("shared", "{}");
         no_namespace.metadata.namespace = None;
         assert!(matches!(
-            objects(&no_namespace, &settings()),
+            objects(&no_namespace, &[], &settings()),
             Err(Error::IncompleteObject {
                 field: "metadata.namespace",
                 ..

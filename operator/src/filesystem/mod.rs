@@ -83,13 +83,17 @@ async fn apply_server(
         );
         tls::reconcile(&ctx.client, &factory, &dns_names).await?;
         let token = settings::ensure_token(&ctx.client, &factory).await?;
-        let applied = server::apply(&ctx.client, &desired::objects(fs, &core.settings)?).await?;
+        let (namespace, name) = identity(fs, "FileSystem")?;
+        let access_points = referencing_access_points(ctx, &namespace, &name).await?;
+        let objects = desired::objects(fs, &access_points, &core.settings)?;
+        let applied = server::apply(&ctx.client, &objects).await?;
         let pod = desired::pod_dns_name(factory.id(), factory.namespace(), &ctx.cluster_domain);
-        Ok::<_, Error>((applied, pod, token))
+        let nfsd = settings::nfsd_settings(fs, &access_points);
+        Ok::<_, Error>((applied, pod, token, nfsd))
     }
     .await;
     match applied {
-        Ok((applied, pod, token)) => {
+        Ok((applied, pod, token, nfsd)) => {
             let mut components = server::verdicts(&applied).to_vec();
             let serving = components.iter().any(|v| {
                 v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True
@@ -98,11 +102,7 @@ async fn apply_server(
             if serving {
                 let pushed = core
                     .admin
-                    .push(
-                        settings::admin_endpoint(&pod),
-                        token,
-                        settings::nfsd_settings(fs),
-                    )
+                    .push(settings::admin_endpoint(&pod), token, nfsd)
                     .await;
                 if let Err(e) = &pushed {
                     tracing::warn!(error = %e, "settings not pushed to nfsd");
@@ -138,7 +138,11 @@ pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 /// them); volume deletions are seen at the next resync.
 async fn cleanup(api: &Api<FileSystem>, fs: &FileSystem, ctx: &Context) -> Result<Action, Error> {
     let (namespace, name) = identity(fs, "FileSystem")?;
-    let access_points = referencing_access_points(ctx, &namespace, &name).await?;
+    let access_points: Vec<String> = referencing_access_points(ctx, &namespace, &name)
+        .await?
+        .iter()
+        .map(|ap| ap.name_any())
+        .collect();
     let volumes = match ctx.core {
         Some(_) => using_volumes(ctx, &namespace, &name).await?,
         None => Vec::new(),
@@ -196,14 +200,15 @@ async fn using_volumes(ctx: &Context, namespace: &str, name: &str) -> Result<Vec
     Ok(names)
 }
 
-/// Names of the AccessPoints in `namespace` that reference FileSystem `name`,
-/// sorted. A live list, not the watch cache: a cache that has not yet seen a
-/// new AccessPoint would let the FileSystem go from under it.
+/// The AccessPoints in `namespace` that reference FileSystem `name`, sorted
+/// by name. A live list, not the watch cache: a cache that has not yet seen
+/// a new AccessPoint would let the FileSystem go from under it, or leave it
+/// out of the server's settings.
 async fn referencing_access_points(
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<AccessPoint>, Error> {
     let aps: Api<AccessPoint> = Api::namespaced(ctx.client.clone(), namespace);
     let list =
         aps.list(&ListParams::default())
@@ -213,14 +218,13 @@ async fn referencing_access_points(
                 name: name.to_owned(),
                 source: Box::new(source),
             })?;
-    let mut names: Vec<String> = list
+    let mut referencing: Vec<AccessPoint> = list
         .items
-        .iter()
+        .into_iter()
         .filter(|ap| ap.spec.file_system_ref.name == name)
-        .map(|ap| ap.name_any())
         .collect();
-    names.sort();
-    Ok(names)
+    referencing.sort_by_key(|ap| ap.name_any());
+    Ok(referencing)
 }
 
 async fn write_status(

@@ -407,6 +407,17 @@ async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
     api.update(FS, |fs| {
         fs["spec"] = json!({"policy": {"rootAccess": "squash", "readOnly": true}})
     });
+    for (name, fs) in [("web", "shared"), ("other", "elsewhere")] {
+        api.insert(
+            &format!("{ACCESS_POINTS}/{name}"),
+            json!({"apiVersion": "openefs.io/v1alpha1", "kind": "AccessPoint",
+                   "metadata": {"name": name, "namespace": NS,
+                                "uid": "0b9d3e41-2c6f-4a7e-9d10-5e8f7a6b4c3d"},
+                   "spec": {"fileSystemRef": {"name": fs},
+                            "posixUser": {"uid": 1000, "gid": 1000},
+                            "rootDirectory": {"path": "/web"}}}),
+        );
+    }
     run(&api, &ctx).await.unwrap();
     // Not ready: nothing pushed, the ConfigMap carries the policy.
     assert!(admin.pushes().is_empty());
@@ -443,6 +454,16 @@ async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
     assert_eq!(token(&api), stored, "the token is made once");
     let policy = settings.policy.unwrap();
     assert!(policy.root_squash && policy.read_only);
+    // Only the access point of this file system, by its id.
+    let [web] = settings.access_points.as_slice() else {
+        panic!("{:?}", settings.access_points)
+    };
+    assert_eq!(
+        (web.id.as_str(), web.root_directory.as_str()),
+        ("fsap-474c09b5b06e069d2", "/web")
+    );
+    assert_eq!(web.posix_user.as_ref().map(|u| u.uid), Some(1000));
+    assert!(toml.contains("id = \"fsap-474c09b5b06e069d2\""), "{toml}");
     assert_eq!(
         condition(&api, "SettingsApplied"),
         ("True".into(), "Applied".into())

@@ -18,7 +18,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 use openefs_admin_api::v1 as api;
 use openefs_admin_api::v1::admin_client::AdminClient;
-use openefs_crds::{FileSystem, FileSystemId, RootAccess, ThroughputMode};
+use openefs_crds::{
+    AccessPoint, AccessPointId, FileSystem, FileSystemId, RootAccess, ThroughputMode,
+};
+use serde::Serialize;
 
 use super::desired::MetaFactory;
 use crate::apply;
@@ -59,9 +62,17 @@ pub fn config_map_name(id: &FileSystemId) -> String {
     format!("{}-nfsd", id.as_str())
 }
 
-/// The settings nfsd should run with for `fs`.
-pub fn nfsd_settings(fs: &FileSystem) -> api::Settings {
+/// The settings nfsd should run with for `fs` and the AccessPoints that
+/// reference it. AccessPoints being deleted are left out: their clients
+/// lose access at once, and their finalizer then lets them go.
+pub fn nfsd_settings(fs: &FileSystem, access_points: &[AccessPoint]) -> api::Settings {
     let policy = &fs.spec.policy;
+    let mut aps: Vec<api::AccessPoint> = access_points
+        .iter()
+        .filter(|ap| ap.metadata.deletion_timestamp.is_none())
+        .filter_map(access_point)
+        .collect();
+    aps.sort_by(|a, b| a.id.cmp(&b.id));
     api::Settings {
         policy: Some(api::Policy {
             root_squash: policy.root_access == RootAccess::Squash,
@@ -70,7 +81,33 @@ pub fn nfsd_settings(fs: &FileSystem) -> api::Settings {
             anon_gid: None,
         }),
         throughput: Some(throughput(fs)),
+        access_points: aps,
     }
+}
+
+/// `None` for an object without a uid (not read from the API server), which
+/// has no id yet.
+fn access_point(ap: &AccessPoint) -> Option<api::AccessPoint> {
+    let id = AccessPointId::of(ap).ok()?;
+    let spec = &ap.spec;
+    Some(api::AccessPoint {
+        id: id.as_str().to_owned(),
+        root_directory: spec.root_directory.path.clone(),
+        posix_user: spec.posix_user.as_ref().map(|u| api::PosixUser {
+            uid: u.uid,
+            gid: u.gid,
+            secondary_gids: u.secondary_gids.clone(),
+        }),
+        creation_info: spec
+            .root_directory
+            .creation_info
+            .as_ref()
+            .map(|c| api::CreationInfo {
+                owner_uid: c.owner_uid,
+                owner_gid: c.owner_gid,
+                permissions: c.permissions.mode(),
+            }),
+    })
 }
 
 fn throughput(fs: &FileSystem) -> api::Throughput {
@@ -91,47 +128,100 @@ fn throughput(fs: &FileSystem) -> api::Throughput {
     }
 }
 
-/// `settings` as nfsd's config file (its runtime keys; unset ids keep
-/// nfsd's defaults).
-pub fn config_toml(settings: &api::Settings) -> String {
+/// nfsd's config file keys (`docs/nfsd.md`), for [`config_toml`].
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfigFile<'a> {
+    root_squash: bool,
+    read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anon_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anon_gid: Option<u32>,
+    throughput_mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provisioned_throughput_mibps: Option<u32>,
+    access_point: Vec<ConfigAccessPoint<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfigAccessPoint<'a> {
+    id: &'a str,
+    root_directory: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    posix_user: Option<ConfigPosixUser<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creation_info: Option<ConfigCreationInfo>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfigPosixUser<'a> {
+    uid: u32,
+    gid: u32,
+    secondary_gids: &'a [u32],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfigCreationInfo {
+    owner_uid: u32,
+    owner_gid: u32,
+    permissions: u32,
+}
+
+/// `settings` as nfsd's config file (its runtime keys).
+pub fn config_toml(settings: &api::Settings) -> Result<String, toml::ser::Error> {
+    use api::throughput::Mode;
     let policy = settings.policy.unwrap_or_default();
-    let mut out = format!(
-        "# Written by the openefs operator; nfsd reads it at its first start.\n\
-         root-squash = {}\nread-only = {}\n",
-        policy.root_squash, policy.read_only
-    );
-    for (key, value) in [("anon-uid", policy.anon_uid), ("anon-gid", policy.anon_gid)] {
-        if let Some(v) = value {
-            out.push_str(&format!("{key} = {v}\n"));
-        }
-    }
-    if let Some(t) = settings.throughput {
-        use api::throughput::Mode;
-        let name = match t.mode() {
+    let throughput = settings.throughput.unwrap_or_default();
+    let file = ConfigFile {
+        root_squash: policy.root_squash,
+        read_only: policy.read_only,
+        anon_uid: policy.anon_uid,
+        anon_gid: policy.anon_gid,
+        throughput_mode: match throughput.mode() {
             Mode::Bursting => "bursting",
             Mode::Provisioned => "provisioned",
             Mode::Elastic | Mode::Unspecified => "elastic",
-        };
-        out.push_str(&format!("throughput-mode = \"{name}\"\n"));
-        if t.mode() == Mode::Provisioned {
-            out.push_str(&format!(
-                "provisioned-throughput-mibps = {}\n",
-                t.provisioned_mibps
-            ));
-        }
-    }
-    out
+        },
+        provisioned_throughput_mibps: (throughput.mode() == Mode::Provisioned)
+            .then_some(throughput.provisioned_mibps),
+        access_point: settings
+            .access_points
+            .iter()
+            .map(|ap| ConfigAccessPoint {
+                id: &ap.id,
+                root_directory: &ap.root_directory,
+                posix_user: ap.posix_user.as_ref().map(|u| ConfigPosixUser {
+                    uid: u.uid,
+                    gid: u.gid,
+                    secondary_gids: &u.secondary_gids,
+                }),
+                creation_info: ap.creation_info.map(|c| ConfigCreationInfo {
+                    owner_uid: c.owner_uid,
+                    owner_gid: c.owner_gid,
+                    permissions: c.permissions,
+                }),
+            })
+            .collect(),
+    };
+    Ok(format!(
+        "# Written by the openefs operator; nfsd reads it at its first start.\n{}",
+        toml::to_string(&file)?
+    ))
 }
 
-pub fn config_map(factory: &MetaFactory, fs: &FileSystem) -> ConfigMap {
-    ConfigMap {
+pub fn config_map(factory: &MetaFactory, settings: &api::Settings) -> Result<ConfigMap, Error> {
+    Ok(ConfigMap {
         metadata: factory.meta(&config_map_name(factory.id()), true),
         data: Some(BTreeMap::from([(
             CONFIG_KEY.to_owned(),
-            config_toml(&nfsd_settings(fs)),
+            config_toml(settings).map_err(Error::RenderConfig)?,
         )])),
         ..ConfigMap::default()
-    }
+    })
 }
 
 /// The admin token, from the `<fs-id>-admin` Secret; creates the Secret
@@ -297,25 +387,25 @@ mod tests {
 
     #[test]
     fn settings_follow_the_policy() {
-        let s = nfsd_settings(&fs("{}"));
+        let s = nfsd_settings(&fs("{}"), &[]);
         assert_eq!(s.policy, Some(api::Policy::default()));
         assert_eq!(
             s.throughput.unwrap().mode(),
             api::throughput::Mode::Bursting,
             "EFS's default"
         );
-        let s = nfsd_settings(&fs(
-            r#"{"policy": {"rootAccess": "squash", "readOnly": true},
-              "throughputMode": "provisioned", "provisionedThroughputMiBps": 20}"#,
-        ));
+        let s = nfsd_settings(
+            &fs(r#"{"policy": {"rootAccess": "squash", "readOnly": true},
+                 "throughputMode": "provisioned", "provisionedThroughputMiBps": 20}"#),
+            &[],
+        );
         let p = s.policy.unwrap();
         assert!(p.root_squash && p.read_only);
         assert_eq!(s.throughput.unwrap().provisioned_mibps, 20);
-        assert_eq!(
-            config_toml(&s),
-            "# Written by the openefs operator; nfsd reads it at its first start.\n\
-             root-squash = true\nread-only = true\nthroughput-mode = \"provisioned\"\n\
-             provisioned-throughput-mibps = 20\n"
+        let toml = config_toml(&s).unwrap();
+        assert!(
+            toml.contains("root-squash = true\nread-only = true\nthroughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 20\n"),
+            "{toml}"
         );
     }
 
@@ -360,18 +450,59 @@ mod tests {
         );
     }
 
+    fn access_point_object(uid: &str, spec: &str) -> AccessPoint {
+        let mut ap = AccessPoint::new(uid, serde_json::from_str(spec).unwrap());
+        ap.metadata.uid = Some(format!("00000000-0000-0000-0000-00000000000{uid}"));
+        ap
+    }
+
+    #[test]
+    fn access_points_being_deleted_or_without_uid_are_left_out() {
+        let kept = access_point_object("a", r#"{"fileSystemRef": {"name": "shared"}}"#);
+        let mut deleted = access_point_object("b", r#"{"fileSystemRef": {"name": "shared"}}"#);
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        let mut unsaved = kept.clone();
+        unsaved.metadata.uid = None;
+        let s = nfsd_settings(&fs("{}"), &[kept.clone(), deleted, unsaved]);
+        assert_eq!(s.access_points.len(), 1);
+        let ap = &s.access_points[0];
+        assert_eq!(ap.id, AccessPointId::of(&kept).unwrap().as_str());
+        assert_eq!(ap.root_directory, "/");
+        assert!(ap.posix_user.is_none() && ap.creation_info.is_none());
+    }
+
     /// nfsd reads the ConfigMap's file as the same settings the push sends.
     #[test]
     fn nfsd_parses_the_config_map_as_the_pushed_settings() {
         let dir = tempfile::tempdir().unwrap();
-        for spec in [
-            "{}",
-            r#"{"policy": {"rootAccess": "squash", "readOnly": true}, "throughputMode": "elastic"}"#,
-            r#"{"throughputMode": "provisioned", "provisionedThroughputMiBps": 64}"#,
+        let aps = [
+            access_point_object("a", r#"{"fileSystemRef": {"name": "shared"}}"#),
+            access_point_object(
+                "b",
+                r#"{"fileSystemRef": {"name": "shared"},
+                    "posixUser": {"uid": 1000, "gid": 1000, "secondaryGids": [10, 11]},
+                    "rootDirectory": {"path": "/teams/\"b\"",
+                      "creationInfo": {"ownerUid": 1000, "ownerGid": 1000, "permissions": "0750"}}}"#,
+            ),
+        ];
+        for (spec, aps) in [
+            ("{}", &aps[..0]),
+            (
+                r#"{"policy": {"rootAccess": "squash", "readOnly": true}, "throughputMode": "elastic"}"#,
+                &aps[..],
+            ),
+            (
+                r#"{"throughputMode": "provisioned", "provisionedThroughputMiBps": 64}"#,
+                &aps[1..],
+            ),
         ] {
-            let settings = nfsd_settings(&fs(spec));
+            let settings = nfsd_settings(&fs(spec), aps);
+            assert_eq!(settings.access_points.len(), aps.len());
             let file = dir.path().join(CONFIG_KEY);
-            std::fs::write(&file, config_toml(&settings)).unwrap();
+            std::fs::write(&file, config_toml(&settings).unwrap()).unwrap();
             let config = openefs_nfsd::ServeArgs {
                 config: Some(file),
                 export: Some(dir.path().to_owned()),
@@ -415,11 +546,11 @@ mod tests {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let nfsd = tokio::spawn(openefs_nfsd::run(config, vfs, shutdown.clone()));
         let endpoint = format!("http://{admin_addr}");
-        let squash = nfsd_settings(&fs(r#"{"policy": {"rootAccess": "squash"}}"#));
+        let squash = nfsd_settings(&fs(r#"{"policy": {"rootAccess": "squash"}}"#), &[]);
         let mut pushed = Err(tonic::Status::unavailable("not tried"));
         for _ in 0..100 {
             pushed = GrpcAdmin
-                .push(endpoint.clone(), token.clone(), squash)
+                .push(endpoint.clone(), token.clone(), squash.clone())
                 .await;
             if pushed.as_ref().err().map(tonic::Status::code) != Some(tonic::Code::Unavailable) {
                 break;
@@ -429,7 +560,7 @@ mod tests {
         assert_eq!(verdict(&pushed).reason, REASON_APPLIED, "{pushed:?}");
         assert_eq!(pushed.unwrap().client_connections, 0);
         let wrong = GrpcAdmin
-            .push(endpoint, "not-the-token".into(), squash)
+            .push(endpoint, "not-the-token".into(), squash.clone())
             .await;
         assert_eq!(verdict(&wrong).reason, REASON_ADMIN_TOKEN_REJECTED);
         shutdown.cancel();

@@ -1,0 +1,46 @@
+# Through access point x (mounted at /mnt as /ap/x): posix user 1000:1000,
+# root directory /teams/x, created on first use with creation info
+# 1000:1000 0750. The host's export also holds /secret, outside it.
+
+section creation
+expect_eq root-created-from-creation-info "750 1000:1000" "$(stat -c '%a %u:%g' .)"
+
+section identity
+# The guest is root; the server acts as the access point's user.
+touch as-root
+expect_eq created-as-posix-user 1000:1000 "$(stat -c %u:%g as-root)"
+mkdir dir
+expect_eq mkdir-as-posix-user 1000:1000 "$(stat -c %u:%g dir)"
+expect_err chown-to-root-refused "Operation not permitted" chown 0 as-root
+
+section escapes
+# The server never follows symlinks: the client resolves them, in its own
+# name space, where the export's /secret is nowhere.
+ln -s /secret abs
+ln -s ../../../../secret rel
+expect_err absolute-symlink-resolves-nowhere "No such file or directory" cat abs
+expect_err relative-symlink-resolves-nowhere "No such file or directory" cat rel
+expect_err dotdot-leaves-the-mount-not-to-the-export "No such file or directory" cat ../secret
+expect_err dotdot-from-a-subdirectory "No such file or directory" cat dir/../../secret
+
+section root-export
+# The same client mounts the export itself: there it acts as root, and
+# sees the access point's files where they are.
+mkdir -p /tmp/root /tmp/again
+step mount-export mount -t "$MOUNT_TYPE" -o "$MOUNT_OPTS" "${MOUNT_SRC%%:*}:/" /tmp/root
+expect_eq export-sees-outside "root only" "$(cat /tmp/root/secret)"
+expect_eq export-sees-ap-file 1000:1000 "$(stat -c %u:%g /tmp/root/teams/x/as-root)"
+expect_eq ap-directory-lists-x x "$(ls /tmp/root/ap)"
+touch /tmp/root/teams/x/by-root
+expect_eq export-acts-as-caller 0:0 "$(stat -c %u:%g /tmp/root/teams/x/by-root)"
+
+section removal
+pause remove-ap
+expect_err removed-ap-is-stale "Stale file handle" touch after-removal
+expect_err removed-ap-not-listed "No such file or directory" stat /tmp/root/ap/x
+expect_eq export-unaffected "root only" "$(cat /tmp/root/secret)"
+pause add-ap
+step mount-re-added-ap mount -t "$MOUNT_TYPE" -o "$MOUNT_OPTS" "${MOUNT_SRC}" /tmp/again
+expect_eq re-added-ap-serves 1000:1000 "$(stat -c %u:%g /tmp/again/as-root)"
+umount /tmp/again
+umount /tmp/root

@@ -276,7 +276,10 @@ impl ControllerService {
             )
             .map_err(|_| ControllerError::VolumeNotFound(object.clone()))?;
         let mut volume_context = self.fs_context(namespace, fs_name, &fs, &endpoint, params);
-        volume_context.insert(context::PATH.into(), ap.spec.root_directory.path.clone());
+        // Mounted through nfsd's access point path, not the directory
+        // itself: only then does nfsd enforce the access point's identity
+        // and keep the mount inside its root.
+        volume_context.insert(context::PATH.into(), format!("/ap/{ap_id}"));
         volume_context.insert(context::ACCESS_POINT_ID.into(), ap_id);
         Ok(csi::Volume {
             capacity_bytes: quota_of(&ap).unwrap_or(0),

@@ -98,7 +98,7 @@ async fn apply_server(
             let serving = components.iter().any(|v| {
                 v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True
             });
-            let mut client_connections = None;
+            let mut usage = None;
             if serving {
                 let pushed = core
                     .admin
@@ -107,17 +107,14 @@ async fn apply_server(
                 if let Err(e) = &pushed {
                     tracing::warn!(error = %e, "settings not pushed to nfsd");
                 }
-                client_connections = pushed
-                    .as_ref()
-                    .ok()
-                    .map(|u| i32::try_from(u.client_connections).unwrap_or(i32::MAX));
+                usage = pushed.as_ref().ok().map(|u| settings::usage(fs, u));
                 components.push(settings::verdict(&pushed));
             } else {
                 components.push(settings::waiting_verdict());
             }
             Ok(Observed {
                 components,
-                client_connections,
+                usage,
                 ..Observed::default()
             })
         }

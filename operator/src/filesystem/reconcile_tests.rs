@@ -63,6 +63,9 @@ impl AdminCalls for FakeAdmin {
             Some(status) => Err(status),
             None => Ok(admin_api::Usage {
                 client_connections: 3,
+                stored_bytes: 6 << 30,
+                burst_credit_bytes: 1 << 40,
+                permitted_bytes_per_second: Some(100 << 20),
                 ..Default::default()
             }),
         };
@@ -468,7 +471,14 @@ async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
         condition(&api, "SettingsApplied"),
         ("True".into(), "Applied".into())
     );
-    assert_eq!(api.get(FS).unwrap()["status"]["clientConnections"], 3);
+    let status = api.get(FS).unwrap()["status"].clone();
+    assert_eq!(status["clientConnections"], 3);
+    assert_eq!(status["sizeInBytes"]["value"], 6i64 << 30);
+    assert_eq!(
+        status["throughput"],
+        json!({"permittedMiBps": 100.0, "burstCreditBalanceBytes": 1i64 << 40}),
+        "bursting, EFS's default mode: credits are reported"
+    );
     // The policy is not in the pod template: changing it rolls no pod.
     let args = api.get(STS).unwrap()["spec"]["template"]["spec"]["containers"][0]["args"].clone();
     assert!(!args.to_string().contains("squash"), "{args}");

@@ -24,6 +24,7 @@ use openefs_crds::{
 use serde::Serialize;
 
 use super::desired::MetaFactory;
+use super::status::Usage;
 use crate::apply;
 use crate::conditions::{Status, Verdict};
 use crate::error::Error;
@@ -333,6 +334,21 @@ fn authorized<T>(
     let mut r = tonic::Request::new(message);
     r.metadata_mut().insert("authorization", bearer.clone());
     r
+}
+
+/// The status figures of a server's usage reply.
+pub fn usage(fs: &FileSystem, u: &api::Usage) -> Usage {
+    let saturate = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    Usage {
+        client_connections: i32::try_from(u.client_connections).unwrap_or(i32::MAX),
+        stored_bytes: saturate(u.stored_bytes),
+        // Two decimals: finer figures would rewrite the status for noise.
+        permitted_mibps: u
+            .permitted_bytes_per_second
+            .map(|b| (b as f64 / f64::from(1u32 << 20) * 100.0).round() / 100.0),
+        burst_credit_balance_bytes: (fs.spec.throughput_mode == ThroughputMode::Bursting)
+            .then(|| saturate(u.burst_credit_bytes)),
+    }
 }
 
 /// `SettingsApplied` from a push's outcome.

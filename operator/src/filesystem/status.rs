@@ -2,7 +2,9 @@
 //! observed.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use openefs_crds::{FileSystem, FileSystemId, FileSystemStatus, LifecyclePhase};
+use openefs_crds::{
+    FileSystem, FileSystemId, FileSystemStatus, LifecyclePhase, SizeInBytes, ThroughputStatus,
+};
 
 use crate::conditions::{self, READY, Status, Verdict};
 
@@ -38,7 +40,7 @@ pub const REASON_VOLUMES_EXIST: &str = "VolumesExist";
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 
 /// What the reconciler saw besides the object itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// Names of the AccessPoints that reference this FileSystem; only
     /// looked up (and only relevant) while it is being deleted.
@@ -51,8 +53,20 @@ pub struct Observed {
     /// objects; empty under `--only-custom-resources`, where another writer
     /// reports them and they are only read.
     pub components: Vec<Verdict>,
-    /// Open client connections, as the server reported them just now.
-    pub client_connections: Option<i32>,
+    /// What the server reported just now through its admin API; `None`
+    /// when it could not be asked (the last figures stay).
+    pub usage: Option<Usage>,
+}
+
+/// A server's figures for the status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub client_connections: i32,
+    pub stored_bytes: i64,
+    /// `None` when throughput is not limited (elastic).
+    pub permitted_mibps: Option<f64>,
+    /// Only in bursting mode.
+    pub burst_credit_balance_bytes: Option<i64>,
 }
 
 /// The status `fs` should have. Fields this side does not compute
@@ -93,8 +107,29 @@ pub fn desired(
         conditions: conditions::merge(&current.conditions, &[ready, degraded], generation, now),
         file_system_id: Some(id),
         endpoint: Some(endpoint),
-        client_connections: observed.client_connections.or(current.client_connections),
-        ..current
+        client_connections: observed
+            .usage
+            .as_ref()
+            .map(|u| u.client_connections)
+            .or(current.client_connections),
+        size_in_bytes: match &observed.usage {
+            // The time a figure was metered moves only with the figure, so
+            // that an idle file system's status is not rewritten.
+            Some(u) if current.size_in_bytes.as_ref().map(|s| s.value) != Some(u.stored_bytes) => {
+                Some(SizeInBytes {
+                    value: u.stored_bytes,
+                    timestamp: now.clone(),
+                })
+            }
+            _ => current.size_in_bytes.clone(),
+        },
+        throughput: match &observed.usage {
+            Some(u) => u.permitted_mibps.map(|permitted_mibps| ThroughputStatus {
+                permitted_mibps,
+                burst_credit_balance_bytes: u.burst_credit_balance_bytes,
+            }),
+            None => current.throughput.clone(),
+        },
     }
 }
 
@@ -115,9 +150,11 @@ pub fn owned(status: &FileSystemStatus, observed: &Observed) -> FileSystemStatus
             .collect(),
         file_system_id: status.file_system_id.clone(),
         endpoint: status.endpoint.clone(),
-        // Sent only when observed: otherwise the last figure stays.
-        client_connections: observed.client_connections.and(status.client_connections),
-        ..FileSystemStatus::default()
+        // Sent only when observed: otherwise the last figures stay. An
+        // unlimited throughput is sent as no field, which removes it.
+        client_connections: observed.usage.as_ref().and(status.client_connections),
+        size_in_bytes: observed.usage.as_ref().and(status.size_in_bytes.clone()),
+        throughput: observed.usage.as_ref().and(status.throughput.clone()),
     }
 }
 

@@ -45,6 +45,17 @@ pub fn for_transitions(before: &[Condition], after: &[Condition]) -> Vec<Event> 
         .collect()
 }
 
+/// Publishes one Event per condition transition from `before` to `after`
+/// on `reference`.
+pub async fn publish_transitions(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    before: &[Condition],
+    after: &[Condition],
+) {
+    publish(recorder, reference, for_transitions(before, after)).await;
+}
+
 /// A Warning Event for a reconcile that failed before it could write a
 /// status (`reason` is CamelCase).
 pub fn failure(reason: &str, error: &crate::Error) -> Event {

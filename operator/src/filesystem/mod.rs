@@ -251,8 +251,13 @@ async fn write_status(
             .as_ref()
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default();
-        let transitions = events::for_transitions(before, &desired.conditions);
-        events::publish(&core.recorder, &fs.object_ref(&()), transitions).await;
+        events::publish_transitions(
+            &core.recorder,
+            &fs.object_ref(&()),
+            before,
+            &desired.conditions,
+        )
+        .await;
     }
     tracing::debug!(status_patched = patched, phase = ?desired.phase, "reconciled");
     Ok(())

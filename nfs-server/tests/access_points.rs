@@ -13,14 +13,13 @@ use openefs_nfs_wire::nfs3::*;
 use openefs_nfs_wire::nfs4::ops::*;
 use openefs_nfs_wire::nfs4::types::*;
 use openefs_nfs_wire::nfs4::*;
-use openefs_nfs_wire::rpc::AcceptedBody;
-use openefs_nfs_wire::xdr::{self, Opaque, XdrDecode, XdrEncode};
+use openefs_nfs_wire::xdr::Opaque;
 use openefs_nfsd::client::{Client, ClientError};
 use openefs_nfsd::settings::{AccessPoints, Settings};
 use openefs_vfs::{AccessPoint, CreationInfo, Identity};
 
 mod common;
-use common::{TestServer, accepted};
+use common::{TestServer, rpc};
 
 const AP_UID: u32 = 4321;
 const AP_GID: u32 = 4322;
@@ -221,21 +220,6 @@ async fn nfs41_access_points() {
         (OP_CREATE, Nfs4Error::Access)
     );
     s.stop().await;
-}
-
-async fn rpc<A: XdrEncode, R: XdrDecode>(
-    c: &mut Client,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    args: &A,
-) -> R {
-    let (h, body) = c
-        .call(prog, vers, proc_, &xdr::to_bytes(args))
-        .await
-        .expect("call");
-    assert_eq!(accepted(&h.stat), &AcceptedBody::Success, "proc {proc_}");
-    xdr::from_bytes(body).expect("results decode")
 }
 
 async fn mnt(c: &mut Client, path: &str) -> MountRes {

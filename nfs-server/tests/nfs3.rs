@@ -17,23 +17,7 @@ use openefs_nfs_wire::xdr::{self, Opaque, XdrDecode, XdrEncode};
 use openefs_nfsd::client::Client;
 
 mod common;
-use common::{TestServer, accepted};
-
-/// One call of `prog` version `vers`, which must be accepted; its results.
-async fn rpc<A: XdrEncode, R: XdrDecode>(
-    c: &mut Client,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    args: &A,
-) -> R {
-    let (h, body) = c
-        .call(prog, vers, proc_, &xdr::to_bytes(args))
-        .await
-        .expect("call");
-    assert_eq!(accepted(&h.stat), &AcceptedBody::Success, "proc {proc_}");
-    xdr::from_bytes(body).expect("results decode")
-}
+use common::{TestServer, accepted, rpc};
 
 async fn nfs<A: XdrEncode, R: XdrDecode>(c: &mut Client, proc_: u32, args: &A) -> R {
     rpc(c, NFS3_PROGRAM, NFS_V3, proc_, args).await

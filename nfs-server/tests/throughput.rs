@@ -14,32 +14,16 @@ use openefs_nfs_wire::nfs3::*;
 use openefs_nfs_wire::nfs4::ops::*;
 use openefs_nfs_wire::nfs4::types::*;
 use openefs_nfs_wire::nfs4::{ArgOp, ResOp};
-use openefs_nfs_wire::rpc::AcceptedBody;
-use openefs_nfs_wire::xdr::{self, Opaque, XdrDecode, XdrEncode};
+use openefs_nfs_wire::xdr::Opaque;
 use openefs_nfsd::client::Client;
 use openefs_nfsd::settings::{Settings, ThroughputMode};
 use openefs_nfsd::state::SystemClock;
 use openefs_nfsd::throughput::{self, GIB, INITIAL_CREDITS, IoKind};
 
 mod common;
-use common::{TestServer, accepted};
+use common::{TestServer, rpc};
 
 const MIB: usize = 1 << 20;
-
-async fn rpc<A: XdrEncode, R: XdrDecode>(
-    c: &mut Client,
-    prog: u32,
-    vers: u32,
-    proc_: u32,
-    args: &A,
-) -> R {
-    let (h, body) = c
-        .call(prog, vers, proc_, &xdr::to_bytes(args))
-        .await
-        .expect("call");
-    assert_eq!(accepted(&h.stat), &AcceptedBody::Success, "proc {proc_}");
-    xdr::from_bytes(body).expect("results decode")
-}
 
 /// A new connection with a new empty file `name` to write to.
 async fn writer(s: &TestServer, name: &str) -> (Client, NfsFh3) {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openefs_nfs_wire::rpc::{AcceptedBody, ReplyStat};
+use openefs_nfs_wire::xdr::{self, XdrDecode, XdrEncode};
 use openefs_nfsd::client::Client;
 use openefs_nfsd::stable::StableStore;
 use openefs_nfsd::state::{Clock, SystemClock};
@@ -105,4 +106,20 @@ pub fn accepted(stat: &ReplyStat) -> &AcceptedBody {
         ReplyStat::Accepted(a) => &a.body,
         ReplyStat::Denied(d) => panic!("call denied: {d:?}"),
     }
+}
+
+/// One call of `prog` version `vers`, which must be accepted; its results.
+pub async fn rpc<A: XdrEncode, R: XdrDecode>(
+    c: &mut Client,
+    prog: u32,
+    vers: u32,
+    proc_: u32,
+    args: &A,
+) -> R {
+    let (h, body) = c
+        .call(prog, vers, proc_, &xdr::to_bytes(args))
+        .await
+        .expect("call");
+    assert_eq!(accepted(&h.stat), &AcceptedBody::Success, "proc {proc_}");
+    xdr::from_bytes(body).expect("results decode")
 }

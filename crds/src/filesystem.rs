@@ -416,6 +416,13 @@ pub struct FileSystemStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
 
+    /// PEM certificate of the CA that signs the server's TLS certificate,
+    /// for clients that verify it; the CSI driver puts it into the volume
+    /// context of TLS volumes. Public data (the CA's key stays in the
+    /// operator's Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+
     /// Metered size of the data stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_in_bytes: Option<SizeInBytes>,
@@ -515,6 +522,7 @@ mod tests {
             }],
             file_system_id: Some(FileSystemId::from_uid("uid")),
             endpoint: Some("shared.default.svc".into()),
+            ca_bundle: Some("-----BEGIN CERTIFICATE-----\n".into()),
             size_in_bytes: Some(SizeInBytes {
                 value: 4096,
                 timestamp: Time(Default::default()),

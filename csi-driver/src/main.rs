@@ -1,6 +1,6 @@
 //! `openefs-csi`: the openefs CSI plugin.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{ops::RangeInclusive, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -12,6 +12,7 @@ use openefs_csi::{
     node::{
         NodeConfig, NodeService,
         mounter::{KernelMounter, Mounter},
+        tunnel::TlsConfig,
     },
     server, tls_proxy,
 };
@@ -69,6 +70,20 @@ enum Command {
         /// the volume is reported abnormal.
         #[arg(long, env = "OPENEFS_STAT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
         stat_timeout: Duration,
+        /// The tls-proxy sidecar's state directory: TLS volumes
+        /// (encryptInTransit) get a tunnel file there and are mounted through
+        /// the proxy's loopback port. Without it TLS volumes are refused.
+        #[arg(long, env = "OPENEFS_TLS_PROXY_DIR")]
+        tls_proxy_dir: Option<PathBuf>,
+        /// CA bundle (PEM) for TLS volumes whose volume context carries no
+        /// `caBundle` (static PersistentVolumes), at a path the tls-proxy
+        /// container can read.
+        #[arg(long, env = "OPENEFS_TLS_CA", requires = "tls_proxy_dir")]
+        tls_ca: Option<PathBuf>,
+        /// Loopback ports tunnels may use, `FIRST-LAST` (one per TLS volume
+        /// staged on the node).
+        #[arg(long, env = "OPENEFS_TLS_PORT_RANGE", default_value = "20049-20448", value_parser = parse_port_range)]
+        tls_port_range: RangeInclusive<u16>,
     },
     /// Forward loopback ports to file system servers inside TLS, one tunnel
     /// per file in the state directory (a sidecar of the node plugin).
@@ -88,6 +103,19 @@ enum Command {
         #[arg(long, env = "OPENEFS_TLS_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
         poll_interval: Duration,
     },
+}
+
+fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?} is not a port range FIRST-LAST (1-65535, FIRST <= LAST)");
+    let (first, last) = s.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u16, u16) = (
+        first.trim().parse().map_err(|_| bad())?,
+        last.trim().parse().map_err(|_| bad())?,
+    );
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(first..=last)
 }
 
 async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
@@ -204,6 +232,9 @@ async fn main() -> Result<()> {
             mount_timeout,
             unmount_timeout,
             stat_timeout,
+            tls_proxy_dir,
+            tls_ca,
+            tls_port_range,
         } => {
             if node_id.is_empty() {
                 bail!("--node-id must not be empty");
@@ -224,6 +255,11 @@ async fn main() -> Result<()> {
                     mount_timeout,
                     unmount_timeout,
                     stat_timeout,
+                    tls: tls_proxy_dir.map(|proxy_dir| TlsConfig {
+                        proxy_dir,
+                        ca: tls_ca,
+                        ports: tls_port_range,
+                    }),
                 },
                 Arc::new(KernelMounter),
             );

@@ -67,6 +67,7 @@ async fn start() -> Result<Plugin> {
             mount_timeout: Duration::from_secs(5),
             unmount_timeout: Duration::from_secs(5),
             stat_timeout: Duration::from_secs(5),
+            tls: None,
         },
         Arc::new(KernelMounter),
     );

@@ -28,6 +28,9 @@ use openefs_e2e::binaries::workspace_binary;
 use tokio::net::UnixStream;
 use tonic::{Code, transport::Channel};
 
+/// What the operator publishes in the FileSystem status (any text will do:
+/// the controller copies it, the node checks it).
+const CA_BUNDLE: &str = "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n";
 const GIB: i64 = 1 << 30;
 const FS: &str = "shared";
 
@@ -125,6 +128,7 @@ async fn file_system(client: &Client, ns: &str) -> Result<()> {
     let status = serde_json::json!({ "status": {
         "phase": "Available",
         "endpoint": format!("{FS}.{ns}.svc"),
+        "caBundle": CA_BUNDLE,
     }});
     api.patch_status(FS, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
@@ -220,6 +224,10 @@ async fn create_repeat_expand_validate_delete() -> Result<()> {
     assert_eq!(ctx["server"], format!("{FS}.{ns}.svc"));
     assert_eq!(ctx["fileSystem"], format!("{ns}/{FS}"));
     assert_eq!(ctx["encryptInTransit"], "true");
+    assert_eq!(
+        ctx["caBundle"], CA_BUNDLE,
+        "the CA the node's proxy verifies with"
+    );
     let aps = access_points(&client, &ns).await?;
     assert_eq!(aps.len(), 1);
     let ap = &aps[0];

@@ -8,7 +8,11 @@
 //! a stale mount (the volume's directory replaced on the server), that a
 //! server that never answers costs a stage DEADLINE_EXCEEDED, not the plugin,
 //! and that unpublish and unstage finish in bounded time when the server of
-//! a mounted volume stops answering (nfsd stopped with SIGSTOP).
+//! a mounted volume stops answering (nfsd stopped with SIGSTOP). A TLS volume
+//! (encryptInTransit) goes through `openefs-csi tls-proxy`, also in the
+//! guest, to a second nfsd that accepts nothing but TLS: the plugin writes
+//! the tunnel file, mounts the proxy's loopback port, and removes the
+//! tunnel at unstage.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
@@ -32,8 +36,15 @@ use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
 use tokio::runtime::Runtime;
 use tonic::{Code, transport::Channel};
 
+#[path = "../../nfs-server/tests/common/pki.rs"]
+mod pki;
+
 const WORKLOAD: &str = include_str!("../guest/csi_node.sh");
 const NODE_ID: &str = "guest-node";
+/// The guest's address of the TLS-only nfsd; its certificate names it.
+const TLS_SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 102);
+/// The tls-proxy's state directory in the guest.
+const TLS_DIR: &str = "/var/lib/openefs/tls-tunnels";
 /// The guest port socat listens on.
 const GUEST_CSI_PORT: u16 = 10000;
 /// The plugin's mount timeout in the guest, short so the hung-server step
@@ -48,11 +59,13 @@ const STAGE1: &str = "/var/lib/kubelet/plugins/kubernetes.io/csi/csi.openefs.io/
 const STAGE2: &str = "/var/lib/kubelet/plugins/kubernetes.io/csi/csi.openefs.io/vol2/globalmount";
 const STAGE3: &str = "/var/lib/kubelet/plugins/kubernetes.io/csi/csi.openefs.io/vol3/globalmount";
 const STAGE4: &str = "/var/lib/kubelet/plugins/kubernetes.io/csi/csi.openefs.io/vol4/globalmount";
+const STAGE5: &str = "/var/lib/kubelet/plugins/kubernetes.io/csi/csi.openefs.io/vol5/globalmount";
 const POD_A: &str = "/var/lib/kubelet/pods/a/volumes/kubernetes.io~csi/vol1/mount";
 const POD_B: &str = "/var/lib/kubelet/pods/b/volumes/kubernetes.io~csi/vol1/mount";
 const POD_C: &str = "/var/lib/kubelet/pods/c/volumes/kubernetes.io~csi/vol1/mount";
 const POD_D: &str = "/var/lib/kubelet/pods/d/volumes/kubernetes.io~csi/vol2/mount";
 const POD_E: &str = "/var/lib/kubelet/pods/e/volumes/kubernetes.io~csi/vol4/mount";
+const POD_F: &str = "/var/lib/kubelet/pods/f/volumes/kubernetes.io~csi/vol5/mount";
 
 /// An access-point volume as CreateVolume describes it.
 const VOL1: &str = "storage/shared::pvc-1";
@@ -60,6 +73,8 @@ const VOL1: &str = "storage/shared::pvc-1";
 const VOL2: &str = "storage/shared:vol2";
 const VOL3: &str = "storage/hung";
 const VOL4: &str = "storage/shared:vol4";
+/// A sub-path volume of a file system reached through TLS.
+const VOL5: &str = "storage/secure:vol5";
 
 fn context(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -191,6 +206,7 @@ struct Host {
     vol2: Volume,
     vol3: Volume,
     vol4: Volume,
+    vol5: Volume,
     nfsd_pid: u32,
     figures: Vec<String>,
 }
@@ -277,9 +293,6 @@ impl Host {
         }
 
         // Refusals before anything is mounted.
-        let mut tls = self.vol1.stage();
-        tls.volume_context.remove("encryptInTransit");
-        ensure!(self.code(node.node_stage_volume(tls)) == Code::FailedPrecondition);
         let mut bad = self.vol1.stage();
         bad.volume_capability = Some(cap(Mode::MultiNodeMultiWriter, &["addr=10.0.2.2"]));
         ensure!(self.code(node.node_stage_volume(bad)) == Code::InvalidArgument);
@@ -325,6 +338,16 @@ impl Host {
             .block_on(node.node_stage_volume(self.vol2.stage()))?;
         self.rt
             .block_on(node.node_publish_volume(self.vol2.publish(POD_D, false)))?;
+        let started = Instant::now();
+        self.rt
+            .block_on(node.node_stage_volume(self.vol5.stage()))
+            .context("staging the TLS volume")?;
+        self.figures.push(format!(
+            "stage through the tls-proxy (tunnel file, proxy listening, mount) {:.2} s",
+            started.elapsed().as_secs_f64()
+        ));
+        self.rt
+            .block_on(node.node_publish_volume(self.vol5.publish(POD_F, false)))?;
         Ok(())
     }
 
@@ -475,6 +498,10 @@ impl Host {
             self.rt
                 .block_on(node.node_unstage_volume(self.vol2.unstage()))?;
         }
+        self.rt
+            .block_on(node.node_unpublish_volume(self.vol5.unpublish(POD_F)))?;
+        self.rt
+            .block_on(node.node_unstage_volume(self.vol5.unstage()))?;
 
         // A mounted volume whose server stops answering.
         self.rt
@@ -526,6 +553,25 @@ fn csi_node_in_the_guest() -> Result<()> {
     std::fs::create_dir_all(export.join("vol2"))?;
     std::fs::create_dir_all(export.join("vol4"))?;
     let nfsd = Nfsd::start(&export, dir.path().join("nfsd.log"))?;
+    // The TLS-only server, with a certificate for the address the guest
+    // reaches it at.
+    let secure = dir.path().join("secure");
+    std::fs::create_dir_all(secure.join("vol5"))?;
+    let ca = pki::Ca::new("openefs e2e CA");
+    let leaf = ca.server(&[&TLS_SERVER.to_string()]);
+    let cert = pki::write(dir.path(), "tls.crt", &leaf.cert);
+    let key = pki::write(dir.path(), "tls.key", &leaf.key);
+    let tls_nfsd = Nfsd::start_with_args(
+        &secure,
+        dir.path().join("nfsd-tls.log"),
+        &[
+            "--tls-cert",
+            &cert.to_string_lossy(),
+            "--tls-key",
+            &key.to_string_lossy(),
+            "--require-tls",
+        ],
+    )?;
     let started = Instant::now();
 
     // A "server" that takes connections and never answers.
@@ -576,6 +622,15 @@ fn csi_node_in_the_guest() -> Result<()> {
             context: context(&[("server", "10.0.2.100"), plain[0]]),
             flags: &[],
         },
+        vol5: Volume {
+            id: VOL5,
+            staging: STAGE5,
+            context: context(&[
+                ("server", TLS_SERVER.to_string().as_str()),
+                ("encryptInTransit", "true"),
+            ]),
+            flags: &[],
+        },
         nfsd_pid: nfsd.pid(),
         figures: Vec::new(),
     };
@@ -597,7 +652,8 @@ fn csi_node_in_the_guest() -> Result<()> {
         skip_mount: true,
         binaries: vec![csi, PathBuf::from("socat")],
         host_forwards: vec![(port, GUEST_CSI_PORT)],
-        extra_servers: vec![(HUNG_SERVER, hung_port)],
+        extra_servers: vec![(HUNG_SERVER, hung_port), (TLS_SERVER, tls_nfsd.port())],
+        files: vec![("ca.crt".into(), ca.pem.clone().into_bytes())],
         on_pause: Some(&mut on_pause),
         ..Default::default()
     };
@@ -607,6 +663,10 @@ fn csi_node_in_the_guest() -> Result<()> {
         ("MOUNT_TIMEOUT", format!("{MOUNT_TIMEOUT_S}s")),
         ("UNMOUNT_TIMEOUT", format!("{UNMOUNT_TIMEOUT_S}s")),
         ("STAGE1", STAGE1.to_owned()),
+        ("STAGE5", STAGE5.to_owned()),
+        ("POD_F", POD_F.to_owned()),
+        ("TLS_DIR", TLS_DIR.to_owned()),
+        ("TLS_SERVER", TLS_SERVER.to_string()),
         ("POD_A", POD_A.to_owned()),
         ("POD_B", POD_B.to_owned()),
         ("POD_C", POD_C.to_owned()),
@@ -614,7 +674,8 @@ fn csi_node_in_the_guest() -> Result<()> {
     ] {
         opts.env.insert(key.into(), value);
     }
-    let out = KernelClient::run(nfsd.port(), WORKLOAD, opts).with_context(|| nfsd.log_tail())?;
+    let out = KernelClient::run(nfsd.port(), WORKLOAD, opts)
+        .with_context(|| format!("{}\n{}", nfsd.log_tail(), tls_nfsd.log_tail()))?;
     for figure in &host.figures {
         println!("{figure}");
     }
@@ -641,6 +702,11 @@ fn csi_node_in_the_guest() -> Result<()> {
         "a-sees-b",
         "c-sees-a",
         "c-cannot-write",
+        "tls-staging-source",
+        "tls-mount-addr",
+        "tls-mount-port",
+        "tls-writes",
+        "tls-reads",
         "a-writes-8mib",
         "pause-written",
         "pause-stale",
@@ -650,11 +716,16 @@ fn csi_node_in_the_guest() -> Result<()> {
         "pause-teardown",
         "no-nfs-mounts",
         "targets-removed",
+        "tunnels-removed",
     ])
     .with_context(|| nfsd.log_tail())?;
     ensure!(
         std::fs::read_to_string(export.join("vol2/after.txt"))? == "after-repair\n",
         "the write after the repair did not reach the new directory"
+    );
+    ensure!(
+        std::fs::read_to_string(secure.join("vol5/tls.txt"))? == "through-tls\n",
+        "the write through the TLS volume did not reach the TLS server's export"
     );
     Ok(())
 }

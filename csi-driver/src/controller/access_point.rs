@@ -49,6 +49,8 @@ pub mod context {
     pub const ACCESS_POINT_ID: &str = "accessPointId";
     /// "true" or "false": mount through TLS.
     pub const ENCRYPT_IN_TRANSIT: &str = "encryptInTransit";
+    /// PEM CA certificate the server's certificate chains to (TLS volumes).
+    pub const CA_BUNDLE: &str = "caBundle";
 }
 
 fn is_ready(
@@ -320,6 +322,13 @@ impl ControllerService {
             .or_else(|| FileSystemId::of(fs).ok());
         if let Some(id) = fs_id {
             ctx.insert(context::FILE_SYSTEM_ID.to_owned(), id.to_string());
+        }
+        // The node's tls-proxy verifies the server against it. A file
+        // system whose status has none yet is still mountable with the
+        // node's own --tls-ca.
+        let ca = fs.status.as_ref().and_then(|s| s.ca_bundle.clone());
+        if let (true, Some(ca)) = (params.encrypt_in_transit, ca) {
+            ctx.insert(context::CA_BUNDLE.to_owned(), ca);
         }
         ctx
     }

@@ -5,7 +5,7 @@ use std::{io, path::PathBuf, time::Duration};
 use nix::errno::Errno;
 use tonic::{Code, Status};
 
-use super::{options::OptionsError, volume::VolumeError};
+use super::{options::OptionsError, tunnel::TunnelError, volume::VolumeError};
 use crate::controller::ControllerError;
 
 /// Why a node RPC failed.
@@ -23,14 +23,18 @@ pub enum NodeError {
     /// A user mount option.
     #[error(transparent)]
     Options(#[from] OptionsError),
-    /// The volume must be mounted through TLS, which this node cannot do yet.
+    /// The volume must be mounted through TLS, and this node plugin runs
+    /// without a tls-proxy (no `--tls-proxy-dir`).
     #[error(
-        "volume {0} requires encryption in transit (encryptInTransit=true), and the TLS \
-         mount path (tls-proxy sidecar) is not available on this node yet; refusing to mount \
-         in the clear. Set encryptInTransit: \"false\" on the StorageClass or PV to mount \
-         without TLS"
+        "volume {0} requires encryption in transit (encryptInTransit=true), and this node \
+         plugin has no tls-proxy sidecar configured (--tls-proxy-dir, --tls-ca); refusing to \
+         mount in the clear. Configure the proxy, or set encryptInTransit: \"false\" on the \
+         StorageClass or PV to mount without TLS"
     )]
     TlsUnavailable(String),
+    /// The TLS tunnel of a volume could not be set up.
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
     /// Publish before stage.
     #[error("volume is not staged at {0:?}: NodeStageVolume first")]
     NotStaged(PathBuf),
@@ -138,6 +142,13 @@ impl From<NodeError> for Status {
             NodeError::Busy(_) => Code::Aborted,
             NodeError::Timeout { .. } => Code::DeadlineExceeded,
             NodeError::Resolve { .. } => Code::Unavailable,
+            NodeError::Tunnel(TunnelError::NoCa(_)) => Code::FailedPrecondition,
+            NodeError::Tunnel(TunnelError::BadCa { .. }) => Code::InvalidArgument,
+            NodeError::Tunnel(TunnelError::NoFreePort { .. }) => Code::ResourceExhausted,
+            NodeError::Tunnel(TunnelError::ProxyNotListening { .. }) => Code::Unavailable,
+            NodeError::Tunnel(TunnelError::StateDir { .. } | TunnelError::Write { .. }) => {
+                Code::Internal
+            }
             NodeError::NoVolumeAt(_) => Code::NotFound,
             NodeError::Io { source, .. } => io_code(source),
             NodeError::Internal(_) => Code::Internal,

@@ -13,12 +13,13 @@ pub mod error;
 pub mod mounter;
 pub mod mountinfo;
 pub mod options;
+pub mod tunnel;
 pub mod volume;
 
 use std::{
     collections::HashMap,
     io,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     path::Path,
     sync::Arc,
     time::Duration,
@@ -30,6 +31,7 @@ use tonic::{Request, Response, Status};
 use self::{
     mounter::{Mounter, Unmount, Usage},
     mountinfo::{MountEntry, top_at},
+    tunnel::TlsConfig,
     volume::{Endpoint, NFS_PORT, VolumeMount},
 };
 use crate::{
@@ -55,6 +57,9 @@ pub struct NodeConfig {
     pub unmount_timeout: Duration,
     /// Limit for a statvfs (health checks and NodeGetVolumeStats).
     pub stat_timeout: Duration,
+    /// The tls-proxy sidecar that carries TLS volumes; `None`: TLS volumes
+    /// are refused.
+    pub tls: Option<TlsConfig>,
 }
 
 /// The Node service.
@@ -363,9 +368,11 @@ impl NodeService {
         volume_context: &HashMap<String, String>,
     ) -> Result<&'static str, NodeError> {
         let volume = VolumeMount::parse(volume_id, volume_context)?;
-        if volume.encrypt_in_transit {
-            return Err(NodeError::TlsUnavailable(volume_id.to_owned()));
-        }
+        let tls = match (&self.config.tls, volume.encrypt_in_transit) {
+            (Some(tls), true) => Some(tls),
+            (None, true) => return Err(NodeError::TlsUnavailable(volume_id.to_owned())),
+            (_, false) => None,
+        };
         let options = options::parse(mount_flags(cap))?;
         let guard = self.claim(staging)?;
         let source = volume.source();
@@ -389,8 +396,22 @@ impl NodeService {
         }
         self.prepare_dir(staging).await?;
         let timeout = self.config.mount_timeout;
-        let (addr, clientaddr) = addresses(&volume.endpoint, timeout).await?;
-        let data = options.data(addr, clientaddr, volume.endpoint.port);
+        let data = match tls {
+            // The kernel talks to the proxy's loopback port; the mount's
+            // source still names the real server, for whoever reads the
+            // mount table.
+            Some(tls) => {
+                let port =
+                    tls.ensure_tunnel(volume_id, &volume.endpoint, volume.ca_bundle.as_deref())?;
+                tls.wait_listening(volume_id, port, timeout).await?;
+                let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                options.data(local, local, Some(port))
+            }
+            None => {
+                let (addr, clientaddr) = addresses(&volume.endpoint, timeout).await?;
+                options.data(addr, clientaddr, volume.endpoint.port)
+            }
+        };
         let flags = options.flags;
         let target = staging.to_owned();
         tracing::debug!(%source, %data, "mounting");
@@ -432,7 +453,14 @@ impl NodeService {
         let _guard = self.claim(staging)?;
         // Every pod's bind is gone by now (the CO unpublishes first), so
         // forcing only fails requests of a server that does not answer.
-        self.unmount_all(staging, Unmount::ForceDetach).await
+        let unmounted = self.unmount_all(staging, Unmount::ForceDetach).await?;
+        // Only now that nothing is mounted through it.
+        if let Some(tls) = &self.config.tls
+            && tls.remove_tunnel(&req.volume_id)?
+        {
+            tracing::info!(volume_id = %req.volume_id, "tls-proxy tunnel removed");
+        }
+        Ok(unmounted)
     }
 
     async fn publish(&self, req: csi::NodePublishVolumeRequest) -> Result<&'static str, NodeError> {

@@ -26,6 +26,7 @@ fn service(fake: &FakeMounter) -> NodeService {
             mount_timeout: SHORT,
             unmount_timeout: SHORT,
             stat_timeout: SHORT,
+            tls: None,
         },
         Arc::new(fake.clone()),
     )

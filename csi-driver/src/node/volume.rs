@@ -34,6 +34,9 @@ pub struct VolumeMount {
     pub path: String,
     /// The volume must only be reached through TLS.
     pub encrypt_in_transit: bool,
+    /// The CA the server's certificate must chain to (PEM), when the volume
+    /// context carries one; else the node's `--tls-ca`.
+    pub ca_bundle: Option<String>,
 }
 
 /// A volume the node cannot mount as described.
@@ -100,6 +103,11 @@ impl Endpoint {
             self.host.clone()
         }
     }
+
+    /// `host:port` (IPv6 in brackets), the port defaulting to NFS's.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.source_host(), self.port.unwrap_or(NFS_PORT))
+    }
 }
 
 impl VolumeMount {
@@ -137,6 +145,7 @@ impl VolumeMount {
             endpoint,
             path,
             encrypt_in_transit,
+            ca_bundle: ctx.get(context::CA_BUNDLE).cloned(),
         })
     }
 

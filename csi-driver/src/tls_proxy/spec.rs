@@ -91,9 +91,19 @@ fn read_file(path: &Path) -> Result<TunnelSpec, SpecError> {
 /// Writes `spec` as `dir/<name>.json` atomically (temporary file, then
 /// rename), so the proxy never reads half a file.
 pub fn write(dir: &Path, name: &str, spec: &TunnelSpec) -> io::Result<PathBuf> {
-    let path = dir.join(format!("{name}.json"));
-    let tmp = dir.join(format!(".{name}.json.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(spec)?)?;
+    write_atomic(
+        dir,
+        &format!("{name}.json"),
+        &serde_json::to_vec_pretty(spec)?,
+    )
+}
+
+/// Writes `dir/<file>` through a dot-file and a rename: readers see the old
+/// or the new content, never part of it.
+pub fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let path = dir.join(file);
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }

@@ -160,6 +160,20 @@ async fn forward(
     Ok(())
 }
 
+/// The certificates of a PEM CA bundle as trust anchors; at least one.
+pub fn trust_roots(pem: &[u8]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(roots)
+}
+
 /// A client config trusting `ca` only, TLS 1.3, ALPN "sunrpc". Built per
 /// connection: reading a small PEM file is cheap next to a handshake, and
 /// a rotated CA takes effect without a restart.
@@ -169,15 +183,7 @@ fn connector(ca: &Path) -> Result<TlsConnector, ForwardError> {
         reason,
     };
     let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots
-            .add(cert.map_err(|e| ca_err(e.to_string()))?)
-            .map_err(|e| ca_err(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(ca_err("no certificate in it".into()));
-    }
+    let roots = trust_roots(&pem).map_err(ca_err)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -81,7 +81,7 @@ async fn apply_server(
             factory.namespace(),
             &ctx.cluster_domain,
         );
-        tls::reconcile(&ctx.client, &factory, &dns_names).await?;
+        let ca_bundle = tls::reconcile(&ctx.client, &factory, &dns_names).await?;
         let token = settings::ensure_token(&ctx.client, &factory).await?;
         let (namespace, name) = identity(fs, "FileSystem")?;
         let access_points = referencing_access_points(ctx, &namespace, &name).await?;
@@ -89,11 +89,11 @@ async fn apply_server(
         let applied = server::apply(&ctx.client, &objects).await?;
         let pod = desired::pod_dns_name(factory.id(), factory.namespace(), &ctx.cluster_domain);
         let nfsd = settings::nfsd_settings(fs, &access_points);
-        Ok::<_, Error>((applied, pod, token, nfsd))
+        Ok::<_, Error>((applied, pod, token, nfsd, ca_bundle))
     }
     .await;
     match applied {
-        Ok((applied, pod, token, nfsd)) => {
+        Ok((applied, pod, token, nfsd, ca_bundle)) => {
             let mut components = server::verdicts(&applied).to_vec();
             let serving = components.iter().any(|v| {
                 v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True
@@ -115,6 +115,7 @@ async fn apply_server(
             Ok(Observed {
                 components,
                 usage,
+                ca_bundle: Some(ca_bundle),
                 ..Observed::default()
             })
         }

@@ -56,6 +56,9 @@ pub struct Observed {
     /// What the server reported just now through its admin API; `None`
     /// when it could not be asked (the last figures stay).
     pub usage: Option<Usage>,
+    /// The CA certificate of the server's TLS material; `None` when the
+    /// material was not looked at (the last one stays).
+    pub ca_bundle: Option<String>,
 }
 
 /// A server's figures for the status.
@@ -107,6 +110,7 @@ pub fn desired(
         conditions: conditions::merge(&current.conditions, &[ready, degraded], generation, now),
         file_system_id: Some(id),
         endpoint: Some(endpoint),
+        ca_bundle: observed.ca_bundle.clone().or(current.ca_bundle),
         client_connections: observed
             .usage
             .as_ref()
@@ -150,6 +154,7 @@ pub fn owned(status: &FileSystemStatus, observed: &Observed) -> FileSystemStatus
             .collect(),
         file_system_id: status.file_system_id.clone(),
         endpoint: status.endpoint.clone(),
+        ca_bundle: observed.ca_bundle.as_ref().and(status.ca_bundle.clone()),
         // Sent only when observed: otherwise the last figures stay. An
         // unlimited throughput is sent as no field, which removes it.
         client_connections: observed.usage.as_ref().and(status.client_connections),

@@ -251,13 +251,13 @@ pub fn secrets(factory: &MetaFactory, material: &Material) -> [Secret; 2] {
 }
 
 /// Reads the stored material, and issues and applies new material when it
-/// is missing, expiring, or no longer names the Service. Returns what was
-/// decided.
+/// is missing, expiring, or no longer names the Service. Returns the CA
+/// certificate (PEM) in force, for the status.
 pub async fn reconcile(
     client: &Client,
     factory: &MetaFactory,
     dns_names: &[String],
-) -> Result<Decision, Error> {
+) -> Result<String, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), factory.namespace());
     let read = |name: String| {
         let api = api.clone();
@@ -274,7 +274,9 @@ pub async fn reconcile(
     let current = stored(ca.as_ref(), tls.as_ref());
     let now = OffsetDateTime::now_utc();
     let decision = decide(current.as_ref(), dns_names, now);
-    if decision != Decision::Keep {
+    if let (Decision::Keep, Some(material)) = (decision, current.as_ref()) {
+        Ok(material.ca_cert.clone())
+    } else {
         let material = issue(
             current.as_ref(),
             decision,
@@ -287,8 +289,8 @@ pub async fn reconcile(
             apply::object(client, &secret).await?;
         }
         tracing::info!(?decision, "TLS material issued");
+        Ok(material.ca_cert)
     }
-    Ok(decision)
 }
 
 #[cfg(test)]

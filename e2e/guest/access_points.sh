@@ -1,6 +1,7 @@
 # Through access point x (mounted at /mnt as /ap/x): posix user 1000:1000,
 # root directory /teams/x, created on first use with creation info
-# 1000:1000 0750. The host's export also holds /secret, outside it.
+# 1000:1000 0750, a quota of 4 MiB. The host's export also holds /secret,
+# outside it.
 
 section creation
 expect_eq root-created-from-creation-info "750 1000:1000" "$(stat -c '%a %u:%g' .)"
@@ -12,6 +13,15 @@ expect_eq created-as-posix-user 1000:1000 "$(stat -c %u:%g as-root)"
 mkdir dir
 expect_eq mkdir-as-posix-user 1000:1000 "$(stat -c %u:%g dir)"
 expect_err chown-to-root-refused "Operation not permitted" chown 0 as-root
+
+section quota
+# 8 MiB do not fit in 4: the server refuses the WRITE that would pass the
+# quota (DQUOT), which the client reports by fsync at the latest. A remove
+# makes room again.
+expect_err dd-past-the-quota "Disk quota exceeded" dd if=/dev/zero of=big bs=64k count=128 conv=fsync
+rm -f big
+step write-after-rm dd if=/dev/zero of=small bs=64k count=16 conv=fsync
+rm -f small
 
 section escapes
 # The server never follows symlinks: the client resolves them, in its own

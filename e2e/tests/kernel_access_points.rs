@@ -1,7 +1,8 @@
 //! An access point through the real Linux kernel NFS client (Debian's kernel
 //! under qemu), in one boot: the guest mounts `/ap/x` and checks the root
 //! directory's creation from the creation info, the POSIX identity override
-//! (root's files belong to the access point's user), that `..` and absolute
+//! (root's files belong to the access point's user), the quota (`dd` past
+//! `max-bytes` fails with EDQUOT, a remove makes room), that `..` and absolute
 //! and relative symlinks lead nowhere outside, that the export mounted beside
 //! it still acts as the caller; then the host removes the access point from
 //! the config file and sends SIGHUP (its handles go stale at once), and adds
@@ -27,6 +28,7 @@ id = "x"
 root-directory = "/teams/x"
 posix-user = { uid = 1000, gid = 1000, secondary-gids = [2000] }
 creation-info = { owner-uid = 1000, owner-gid = 1000, permissions = 0o750 }
+max-bytes = 4194304
 "#;
 
 /// Sends SIGHUP and waits until the server logged the `n`th settings change.
@@ -90,6 +92,8 @@ fn kernel_client_access_point() -> Result<()> {
         "created-as-posix-user",
         "mkdir-as-posix-user",
         "chown-to-root-refused",
+        "dd-past-the-quota",
+        "write-after-rm",
         "absolute-symlink-resolves-nowhere",
         "relative-symlink-resolves-nowhere",
         "dotdot-leaves-the-mount-not-to-the-export",

@@ -187,8 +187,18 @@ impl Admin for AdminService {
             .server
             .throttle()
             .snapshot(self.server.settings().throughput);
+        let usage = self.server.vfs().usage();
         Ok(Response::new(api::Usage {
-            stored_bytes: throughput.stored,
+            stored_bytes: usage.stored_bytes,
+            access_points: usage
+                .access_points
+                .into_iter()
+                .map(|ap| api::AccessPointUsage {
+                    id: ap.id,
+                    stored_bytes: ap.stored_bytes,
+                    max_bytes: ap.max_bytes,
+                })
+                .collect(),
             // Metered figures are whole bytes; fractions are rounding.
             burst_credit_bytes: throughput.credits as u64,
             permitted_bytes_per_second: throughput.permitted.map(|p| p as u64),
@@ -291,6 +301,7 @@ fn access_point_from_api(ap: api::AccessPoint) -> AccessPoint {
             owner_gid: c.owner_gid,
             permissions: c.permissions,
         }),
+        max_bytes: ap.max_bytes,
     }
 }
 
@@ -308,6 +319,7 @@ fn access_point_to_api(ap: &AccessPoint) -> api::AccessPoint {
             owner_gid: c.owner_gid,
             permissions: c.permissions,
         }),
+        max_bytes: ap.max_bytes,
     }
 }
 
@@ -381,6 +393,7 @@ mod tests {
                 owner_gid: 1000,
                 permissions: 0o750,
             }),
+            max_bytes: Some(5 << 30),
         }])
         .unwrap();
         assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s));

@@ -141,6 +141,8 @@ struct FileAccessPoint {
     root_directory: Option<String>,
     posix_user: Option<FilePosixUser>,
     creation_info: Option<FileCreationInfo>,
+    /// The quota: most metered bytes stored through the access point.
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +181,7 @@ impl FileAccessPoint {
                     owner_gid: c.owner_gid,
                     permissions: c.permissions,
                 }),
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -546,6 +549,7 @@ mod tests {
             "[[access-point]]\nid = \"a\"\nroot-directory = \"/teams/a\"\n",
             "posix-user = { uid = 1000, gid = 1000, secondary-gids = [10] }\n",
             "creation-info = { owner-uid = 1000, owner-gid = 1000, permissions = 0o750 }\n",
+            "max-bytes = 1073741824\n",
             "[[access-point]]\nid = \"b\"\n",
         ));
         let aps = c.reload_settings().unwrap().access_points;
@@ -566,6 +570,7 @@ mod tests {
         );
         assert_eq!(a.creation_info.map(|c| c.permissions), Some(0o750));
         assert!(b.posix_user.is_none() && b.creation_info.is_none());
+        assert_eq!((a.max_bytes, b.max_bytes), (Some(1 << 30), None));
         write("[[access-point]]\nid = \"a\"\n[[access-point]]\nid = \"a\"\n");
         assert!(matches!(
             c.reload_settings(),

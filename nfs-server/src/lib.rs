@@ -12,7 +12,8 @@
 //! both versions' READDIR. [`tls`] decides how a connection starts (TLS,
 //! RFC 9289 STARTTLS or plain RPC) before [`transport`] reads its records.
 //! [`throughput`] meters READ/WRITE data and metadata operations and delays
-//! replies to keep to the throughput mode's rate.
+//! replies to keep to the throughput mode's rate; [`usage`] keeps the vfs's
+//! stored-bytes ledger across restarts.
 
 pub mod admin;
 pub mod attrs;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod throughput;
 pub mod tls;
 pub mod transport;
+pub mod usage;
 pub mod v3;
 
 pub use config::{Config, ServeArgs};

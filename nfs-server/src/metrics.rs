@@ -122,7 +122,10 @@ struct IoMetrics {
     data_write: Counter,
     metadata: Counter,
     percent_limit: Gauge<f64, AtomicU64>,
-    storage: Gauge,
+    /// No label: the file system; `access_point`: one access point.
+    storage: Family<Vec<(&'static str, String)>, Gauge>,
+    /// The access points with a `storage` series, to drop removed ones.
+    storage_aps: std::sync::Mutex<Vec<String>>,
 }
 
 impl IoMetrics {
@@ -169,7 +172,7 @@ impl IoMetrics {
         );
         registry.register(
             "storage_bytes",
-            "Bytes the file system stores, from its allocated blocks (EFS StorageBytes)",
+            "Metered bytes stored, in the file system or (label access_point) through one access point (EFS StorageBytes)",
             self.storage.clone(),
         );
     }
@@ -293,7 +296,31 @@ impl Metrics {
         self.io.percent_limit.set(percent);
         self.io
             .storage
+            .get_or_create(&Vec::new())
             .set(i64::try_from(stored).unwrap_or(i64::MAX));
+    }
+
+    /// Stored bytes per access point; series of access points not in `aps`
+    /// go.
+    pub fn set_access_point_storage(&self, aps: &[openefs_vfs::ApUsage]) {
+        let mut shown = self
+            .io
+            .storage_aps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let label = |id: &str| vec![("access_point", id.to_owned())];
+        // A set: this runs every second, with thousands of access points.
+        let now: std::collections::HashSet<&str> = aps.iter().map(|ap| ap.id.as_str()).collect();
+        for gone in shown.iter().filter(|id| !now.contains(id.as_str())) {
+            self.io.storage.remove(&label(gone));
+        }
+        for ap in aps {
+            self.io
+                .storage
+                .get_or_create(&label(&ap.id))
+                .set(i64::try_from(ap.stored_bytes).unwrap_or(i64::MAX));
+        }
+        *shown = aps.iter().map(|ap| ap.id.clone()).collect();
     }
 
     pub fn connection_opened(&self) {
@@ -430,8 +457,19 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+        let ap = |id: &str, stored_bytes| openefs_vfs::ApUsage {
+            id: id.into(),
+            stored_bytes,
+            known: true,
+            max_bytes: None,
+        };
+        m.set_access_point_storage(&[ap("a", 6144), ap("b", 12288)]);
+        m.set_access_point_storage(&[ap("b", 18432)]);
         m.set_throughput(0.0, None, 0.0, 0);
         let text = m.encode().unwrap();
         assert!(text.contains("openefs_nfsd_permitted_throughput_bytes_per_second 0.0"));
+        assert!(text.contains(r#"openefs_nfsd_storage_bytes{access_point="b"} 18432"#));
+        assert!(!text.contains(r#"access_point="a""#), "{text}");
+        assert!(text.contains("openefs_nfsd_storage_bytes 0\n"), "{text}");
     }
 }

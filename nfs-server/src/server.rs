@@ -1,13 +1,14 @@
 //! The server object every connection shares, and `run`, which wires the
 //! listeners, the lease reaper and graceful shutdown together.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openefs_nfs_wire::nfs4::Nfs4Error;
-use openefs_vfs::{FileHandle, Identity, OpenAccess, OpenFile, Vfs, VfsResult};
+use openefs_vfs::{FileHandle, Identity, OpenAccess, OpenFile, Usage, UsageTarget, Vfs, VfsResult};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -21,6 +22,7 @@ use crate::stable::{StableError, StableStore};
 use crate::state::{ClientId, Clock, State, SystemClock};
 use crate::throughput::{self, INITIAL_CREDITS, IoKind, MIN_METERED, Throttle};
 use crate::tls::{Tls, TlsError};
+use crate::usage::{self, UsageRecord};
 
 pub struct Server {
     config: Config,
@@ -113,9 +115,18 @@ impl Server {
             None => INITIAL_CREDITS,
         };
         vfs.set_access_points(config.settings.access_points.as_slice());
+        // Before any request: figures counted from zero would be replaced.
+        if let Some(store) = &store {
+            usage::restore(store.dir(), &*vfs);
+        }
         Self {
-            // Stored bytes are known once the first walk of the export ends.
-            throttle: Throttle::new(credits, 0, config.settings.throughput),
+            // Unless restored, the stored bytes are known once the first
+            // reconciliation walk of the export ends.
+            throttle: Throttle::new(
+                credits,
+                vfs.usage().stored_bytes,
+                config.settings.throughput,
+            ),
             settings: SettingsCell::new(config.settings.clone()),
             config,
             vfs,
@@ -205,6 +216,21 @@ impl Server {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "cannot record the burst credits"),
             Err(e) => warn!(error = %e, "burst credit record task failed"),
+        }
+    }
+
+    /// Records the stored-bytes ledger in the state directory (if any);
+    /// `clean` at shutdown, when no change is in flight. A failure only
+    /// costs a reconciliation walk after the next start.
+    async fn save_usage(&self, clean: bool) {
+        let Some(dir) = self.store.as_ref().map(|s| s.dir().to_owned()) else {
+            return;
+        };
+        let record = UsageRecord::of(&self.vfs.usage(), clean);
+        match tokio::task::spawn_blocking(move || usage::save(&dir, &record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot record the stored bytes"),
+            Err(e) => warn!(error = %e, "usage record task failed"),
         }
     }
 
@@ -534,39 +560,83 @@ async fn reload_on_sighup(server: Arc<Server>, shutdown: CancellationToken) {
 pub async fn serve_on(listener: TcpListener, server: Arc<Server>, shutdown: CancellationToken) {
     let reaper = tokio::spawn(reap_leases(server.clone(), shutdown.clone()));
     let upkeep = tokio::spawn(throughput_upkeep(server.clone(), shutdown.clone()));
-    crate::transport::serve(listener, server, shutdown).await;
+    crate::transport::serve(listener, server.clone(), shutdown).await;
     if let Err(e) = reaper.await {
         debug!(error = %e, "lease reaper ended abnormally");
     }
     if let Err(e) = upkeep.await {
         debug!(error = %e, "throughput upkeep ended abnormally");
     }
+    // Every call has ended: the figures are exact.
+    server.save_usage(true).await;
 }
 
-/// How often the burst credit balance is recorded while running.
+/// How often the burst credit balance and the stored bytes are recorded
+/// while running.
 const SAVE_CREDITS_EVERY: u64 = 60;
-/// Seconds between walks of the export for its stored bytes, and the
-/// least multiple of the last walk's duration: a huge export is walked
-/// less often, so walking takes at most a tenth of one thread.
-const WALK_EVERY: u64 = 300;
-const WALK_IDLE_FACTOR: u64 = 10;
+/// Seconds between reconciliation walks of everything (catching changes
+/// made outside the server and data written into an access point's
+/// directory through the export or another access point), and the least
+/// multiple of the last round's duration, so that walking takes at most a
+/// tenth of one thread.
+const RECONCILE_EVERY: u64 = 24 * 3600;
+const RECONCILE_IDLE_FACTOR: u64 = 10;
+/// Seconds before a failed walk of a target is tried again.
+const RECONCILE_RETRY: u64 = 300;
 
-/// Keeps the throughput metrics current (every second), the stored bytes
-/// the bursting rates depend on (a walk of the export at start and every
-/// five minutes or more, one at a time), and the burst credit record
-/// (every minute and at shutdown).
+/// What needs measuring first: figures the ledger does not know (no clean
+/// record after a start, access points new since), skipping those whose
+/// walk failed until their retry time.
+fn unknown_target(
+    usage: &Usage,
+    retry: &HashMap<UsageTarget, u64>,
+    now: u64,
+) -> Option<UsageTarget> {
+    let due = |t: &UsageTarget| retry.get(t).is_none_or(|&at| at <= now);
+    std::iter::once((!usage.known).then_some(UsageTarget::FileSystem))
+        .chain(
+            usage
+                .access_points
+                .iter()
+                .map(|ap| (!ap.known).then(|| UsageTarget::AccessPoint(ap.id.clone()))),
+        )
+        .flatten()
+        .find(due)
+}
+
+/// Every figure of `usage`, for a reconciliation round.
+fn all_targets(usage: &Usage) -> VecDeque<UsageTarget> {
+    std::iter::once(UsageTarget::FileSystem)
+        .chain(
+            usage
+                .access_points
+                .iter()
+                .map(|ap| UsageTarget::AccessPoint(ap.id.clone())),
+        )
+        .collect()
+}
+
+/// Keeps the throughput and storage metrics current (every second), feeds
+/// the stored bytes the bursting rates depend on from the vfs's ledger,
+/// measures figures the ledger does not know and, every day or so, all of
+/// them (reconciliation walks, one at a time), and records the burst
+/// credits and the ledger (every minute; at shutdown, see `serve_on`).
 async fn throughput_upkeep(server: Arc<Server>, shutdown: CancellationToken) {
-    let walk = |first: bool| {
-        let export = server.config.export.clone();
-        let stop = shutdown.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let walk = |target: UsageTarget| {
+        let vfs = server.vfs.clone();
+        let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
             let began = Instant::now();
-            let stored = throughput::stored_bytes(&export, &stop);
-            (first, stored, began.elapsed())
+            let result = vfs.reconcile(&target, &stop);
+            (target, result, began.elapsed())
         })
     };
-    let mut walking = Some(walk(true));
-    let mut next_walk = WALK_EVERY;
+    let mut walking = None;
+    let mut round = VecDeque::new();
+    let mut round_began = Instant::now();
+    let mut next_round = RECONCILE_EVERY;
+    let mut retry = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = server.throttle.snapshot(server.settings().throughput);
@@ -578,30 +648,47 @@ async fn throughput_upkeep(server: Arc<Server>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         ticks += 1;
-        if let Some(done) = walking.take_if(|w| w.is_finished()) {
+        if let Some(done) = walking.take_if(|w: &mut tokio::task::JoinHandle<_>| w.is_finished()) {
             match done.await {
-                Ok((first, Ok(stored), took)) => {
-                    server.throttle.set_stored(stored);
-                    next_walk = ticks + WALK_EVERY.max(took.as_secs() * WALK_IDLE_FACTOR);
-                    if first {
-                        info!(stored, took = ?took, "stored bytes counted");
-                    } else {
-                        debug!(stored, took = ?took, "stored bytes counted");
-                    }
+                Ok((target, Ok((before, measured)), took)) => {
+                    retry.remove(&target);
+                    info!(
+                        ?target,
+                        before,
+                        measured,
+                        drift = measured as i128 - before as i128,
+                        took = ?took,
+                        "stored bytes measured"
+                    );
                 }
-                Ok((_, Err(e), _)) => {
-                    warn!(error = %e, "cannot count the stored bytes");
-                    next_walk = ticks + WALK_EVERY;
+                Ok((target, Err(e), _)) => {
+                    warn!(?target, error = %e, "cannot measure the stored bytes");
+                    retry.insert(target, ticks + RECONCILE_RETRY);
                 }
-                Err(e) => {
-                    warn!(error = %e, "stored bytes walk failed");
-                    next_walk = ticks + WALK_EVERY;
-                }
+                Err(e) => warn!(error = %e, "stored bytes walk failed"),
             }
         }
-        if ticks >= next_walk && walking.is_none() {
-            walking = Some(walk(false));
+        let usage = server.vfs.usage();
+        if ticks >= next_round && round.is_empty() {
+            round = all_targets(&usage);
+            round_began = Instant::now();
         }
+        if walking.is_none() {
+            let target = unknown_target(&usage, &retry, ticks).or_else(|| {
+                let target = round.pop_front();
+                if target.is_some() && round.is_empty() {
+                    next_round = ticks
+                        + RECONCILE_EVERY
+                            .max(round_began.elapsed().as_secs() * RECONCILE_IDLE_FACTOR);
+                }
+                target
+            });
+            walking = target.map(&walk);
+        }
+        server.throttle.set_stored(usage.stored_bytes);
+        server
+            .metrics
+            .set_access_point_storage(&usage.access_points);
         let now = server.throttle.snapshot(server.settings().throughput);
         let elapsed = last_at.elapsed().as_secs_f64();
         let percent = match now.permitted {
@@ -616,7 +703,14 @@ async fn throughput_upkeep(server: Arc<Server>, shutdown: CancellationToken) {
         (last, last_at) = (now, tokio::time::Instant::now());
         if ticks.is_multiple_of(SAVE_CREDITS_EVERY) {
             server.save_credits(now.credits).await;
+            server.save_usage(false).await;
         }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(walking) = walking {
+        // An interrupted walk leaves its figure unknown; waiting for it
+        // keeps it from racing the clean record.
+        let _ = walking.await;
     }
     server
         .save_credits(

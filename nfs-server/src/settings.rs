@@ -220,6 +220,7 @@ mod tests {
             root_directory: root.into(),
             posix_user: None,
             creation_info: None,
+            max_bytes: None,
         }
     }
 

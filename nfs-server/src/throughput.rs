@@ -19,14 +19,12 @@
 //! order and its reply waits until its turn, so a client with many requests
 //! in flight queues behind the requests that came before, not ahead of them.
 
-use std::collections::HashSet;
 use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 pub const KIB: f64 = 1024.0;
 pub const MIB: f64 = 1024.0 * KIB;
@@ -370,46 +368,6 @@ pub fn save_credits(dir: &Path, credits: f64) -> Result<(), CreditsError> {
     crate::stable::replace_file(dir, CREDITS_FILE, &json).map_err(write_err)
 }
 
-/// Bytes the tree under `root` takes on disk (allocated blocks), counting
-/// hard-linked files once and staying on `root`'s file system. Entries that
-/// vanish during the walk (clients remove files meanwhile) are skipped.
-/// Stops with `Interrupted` once `stop` is cancelled, so that a long walk
-/// does not hold up the server's exit.
-pub fn stored_bytes(root: &Path, stop: &CancellationToken) -> io::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let top = std::fs::symlink_metadata(root)?;
-    let dev = top.dev();
-    let mut total = top.blocks() * 512;
-    let mut linked = HashSet::new();
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        if stop.is_cancelled() {
-            return Err(io::ErrorKind::Interrupted.into());
-        }
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if dir == root => return Err(e),
-            Err(_) => continue,
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            if meta.dev() != dev {
-                continue;
-            }
-            if !meta.is_dir() && meta.nlink() > 1 && !linked.insert(meta.ino()) {
-                continue;
-            }
-            total += meta.blocks() * 512;
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,22 +572,5 @@ mod tests {
             load_credits(dir.path()),
             Err(CreditsError::Parse { .. })
         ));
-    }
-
-    #[test]
-    fn stored_bytes_counts_blocks_and_hard_links_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let stop = CancellationToken::new();
-        let empty = stored_bytes(dir.path(), &stop).unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("sub/a"), vec![1u8; 1 << 20]).unwrap();
-        std::fs::hard_link(dir.path().join("sub/a"), dir.path().join("b")).unwrap();
-        let full = stored_bytes(dir.path(), &stop).unwrap();
-        // One MiB of data plus a directory's blocks, not two MiB.
-        assert!(full - empty >= 1 << 20, "{}", full - empty);
-        assert!(full - empty < (1 << 20) + (64 << 10), "{}", full - empty);
-        stop.cancel();
-        let err = stored_bytes(dir.path(), &stop).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
     }
 }

@@ -41,6 +41,7 @@ fn access_points(aps: &[(&str, &str)]) -> Settings {
                         owner_gid: AP_GID,
                         permissions: 0o750,
                     }),
+                    max_bytes: None,
                 })
                 .collect(),
         )

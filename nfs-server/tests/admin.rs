@@ -170,6 +170,7 @@ async fn settings_usage_and_clients_through_the_admin_api() {
                     owner_gid: 1000,
                     permissions: 0o750,
                 }),
+                max_bytes: Some(1 << 20),
             }],
         }),
     ))
@@ -185,6 +186,10 @@ async fn settings_usage_and_clients_through_the_admin_api() {
         .unwrap()
         .into_inner();
     assert_eq!(usage.permitted_bytes_per_second, Some(20 << 20));
+    // Every access point is reported, with its quota.
+    assert_eq!(usage.access_points.len(), 1);
+    assert_eq!(usage.access_points[0].id, "fsap-1");
+    assert_eq!(usage.access_points[0].max_bytes, Some(1 << 20));
     // The access point is served at once: its root is made on first use,
     // owned as creation_info says.
     let aps = s.server.settings().access_points.clone();

@@ -10,6 +10,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::handle::{HandleCodec, Scope};
+use crate::usage::{Figure, Ledger};
 use crate::{AccessPoint, Identity, Timestamp, VfsError, VfsResult};
 
 /// The inode number the `/ap` pseudo directory reports: file systems hand
@@ -32,6 +33,8 @@ const RESOLVE_TRIES: usize = 4;
 pub(crate) struct ApEntry {
     pub spec: AccessPoint,
     pub scope: Scope,
+    /// Its stored bytes in the ledger, kept across changes of the table.
+    pub usage: Arc<Figure>,
 }
 
 /// What a handle was issued through; decides the identity operations run
@@ -77,12 +80,13 @@ pub(crate) struct ApTable {
 }
 
 impl ApTable {
-    pub fn new(codec: &HandleCodec, aps: &[AccessPoint], change: u64) -> Self {
+    pub fn new(codec: &HandleCodec, ledger: &Ledger, aps: &[AccessPoint], change: u64) -> Self {
         let mut by_id = BTreeMap::new();
         let mut by_scope = HashMap::with_capacity(aps.len());
         for spec in aps {
             let entry = Arc::new(ApEntry {
                 scope: codec.scope(&spec.id, &spec.root_directory),
+                usage: ledger.ap(&spec.id),
                 spec: spec.clone(),
             });
             by_scope.insert(entry.scope, entry.clone());

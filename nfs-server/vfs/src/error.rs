@@ -54,8 +54,8 @@ pub enum VfsError {
     BadCookie,
     #[error("no space left on device")]
     NoSpace,
-    /// The backing file system's quota (EDQUOT); openefs' own quotas do not
-    /// exist yet.
+    /// An access point's `max_bytes`, or the backing file system's quota
+    /// (EDQUOT).
     #[error("disk quota exceeded")]
     QuotaExceeded,
     #[error("read-only file system")]

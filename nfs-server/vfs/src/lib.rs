@@ -11,6 +11,7 @@ mod ap;
 mod error;
 mod handle;
 mod local;
+pub mod usage;
 // The only module allowed `unsafe`: raw system calls no safe crate wraps.
 #[allow(unsafe_code)]
 mod sys;
@@ -52,6 +53,40 @@ pub struct AccessPoint {
     /// How a missing root directory is created on first use; `None`: a
     /// missing root directory is an error (NotFound).
     pub creation_info: Option<CreationInfo>,
+    /// Most metered bytes that may be stored through the access point (see
+    /// [`usage`]); changes that would pass it fail with `QuotaExceeded`.
+    /// `None`: no limit.
+    pub max_bytes: Option<u64>,
+}
+
+/// What the ledger says is stored ([`Vfs::usage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Metered bytes of the whole file system.
+    pub stored_bytes: u64,
+    /// False until the figure was restored or measured: it counts only the
+    /// changes since the start.
+    pub known: bool,
+    /// The configured access points, in id order.
+    pub access_points: Vec<ApUsage>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApUsage {
+    pub id: String,
+    /// Metered bytes stored through the access point (beneath its root).
+    pub stored_bytes: u64,
+    pub known: bool,
+    pub max_bytes: Option<u64>,
+}
+
+/// What a reconciliation walk measures ([`Vfs::reconcile`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UsageTarget {
+    /// The whole export.
+    FileSystem,
+    /// The tree beneath an access point's root.
+    AccessPoint(String),
 }
 
 /// Owner and permissions of access point root directories this backend
@@ -277,4 +312,18 @@ pub trait Vfs: Send + Sync + 'static {
     /// no longer in `aps` (or whose root directory changed) are stale from
     /// now on; operations on handles of the others run as their `posix_user`.
     fn set_access_points(&self, aps: &[AccessPoint]);
+    /// The stored bytes of the file system and of each access point.
+    fn usage(&self) -> Usage;
+    /// Sets figures recorded by an earlier instance: the file system's
+    /// (`None`: leave it) and the access points' (id, bytes), also of ids
+    /// configured only later. They count as known.
+    fn restore_usage(&self, stored_bytes: Option<u64>, access_points: &[(String, u64)]);
+    /// Measures `target` by walking it and replaces its figure; returns the
+    /// figure before and the measured one. Stops with an error once `stop`
+    /// is set.
+    fn reconcile(
+        &self,
+        target: &UsageTarget,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> VfsResult<(u64, u64)>;
 }

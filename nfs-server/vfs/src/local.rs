@@ -27,10 +27,10 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use lru::LruCache;
@@ -45,10 +45,11 @@ use crate::ap::{self, ApEntry, ApTable, Via};
 use crate::error::Context;
 use crate::handle::{self, Decoded, HandleCodec};
 use crate::sys::{self, AsIdentity, BaseCreds, RawHandle};
+use crate::usage::{self, Change, Ledger};
 use crate::{
-    AP_DIR_NAME, AccessPoint, Attr, CreateMode, Created, CreationInfo, DirEntry, DirPage,
+    AP_DIR_NAME, AccessPoint, ApUsage, Attr, CreateMode, Created, CreationInfo, DirEntry, DirPage,
     FileHandle, FileType, FsStat, Identity, OpenAccess, OpenFile, SetAttr, SetTime, Stability,
-    Timestamp, Vfs, VfsError, VfsResult, access,
+    Timestamp, Usage, UsageTarget, Vfs, VfsError, VfsResult, access,
 };
 
 /// Tuning of a [`LocalVfs`].
@@ -206,6 +207,8 @@ pub struct LocalVfs {
     sync_metadata: bool,
     /// The access points served now; replaced whole by `set_access_points`.
     aps: RwLock<Arc<ApTable>>,
+    /// Stored bytes of the file system and of each access point.
+    ledger: Ledger,
 }
 
 impl std::fmt::Debug for LocalVfs {
@@ -218,6 +221,15 @@ impl std::fmt::Debug for LocalVfs {
 
 fn statx_fd(fd: impl AsFd) -> VfsResult<Statx> {
     rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).context("statx")
+}
+
+/// The metered size of an object (see `usage`).
+fn metered(st: &Statx) -> u64 {
+    usage::metered_size(
+        file_type(st),
+        st.stx_size,
+        st.stx_blocks.saturating_mul(512),
+    )
 }
 
 fn file_type(st: &Statx) -> FileType {
@@ -360,6 +372,7 @@ impl LocalVfs {
             change_seq: AtomicU64::new(epoch),
             sync_metadata: options.sync_metadata,
             aps: RwLock::new(Arc::new(ApTable::default())),
+            ledger: Ledger::default(),
         };
         vfs.nodes.insert(root_handle, vfs.new_node(root_fd));
         Ok(vfs)
@@ -369,6 +382,63 @@ impl LocalVfs {
         Node {
             fd,
             changes: AtomicU64::new(self.epoch),
+        }
+    }
+
+    /// Starts metering a change of the object of `fd` (inode `ino`) made
+    /// through `via`, which may grow it by `grows(its stat now)`; refused
+    /// with `QuotaExceeded` when that growth does not fit `via`'s quota.
+    fn begin_change(
+        &self,
+        fd: BorrowedFd<'_>,
+        ino: u64,
+        via: &Via,
+        grows: impl FnOnce(&Statx) -> u64,
+    ) -> VfsResult<Change> {
+        self.ledger.begin(ino, via, || statx_fd(fd), metered, grows)
+    }
+
+    /// Ends a change from [`Self::begin_change`], counting what it changed.
+    fn end_change(&self, fd: BorrowedFd<'_>, change: Change) {
+        self.ledger
+            .end(change, || statx_fd(fd).ok().map(|st| metered(&st)));
+    }
+
+    /// Counts a new object (see `Ledger::created`).
+    fn count_new(&self, node: &Node, via: &Via) -> VfsResult<()> {
+        let st = statx_fd(&node.fd)?;
+        self.ledger.created(st.stx_ino, via, || {
+            statx_fd(&node.fd).ok().map(|st| metered(&st))
+        });
+        Ok(())
+    }
+
+    /// Uncounts the object of `fd` (stat'ed as `before` while it had the
+    /// link just removed) if that was its last link.
+    fn count_unlinked(&self, fd: &OwnedFd, before: &Statx, via: &Via) {
+        self.ledger
+            .unlinked(before.stx_ino, via, metered(before), || {
+                statx_fd(fd).map_or(0, |st| st.stx_nlink)
+            });
+    }
+
+    /// What the access point of the handle `fh` came through.
+    fn via_of(&self, fh: &FileHandle) -> Via {
+        if fh.0.first() == Some(&handle::VERSION) {
+            return Via::Export;
+        }
+        match self.codec.decode(fh) {
+            Ok(Decoded::Object {
+                scope: Some(scope), ..
+            }) => self
+                .aps()
+                .by_scope
+                .get(&scope)
+                .cloned()
+                // An access point removed since: its handles are stale, an
+                // open file still works and counts for the file system only.
+                .map_or(Via::Export, Via::Ap),
+            _ => Via::Export,
         }
     }
 
@@ -832,6 +902,20 @@ impl LocalVfs {
         Some(self.codec.encode(&raw))
     }
 
+    /// An fd and the stat of `name` in `dir`, if any, about to lose that
+    /// link: the fd tells afterwards whether it was the last one.
+    fn open_counted(&self, dir: &Node, name: &Name) -> Option<(OwnedFd, Statx)> {
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            name.c(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let st = statx_fd(&fd).ok()?;
+        Some((fd, st))
+    }
+
     fn read_verifier(&self, node: &Node) -> VfsResult<Option<[u8; 8]>> {
         let fd = self
             .reopen(node, OFlags::RDONLY)
@@ -900,6 +984,7 @@ impl LocalVfs {
         mode: Option<u32>,
     ) -> VfsResult<Created> {
         let (handle, node) = self.issue(fd, via)?;
+        self.count_new(&node, via)?;
         if let Some(mode) = mode {
             let st = statx_fd(&node.fd)?;
             self.undo_umask(id, &node, &st, mode)?;
@@ -1011,7 +1096,19 @@ impl Vfs for LocalVfs {
 
     fn setattr(&self, id: &Identity, fh: &FileHandle, set: &SetAttr) -> VfsResult<Attr> {
         let (node, st, via) = self.resolve(fh)?;
-        self.apply_set(via.identity(id), &node, &st, set)?;
+        let change = match set.size {
+            Some(size) if file_type(&st) == FileType::Regular => {
+                Some(self.begin_change(node.fd.as_fd(), st.stx_ino, &via, |now| {
+                    usage::growth(now.stx_size, size)
+                })?)
+            }
+            _ => None,
+        };
+        let set_result = self.apply_set(via.identity(id), &node, &st, set);
+        if let Some(change) = change {
+            self.end_change(node.fd.as_fd(), change);
+        }
+        set_result?;
         self.bump(&node);
         if matches!(file_type(&st), FileType::Regular | FileType::Directory) {
             self.sync_node(&node)?;
@@ -1202,7 +1299,15 @@ impl Vfs for LocalVfs {
         data: &[u8],
         stability: Stability,
     ) -> VfsResult<Stability> {
-        file.file.write_all_at(data, offset).context("write")?;
+        let via = self.via_of(&file.handle);
+        let ino = statx_fd(&file.file)?.stx_ino;
+        let end = offset.saturating_add(data.len() as u64);
+        let change = self.begin_change(file.file.as_fd(), ino, &via, |now| {
+            usage::growth(now.stx_size, end)
+        })?;
+        let written = file.file.write_all_at(data, offset).context("write");
+        self.end_change(file.file.as_fd(), change);
+        written?;
         match stability {
             Stability::Unstable => {}
             Stability::DataSync => file.file.sync_data().context("fdatasync")?,
@@ -1245,16 +1350,48 @@ impl Vfs for LocalVfs {
         require_dir(&dst)?;
         let id = via.identity(id);
         let exclusive = how == CreateMode::Guarded;
-        let (created, fd) = self.make_in(id, &dnode, &name, exclusive, || {
-            rustix::fs::mknodat(
-                &dnode.fd,
-                name.c(),
-                rustix::fs::FileType::RegularFile,
-                Mode::from_raw_mode(mode & 0o7777),
-                0,
-            )
-        })?;
-        let (handle, node) = self.issue(fd, &via)?;
+        // Opening an existing file works at the quota's limit: a create
+        // that does not fit may still find the name taken.
+        let (change, room) =
+            match self.begin_change(dnode.fd.as_fd(), dst.stx_ino, &via, |_| usage::NEW_OBJECT) {
+                Ok(change) => (change, true),
+                Err(VfsError::QuotaExceeded) if !exclusive => (
+                    self.begin_change(dnode.fd.as_fd(), dst.stx_ino, &via, |_| 0)?,
+                    false,
+                ),
+                Err(e) => return Err(e),
+            };
+        let made = self
+            .make_in(id, &dnode, &name, exclusive, || {
+                if !room {
+                    return match rustix::fs::statx(
+                        &dnode.fd,
+                        name.c(),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                        StatxFlags::TYPE,
+                    ) {
+                        Ok(_) => Err(Errno::EXIST),
+                        Err(Errno::NOENT) => Err(Errno::DQUOT),
+                        Err(e) => Err(e),
+                    };
+                }
+                rustix::fs::mknodat(
+                    &dnode.fd,
+                    name.c(),
+                    rustix::fs::FileType::RegularFile,
+                    Mode::from_raw_mode(mode & 0o7777),
+                    0,
+                )
+            })
+            .and_then(|(created, fd)| {
+                let (handle, node) = self.issue(fd, &via)?;
+                if created {
+                    self.count_new(&node, &via)?;
+                }
+                Ok((created, handle, node))
+            });
+        self.end_change(dnode.fd.as_fd(), change);
+        let (created, handle, node) = made?;
         let st = statx_fd(&node.fd)?;
         if created {
             self.undo_umask(id, &node, &st, mode)?;
@@ -1283,7 +1420,10 @@ impl Vfs for LocalVfs {
                             size: Some(0),
                             ..SetAttr::default()
                         };
-                        self.apply_set(id, &node, &st, &truncate)?;
+                        let change = self.begin_change(node.fd.as_fd(), st.stx_ino, &via, |_| 0)?;
+                        let truncated = self.apply_set(id, &node, &st, &truncate);
+                        self.end_change(node.fd.as_fd(), change);
+                        truncated?;
                         self.bump(&node);
                     }
                 }
@@ -1302,10 +1442,15 @@ impl Vfs for LocalVfs {
         let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
         let id = via.identity(id);
-        let (_, fd) = self.make_in(id, &dnode, &name, true, || {
-            rustix::fs::mkdirat(&dnode.fd, name.c(), Mode::from_raw_mode(mode & 0o7777))
-        })?;
-        self.finish_new(id, &dnode, &via, fd, Some(mode))
+        let change =
+            self.begin_change(dnode.fd.as_fd(), dst.stx_ino, &via, |_| usage::NEW_OBJECT)?;
+        let made = self
+            .make_in(id, &dnode, &name, true, || {
+                rustix::fs::mkdirat(&dnode.fd, name.c(), Mode::from_raw_mode(mode & 0o7777))
+            })
+            .and_then(|(_, fd)| self.finish_new(id, &dnode, &via, fd, Some(mode)));
+        self.end_change(dnode.fd.as_fd(), change);
+        made
     }
 
     fn symlink(
@@ -1325,10 +1470,15 @@ impl Vfs for LocalVfs {
         let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
         let id = via.identity(id);
-        let (_, fd) = self.make_in(id, &dnode, &name, true, || {
-            rustix::fs::symlinkat(target, &dnode.fd, name.c())
-        })?;
-        self.finish_new(id, &dnode, &via, fd, None)
+        let change =
+            self.begin_change(dnode.fd.as_fd(), dst.stx_ino, &via, |_| usage::NEW_OBJECT)?;
+        let made = self
+            .make_in(id, &dnode, &name, true, || {
+                rustix::fs::symlinkat(target, &dnode.fd, name.c())
+            })
+            .and_then(|(_, fd)| self.finish_new(id, &dnode, &via, fd, None));
+        self.end_change(dnode.fd.as_fd(), change);
+        made
     }
 
     fn readlink(&self, _id: &Identity, fh: &FileHandle) -> VfsResult<Vec<u8>> {
@@ -1345,9 +1495,11 @@ impl Vfs for LocalVfs {
         let name = Name::new(name)?;
         let (dnode, dst, via) = self.resolve(dir)?;
         require_dir(&dst)?;
-        let victim = {
+        let change = self.begin_change(dnode.fd.as_fd(), dst.stx_ino, &via, |_| 0)?;
+        let removed = (|| -> VfsResult<_> {
             let _as = self.become_(via.identity(id))?;
             let victim = self.handle_at(&dnode, &name);
+            let counted = self.open_counted(&dnode, &name);
             match rustix::fs::unlinkat(&dnode.fd, name.c(), AtFlags::empty()) {
                 Ok(()) => {}
                 Err(Errno::ISDIR) => rustix::fs::unlinkat(&dnode.fd, name.c(), AtFlags::REMOVEDIR)
@@ -1358,8 +1510,13 @@ impl Vfs for LocalVfs {
                     })?,
                 Err(e) => return Err(VfsError::from_errno(e.raw_os_error(), "unlink")),
             }
-            victim
-        };
+            Ok((victim, counted))
+        })();
+        self.end_change(dnode.fd.as_fd(), change);
+        let (victim, counted) = removed?;
+        if let Some((fd, before)) = counted {
+            self.count_unlinked(&fd, &before, &via);
+        }
         // A cached fd would keep the removed object's blocks allocated.
         if let Some(victim) = victim {
             self.nodes.remove(&victim);
@@ -1387,16 +1544,23 @@ impl Vfs for LocalVfs {
         if !fvia.same_scope(&tvia) {
             return Err(VfsError::XDev);
         }
-        let (moved, replaced) = {
+        let change = self.begin_change(tnode.fd.as_fd(), tst.stx_ino, &tvia, |_| 0)?;
+        let renamed = (|| -> VfsResult<_> {
             let _as = self.become_(fvia.identity(id))?;
             let moved = self.handle_at(&fnode, &from);
             let replaced = self.handle_at(&tnode, &to);
+            let counted = self.open_counted(&tnode, &to);
             rustix::fs::renameat(&fnode.fd, from.c(), &tnode.fd, to.c()).map_err(|e| match e {
                 Errno::EXIST => VfsError::NotEmpty,
                 e => VfsError::from_errno(e.raw_os_error(), "rename"),
             })?;
-            (moved, replaced)
-        };
+            Ok((moved, replaced, counted))
+        })();
+        self.end_change(tnode.fd.as_fd(), change);
+        let (moved, replaced, counted) = renamed?;
+        if let Some((fd, before)) = counted {
+            self.count_unlinked(&fd, &before, &tvia);
+        }
         // Renaming changes the moved object's ctime (and, for a directory,
         // its `..`); a replaced object lost a link.
         if let Some(node) = moved.as_ref().and_then(|fh| self.nodes.peek(fh)) {
@@ -1425,7 +1589,8 @@ impl Vfs for LocalVfs {
         if !via.same_scope(&dvia) {
             return Err(VfsError::XDev);
         }
-        {
+        let change = self.begin_change(dnode.fd.as_fd(), dst.stx_ino, &dvia, |_| 0)?;
+        let linked = (|| -> VfsResult<()> {
             let _as = self.become_(via.identity(id))?;
             // linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which
             // the caller's identity has not; the /proc link is the
@@ -1437,8 +1602,10 @@ impl Vfs for LocalVfs {
                 name.c(),
                 AtFlags::SYMLINK_FOLLOW,
             )
-            .context("link")?;
-        }
+            .context("link")
+        })();
+        self.end_change(dnode.fd.as_fd(), change);
+        linked?;
         self.bump(&node);
         self.bump(&dnode);
         self.sync_node(&dnode)
@@ -1493,8 +1660,78 @@ impl Vfs for LocalVfs {
 
     fn set_access_points(&self, aps: &[AccessPoint]) {
         let change = self.change_seq.fetch_add(1, Ordering::AcqRel) + 1;
-        let table = Arc::new(ApTable::new(&self.codec, aps, change));
-        *self.aps.write().unwrap_or_else(|e| e.into_inner()) = table;
+        let table = Arc::new(ApTable::new(&self.codec, &self.ledger, aps, change));
+        let mut current = self.aps.write().unwrap_or_else(|e| e.into_inner());
+        self.ledger.reconfigure(
+            current.by_id.keys().map(String::as_str),
+            &aps.iter().map(|ap| ap.id.as_str()).collect(),
+        );
+        *current = table;
+    }
+
+    fn usage(&self) -> Usage {
+        let total = self.ledger.total();
+        Usage {
+            stored_bytes: total.bytes(),
+            known: total.known(),
+            access_points: self
+                .aps()
+                .by_id
+                .values()
+                .map(|ap| ApUsage {
+                    id: ap.spec.id.clone(),
+                    stored_bytes: ap.usage.bytes(),
+                    known: ap.usage.known(),
+                    max_bytes: ap.spec.max_bytes,
+                })
+                .collect(),
+        }
+    }
+
+    fn restore_usage(&self, stored_bytes: Option<u64>, access_points: &[(String, u64)]) {
+        if let Some(bytes) = stored_bytes {
+            self.ledger.total().set(bytes);
+        }
+        // Also for ids not configured (yet): settings may come later.
+        for (id, bytes) in access_points {
+            self.ledger.ap(id).set(*bytes);
+        }
+    }
+
+    fn reconcile(&self, target: &UsageTarget, stop: &AtomicBool) -> VfsResult<(u64, u64)> {
+        let (root, figure) = match target {
+            UsageTarget::FileSystem => (ap::open_beneath(&self.mount_fd, &[]), None),
+            UsageTarget::AccessPoint(id) => {
+                let ap = self
+                    .aps()
+                    .by_id
+                    .get(id)
+                    .cloned()
+                    .ok_or(VfsError::NotFound)?;
+                let parts = ap::components(&ap.spec.root_directory)?;
+                (
+                    ap::open_beneath(&self.mount_fd, &parts),
+                    Some(ap.usage.clone()),
+                )
+            }
+        };
+        let measured = match root {
+            // Not created yet: nothing stored.
+            Err(Errno::NOENT) => 0,
+            Err(e) => return Err(VfsError::from_errno(e.raw_os_error(), "opening for a walk")),
+            // The walk goes by path; the fd's /proc link is the directory
+            // the confined open found, whatever renames happen meanwhile.
+            Ok(fd) => usage::measure(
+                Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())),
+                stop,
+            )
+            .context("measuring stored bytes")?,
+        };
+        let before = match figure {
+            Some(figure) => figure.set(measured),
+            None => self.ledger.total().set(measured),
+        };
+        Ok((before, measured))
     }
 }
 

@@ -32,6 +32,7 @@ fn ap(id: &str, root: &str) -> AccessPoint {
         root_directory: root.into(),
         posix_user: None,
         creation_info: None,
+        max_bytes: None,
     }
 }
 

@@ -108,6 +108,11 @@ fn access_point(ap: &AccessPoint) -> Option<api::AccessPoint> {
                 owner_gid: c.owner_gid,
                 permissions: c.permissions.mode(),
             }),
+        // The schema admits only quantities this reads.
+        max_bytes: spec
+            .quota
+            .as_ref()
+            .and_then(|q| openefs_crds::schema::byte_quantity_bytes(&q.max_bytes.0)),
     })
 }
 
@@ -154,6 +159,8 @@ struct ConfigAccessPoint<'a> {
     posix_user: Option<ConfigPosixUser<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     creation_info: Option<ConfigCreationInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -205,6 +212,7 @@ pub fn config_toml(settings: &api::Settings) -> Result<String, toml::ser::Error>
                     owner_gid: c.owner_gid,
                     permissions: c.permissions,
                 }),
+                max_bytes: ap.max_bytes,
             })
             .collect(),
     };
@@ -488,6 +496,7 @@ mod tests {
         assert_eq!(ap.id, AccessPointId::of(&kept).unwrap().as_str());
         assert_eq!(ap.root_directory, "/");
         assert!(ap.posix_user.is_none() && ap.creation_info.is_none());
+        assert_eq!(ap.max_bytes, None);
     }
 
     /// nfsd reads the ConfigMap's file as the same settings the push sends.
@@ -501,7 +510,8 @@ mod tests {
                 r#"{"fileSystemRef": {"name": "shared"},
                     "posixUser": {"uid": 1000, "gid": 1000, "secondaryGids": [10, 11]},
                     "rootDirectory": {"path": "/teams/\"b\"",
-                      "creationInfo": {"ownerUid": 1000, "ownerGid": 1000, "permissions": "0750"}}}"#,
+                      "creationInfo": {"ownerUid": 1000, "ownerGid": 1000, "permissions": "0750"}},
+                    "quota": {"maxBytes": "1.5Gi"}}"#,
             ),
         ];
         for (spec, aps) in [
@@ -517,6 +527,13 @@ mod tests {
         ] {
             let settings = nfsd_settings(&fs(spec), aps);
             assert_eq!(settings.access_points.len(), aps.len());
+            let quotas: Vec<u64> = settings
+                .access_points
+                .iter()
+                .filter_map(|ap| ap.max_bytes)
+                .collect();
+            let expected: &[u64] = if aps.is_empty() { &[] } else { &[3 << 29] };
+            assert_eq!(quotas, expected, "{spec}");
             let file = dir.path().join(CONFIG_KEY);
             std::fs::write(&file, config_toml(&settings).unwrap()).unwrap();
             let config = openefs_nfsd::ServeArgs {

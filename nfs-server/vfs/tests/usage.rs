@@ -1,0 +1,230 @@
+//! The stored-bytes ledger and access point quotas of LocalVfs against a
+//! real directory: after every kind of change the ledger's figures equal a
+//! walk's. Needs root, as `tests/local.rs`.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use openefs_vfs::usage::measure;
+use openefs_vfs::{
+    AccessPoint, CreateMode, CreationInfo, FileHandle, Identity, LocalVfs, OpenAccess, SetAttr,
+    Stability, UsageTarget, Vfs, VfsError,
+};
+
+fn caller() -> Identity {
+    Identity {
+        uid: 0,
+        gid: 0,
+        groups: vec![],
+    }
+}
+
+const RW: OpenAccess = OpenAccess {
+    read: true,
+    write: true,
+};
+
+/// An export with access point `a` at `/a` (quota `max_bytes`), its root
+/// made and both figures measured; returns the root handle through `a`.
+fn export(max_bytes: Option<u64>) -> (tempfile::TempDir, LocalVfs, FileHandle) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests need root"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vfs = LocalVfs::new(dir.path()).expect("LocalVfs::new");
+    vfs.set_access_points(&[AccessPoint {
+        id: "a".into(),
+        root_directory: "/a".into(),
+        posix_user: None,
+        creation_info: Some(CreationInfo {
+            owner_uid: 0,
+            owner_gid: 0,
+            permissions: 0o755,
+        }),
+        max_bytes,
+    }]);
+    let ap_dir = vfs.lookup(&caller(), &vfs.root(), b"ap").expect("/ap").0;
+    let root = vfs.lookup(&caller(), &ap_dir, b"a").expect("/ap/a").0;
+    let stop = AtomicBool::new(false);
+    for target in [
+        UsageTarget::FileSystem,
+        UsageTarget::AccessPoint("a".into()),
+    ] {
+        vfs.reconcile(&target, &stop).expect("reconcile");
+    }
+    (dir, vfs, root)
+}
+
+/// The ledger's figures (file system, access point `a`).
+fn ledger(vfs: &LocalVfs) -> (u64, u64) {
+    let usage = vfs.usage();
+    assert!(usage.known && usage.access_points[0].known);
+    (usage.stored_bytes, usage.access_points[0].stored_bytes)
+}
+
+/// What walks find (file system, access point `a`).
+fn walked(dir: &Path) -> (u64, u64) {
+    let stop = AtomicBool::new(false);
+    (
+        measure(dir, &stop).expect("walk"),
+        measure(&dir.join("a"), &stop).expect("walk"),
+    )
+}
+
+fn create(vfs: &LocalVfs, dir: &FileHandle, name: &str) -> VfsResult<FileHandle> {
+    vfs.create(
+        &caller(),
+        dir,
+        name.as_bytes(),
+        0o644,
+        CreateMode::Guarded,
+        &SetAttr::default(),
+    )
+    .map(|c| c.handle)
+}
+
+type VfsResult<T> = Result<T, VfsError>;
+
+fn size(vfs: &LocalVfs, fh: &FileHandle, size: u64) -> VfsResult<()> {
+    let set = SetAttr {
+        size: Some(size),
+        ..SetAttr::default()
+    };
+    vfs.setattr(&caller(), fh, &set).map(|_| ())
+}
+
+#[test]
+fn the_ledger_follows_every_change_exactly() {
+    let (dir, vfs, root) = export(None);
+    let id = caller();
+    let check = |step: &str| assert_eq!(ledger(&vfs), walked(dir.path()), "after {step}");
+    check("the start");
+    let f = create(&vfs, &root, "f").expect("create");
+    check("create");
+    let open = vfs.open(&id, &f, RW).expect("open");
+    vfs.write(&open, 0, b"0123456789", Stability::FileSync)
+        .expect("write");
+    check("a small write");
+    vfs.write(&open, 10, &vec![7; 100 << 10], Stability::FileSync)
+        .expect("write");
+    check("an extending write");
+    size(&vfs, &f, 5000).expect("truncate");
+    check("a truncation");
+    // Sparse: a large size allocates nothing, and a write far out fills
+    // one block of the hole.
+    size(&vfs, &f, 1 << 30).expect("extend");
+    check("a sparse extension");
+    vfs.write(&open, 512 << 20, &[1; 4096], Stability::FileSync)
+        .expect("write");
+    check("a write into the hole");
+    vfs.link(&id, &f, &root, b"g").expect("link");
+    check("a hard link");
+    vfs.remove(&id, &root, b"f").expect("remove");
+    check("removing one of two links");
+    let d = vfs.mkdir(&id, &root, b"d", 0o755).expect("mkdir").handle;
+    vfs.symlink(&id, &d, b"s", b"../g").expect("symlink");
+    check("mkdir and symlink");
+    let h = create(&vfs, &d, "h").expect("create");
+    let open_h = vfs.open(&id, &h, RW).expect("open");
+    vfs.write(&open_h, 0, &[2; 20000], Stability::FileSync)
+        .expect("write");
+    vfs.rename(&id, &d, b"h", &root, b"g").expect("rename over");
+    check("a rename over the last link of a file");
+    vfs.remove(&id, &d, b"s").expect("remove");
+    vfs.remove(&id, &root, b"d").expect("rmdir");
+    vfs.remove(&id, &root, b"g").expect("remove");
+    check("removing everything");
+    // Through the export: the file system's figure moves, the access
+    // point's waits for its next walk.
+    let (fs_before, ap_before) = ledger(&vfs);
+    let e = create(&vfs, &vfs.root(), "e").expect("create");
+    let open_e = vfs.open(&id, &e, RW).expect("open");
+    vfs.write(&open_e, 0, &[3; 8192], Stability::FileSync)
+        .expect("write");
+    assert_eq!(ledger(&vfs), (fs_before + 2048 + 8192, ap_before));
+    assert_eq!(ledger(&vfs).0, walked(dir.path()).0);
+}
+
+#[test]
+fn concurrent_writers_to_one_file_are_counted_once() {
+    let (dir, vfs, root) = export(None);
+    let f = create(&vfs, &root, "f").expect("create");
+    let open = vfs.open(&caller(), &f, RW).expect("open");
+    const THREADS: u64 = 8;
+    const CHUNKS: u64 = 64;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (vfs, open) = (&vfs, &open);
+            s.spawn(move || {
+                for c in 0..CHUNKS {
+                    // Interleaved, so that most writes extend the file while
+                    // others are in flight.
+                    let offset = (c * THREADS + t) * 3000;
+                    vfs.write(open, offset, &[9; 3000], Stability::Unstable)
+                        .expect("write");
+                }
+            });
+        }
+    });
+    let expected = walked(dir.path());
+    assert_eq!(ledger(&vfs), expected);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("a/f")).expect("f").len(),
+        THREADS * CHUNKS * 3000
+    );
+}
+
+#[test]
+fn a_quota_refuses_growth_and_removals_make_room() {
+    let (dir, vfs, root) = export(Some(64 << 10));
+    let id = caller();
+    let (_, start) = ledger(&vfs);
+    let f = create(&vfs, &root, "f").expect("create");
+    let open = vfs.open(&id, &f, RW).expect("open");
+    // Up to the limit: the file's inode and data, the root's blocks.
+    let room = (64 << 10) - start - 2048;
+    let fits = room / 4096 * 4096;
+    vfs.write(&open, 0, &vec![1; fits as usize], Stability::Unstable)
+        .expect("a write that fits");
+    assert!(matches!(
+        vfs.write(&open, fits, &[1; 4096], Stability::Unstable),
+        Err(VfsError::QuotaExceeded)
+    ));
+    assert!(matches!(
+        size(&vfs, &f, fits + 4096),
+        Err(VfsError::QuotaExceeded)
+    ));
+    assert!(matches!(
+        create(&vfs, &root, "g"),
+        Err(VfsError::QuotaExceeded)
+    ));
+    assert!(matches!(
+        vfs.mkdir(&id, &root, b"d", 0o755),
+        Err(VfsError::QuotaExceeded)
+    ));
+    // Overwrites, opening an existing file with a create, and truncations
+    // need no room.
+    vfs.write(&open, 0, &[2; 4096], Stability::Unstable)
+        .expect("overwrite");
+    vfs.create(
+        &id,
+        &root,
+        b"f",
+        0o644,
+        CreateMode::Unchecked,
+        &SetAttr::default(),
+    )
+    .expect("an unchecked create of an existing file");
+    size(&vfs, &f, 4096).expect("truncate");
+    vfs.write(&open, 4096, &[3; 8192], Stability::Unstable)
+        .expect("room again after a truncation");
+    vfs.remove(&id, &root, b"f").expect("remove");
+    create(&vfs, &root, "g").expect("room again after a remove");
+    // The export has no quota.
+    let e = create(&vfs, &vfs.root(), "e").expect("create");
+    let open_e = vfs.open(&id, &e, RW).expect("open");
+    vfs.write(&open_e, 0, &vec![4; 1 << 20], Stability::Unstable)
+        .expect("no quota through the export");
+    assert_eq!(ledger(&vfs), walked(dir.path()));
+}

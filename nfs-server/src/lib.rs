@@ -12,7 +12,8 @@
 //! both versions' READDIR. [`tls`] decides how a connection starts (TLS,
 //! RFC 9289 STARTTLS or plain RPC) before [`transport`] reads its records.
 //! [`throughput`] meters READ/WRITE data and metadata operations and delays
-//! replies to keep to the throughput mode's rate.
+//! replies to keep to the throughput mode's rate. [`performance`] is the
+//! performance mode: where blocking vfs calls run.
 
 pub mod admin;
 pub mod attrs;
@@ -24,6 +25,7 @@ mod errors;
 pub mod metrics;
 pub mod mount;
 pub mod ops;
+pub mod performance;
 pub mod rpc;
 pub mod server;
 pub mod settings;

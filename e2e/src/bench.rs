@@ -43,6 +43,9 @@ pub struct Params {
     /// Concurrent clients (fio jobs, one libnfs connection each) of the
     /// random-I/O scenarios.
     pub jobs: u32,
+    /// Concurrent clients of the performance-mode comparison's aggregate
+    /// IOPS runs ([`run_modes`]).
+    pub many_jobs: u32,
     /// Files created, stat'ed and removed by the metadata scenario.
     pub meta_files: u64,
     /// Size of each of those files.
@@ -58,6 +61,7 @@ impl Params {
             repeats: 3,
             file_size: 2 << 30,
             jobs: 4,
+            many_jobs: 16,
             meta_files: 10_000,
             meta_file_size: 4096,
         }
@@ -70,6 +74,7 @@ impl Params {
             repeats: 1,
             file_size: 64 << 20,
             jobs: 4,
+            many_jobs: 16,
             meta_files: 500,
             meta_file_size: 4096,
         }
@@ -182,12 +187,28 @@ pub struct Row {
     pub better: Better,
     pub nfsd: Vec<f64>,
     pub ganesha: Vec<f64>,
+    /// nfsd in performance mode maxIO ([`run_modes`] only; `nfsd` is the
+    /// default mode, generalPurpose).
+    pub nfsd_max_io: Vec<f64>,
+}
+
+impl Row {
+    fn values(&self, side: Side) -> &Vec<f64> {
+        match side {
+            Side::Nfsd => &self.nfsd,
+            Side::NfsdMaxIo => &self.nfsd_max_io,
+            Side::Ganesha => &self.ganesha,
+        }
+    }
 }
 
 /// The compared servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
+    /// openefs-nfsd in its default performance mode, generalPurpose.
     Nfsd,
+    /// openefs-nfsd with `--performance-mode max-io`.
+    NfsdMaxIo,
     Ganesha,
 }
 
@@ -195,6 +216,7 @@ impl Side {
     pub fn label(self) -> &'static str {
         match self {
             Side::Nfsd => "openefs-nfsd",
+            Side::NfsdMaxIo => "openefs-nfsd maxIO",
             Side::Ganesha => "nfs-ganesha",
         }
     }
@@ -219,22 +241,61 @@ impl Table {
                     better,
                     nfsd: Vec::new(),
                     ganesha: Vec::new(),
+                    nfsd_max_io: Vec::new(),
                 });
                 self.rows.last_mut().expect("just pushed")
             }
         };
         match side {
             Side::Nfsd => row.nfsd.push(v),
+            Side::NfsdMaxIo => row.nfsd_max_io.push(v),
             Side::Ganesha => row.ganesha.push(v),
         }
     }
 
     pub fn median(&self, name: &str, side: Side) -> Option<f64> {
         let row = self.rows.iter().find(|r| r.name == name)?;
-        median(match side {
-            Side::Nfsd => &row.nfsd,
-            Side::Ganesha => &row.ganesha,
-        })
+        median(row.values(side))
+    }
+
+    /// The performance-mode report ([`run_modes`]): per figure the medians
+    /// of nfsd generalPurpose, nfsd maxIO and ganesha, maxIO ÷
+    /// generalPurpose, each mode ÷ ganesha, and who wins.
+    pub fn markdown_modes(&self) -> String {
+        let mut out = String::from(
+            "| figure | unit | nfsd generalPurpose | nfsd maxIO | nfs-ganesha | \
+             maxIO ÷ generalPurpose | generalPurpose ÷ ganesha | maxIO ÷ ganesha | best |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|---|\n",
+        );
+        let r = |a, b| ratio(a, b).map_or("–".into(), |r| format!("{r:.2}×"));
+        for row in &self.rows {
+            let [gp, max_io, g] =
+                [Side::Nfsd, Side::NfsdMaxIo, Side::Ganesha].map(|side| median(row.values(side)));
+            let best = [("generalPurpose", gp), ("maxIO", max_io), ("ganesha", g)]
+                .into_iter()
+                .filter_map(|(who, v)| Some((who, v?)))
+                .reduce(|a, b| {
+                    let b_better = match row.better {
+                        Better::Higher => b.1 > a.1,
+                        Better::Lower => b.1 < a.1,
+                    };
+                    if b_better { b } else { a }
+                })
+                .map_or("", |(who, _)| who);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {best} |",
+                row.name,
+                row.unit,
+                fmt_opt(gp),
+                fmt_opt(max_io),
+                fmt_opt(g),
+                r(max_io, gp),
+                r(gp, g),
+                r(max_io, g),
+            );
+        }
+        out
     }
 
     /// The markdown report: one row per figure (medians, nfsd ÷ ganesha and
@@ -593,28 +654,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
 
     for target in targets {
-        let side = target.side;
-        let gib = target.bytes_moved as f64 / GIB;
-        if gib > 0.0 {
-            table.record(
-                "CPU per GiB moved (data scenarios)",
-                "CPU s/GiB",
-                Better::Lower,
-                side,
-                target.cpu_seconds / gib,
-            );
-        }
-        let (peak, steady) = target.rss.finish()?;
-        table.record("peak RSS (VmHWM)", "MiB", Better::Lower, side, peak);
-        table.record(
-            "steady RSS (median sample)",
-            "MiB",
-            Better::Lower,
-            side,
-            steady,
-        );
-        // The export holds gigabytes; remove it before the next one is made.
-        let _ = std::fs::remove_file(target.export.join(DATA_FILE));
+        record_costs(target, &mut table)?;
     }
     drop(nfsd);
     drop(ganesha);
@@ -624,10 +664,151 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     })
 }
 
+/// CPU per GiB moved and RSS of a target whose runs are over; then its
+/// data file goes (the export holds gigabytes).
+fn record_costs(target: Target, table: &mut Table) -> Result<()> {
+    let side = target.side;
+    let gib = target.bytes_moved as f64 / GIB;
+    if gib > 0.0 {
+        table.record(
+            "CPU per GiB moved (data scenarios)",
+            "CPU s/GiB",
+            Better::Lower,
+            side,
+            target.cpu_seconds / gib,
+        );
+    }
+    let (peak, steady) = target.rss.finish()?;
+    table.record("peak RSS (VmHWM)", "MiB", Better::Lower, side, peak);
+    table.record(
+        "steady RSS (median sample)",
+        "MiB",
+        Better::Lower,
+        side,
+        steady,
+    );
+    let _ = std::fs::remove_file(target.export.join(DATA_FILE));
+    Ok(())
+}
+
+/// The performance-mode comparison (`openefs-bench --modes`, issue #10):
+/// nfsd in generalPurpose and in maxIO, with ganesha as the anchor, in one
+/// run: 4 KiB random read latency of a lone client (1 job), aggregate 4 KiB
+/// random read and write IOPS of `params.many_jobs` clients, and the
+/// metadata scenario (its stat p50 is the per-operation latency of a
+/// namespace call). The three take turns as in [`run`].
+pub fn run_modes(opts: &Options) -> Result<Outcome> {
+    let params = &opts.params;
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
+    let fio_binary = fio::binary()?;
+    eprintln!("bench: fio {}", fio_binary.display());
+    let meta_tool = build_meta_tool(&opts.dir)?;
+    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
+    let export = |name: &str| -> Result<PathBuf> {
+        let dir = scratch.path().join(name);
+        std::fs::create_dir(&dir)?;
+        lay_out(&dir.join(DATA_FILE), params.file_size, scratch.path())?;
+        Ok(dir)
+    };
+    let (gp_export, max_io_export, ganesha_export) = (
+        export("nfsd-gp-export")?,
+        export("nfsd-maxio-export")?,
+        export("ganesha-export")?,
+    );
+    let gp = Nfsd::start_with_args(
+        &gp_export,
+        scratch.path().join("nfsd-gp.log"),
+        &["--performance-mode", "general-purpose"],
+    )?;
+    let max_io = Nfsd::start_with_args(
+        &max_io_export,
+        scratch.path().join("nfsd-maxio.log"),
+        &["--performance-mode", "max-io"],
+    )?;
+    let ganesha = Ganesha::start_v3(&ganesha_export)?;
+    let ganesha_config = ganesha.config()?;
+    let nfsd_target = |side, nfsd: &Nfsd, export| {
+        Target::new(
+            side,
+            nfsd.pid(),
+            Server::v3(nfsd.port(), nfsd.port()),
+            export,
+        )
+    };
+    let mut targets = [
+        nfsd_target(Side::Nfsd, &gp, gp_export),
+        nfsd_target(Side::NfsdMaxIo, &max_io, max_io_export),
+        Target::new(
+            Side::Ganesha,
+            ganesha.pid(),
+            Server::v3(
+                ganesha.port(),
+                ganesha.mount_port().context("ganesha serves no MOUNT")?,
+            ),
+            ganesha_export,
+        ),
+    ];
+    let log = |side| match side {
+        Side::Nfsd => gp.log_tail(),
+        Side::NfsdMaxIo => max_io.log_tail(),
+        Side::Ganesha => server_log(side, &gp, &ganesha),
+    };
+    let lone = Params {
+        jobs: 1,
+        ..params.clone()
+    };
+    let many = Params {
+        jobs: params.many_jobs,
+        ..params.clone()
+    };
+    let mut table = Table::default();
+    for repeat in 0..params.repeats {
+        // Each server goes first, second and third in turn.
+        let order: Vec<usize> = (0..3).map(|i| (i + repeat) % 3).collect();
+        for (scenario, p) in [
+            (Scenario::RandRead, &lone),
+            (Scenario::RandRead, &many),
+            (Scenario::RandWrite, &many),
+        ] {
+            for &i in &order {
+                let side = targets[i].side;
+                fio_phase(&mut targets[i], scenario, p, scratch.path(), |dir| {
+                    let jobs = match p.jobs {
+                        1 => "1 job".to_owned(),
+                        n => format!("{n} jobs"),
+                    };
+                    let name = format!("{} ({jobs})", scenario.name());
+                    table.record(&name, "IOPS", Better::Higher, side, dir.iops);
+                    if let Some(us) = dir.clat_percentile_us(50.0) {
+                        table.record(&format!("{name} p50"), "µs", Better::Lower, side, us);
+                    }
+                })
+                .with_context(|| format!("{} against {}", scenario.name(), side.label()))
+                .with_context(|| log(side))?;
+            }
+        }
+        for &i in &order {
+            let side = targets[i].side;
+            meta_phase(&targets[i], &meta_tool, params, &mut table)
+                .with_context(|| format!("metadata against {}", side.label()))
+                .with_context(|| log(side))?;
+        }
+    }
+    for target in targets {
+        record_costs(target, &mut table)?;
+    }
+    drop((gp, max_io, ganesha));
+    Ok(Outcome {
+        table,
+        ganesha_config,
+    })
+}
+
 /// The log of the server a failed step ran against, for its error.
 fn server_log(side: Side, nfsd: &Nfsd, ganesha: &Ganesha) -> String {
     match side {
-        Side::Nfsd => nfsd.log_tail(),
+        Side::Nfsd | Side::NfsdMaxIo => nfsd.log_tail(),
         Side::Ganesha => format!(
             "--- ganesha log ---\n{}",
             std::fs::read_to_string(ganesha.log_path()).unwrap_or_default()
@@ -641,6 +822,38 @@ fn data_phase(
     params: &Params,
     work: &Path,
     table: &mut Table,
+) -> Result<()> {
+    let side = target.side;
+    let name = scenario.name();
+    fio_phase(target, scenario, params, work, |dir| {
+        if scenario.is_random() {
+            table.record(name, "IOPS", Better::Higher, side, dir.iops);
+            for p in [50.0, 99.0] {
+                if let Some(us) = dir.clat_percentile_us(p) {
+                    table.record(
+                        &format!("{name} latency p{p:.0} ({} jobs)", params.jobs),
+                        "µs",
+                        Better::Lower,
+                        side,
+                        us,
+                    );
+                }
+            }
+        } else {
+            table.record(name, "MB/s", Better::Higher, side, dir.mb_per_s());
+        }
+    })
+}
+
+/// Runs one fio scenario against `target`, adds its CPU time and moved
+/// bytes to the target's account, and hands fio's figures of the
+/// direction that moved data to `record`.
+fn fio_phase(
+    target: &mut Target,
+    scenario: Scenario,
+    params: &Params,
+    work: &Path,
+    record: impl FnOnce(&fio::Direction),
 ) -> Result<()> {
     let args = scenario.fio_args(&target.server.root_url(), params);
     let cpu_before = cpu_seconds(target.pid)?;
@@ -662,27 +875,12 @@ fn data_phase(
     );
     target.cpu_seconds += cpu;
     target.bytes_moved += dir.io_bytes;
-    let side = target.side;
-    let name = scenario.name();
-    if scenario.is_random() {
-        table.record(name, "IOPS", Better::Higher, side, dir.iops);
-        for p in [50.0, 99.0] {
-            if let Some(us) = dir.clat_percentile_us(p) {
-                table.record(
-                    &format!("{name} latency p{p:.0} ({} jobs)", params.jobs),
-                    "µs",
-                    Better::Lower,
-                    side,
-                    us,
-                );
-            }
-        }
-    } else {
-        table.record(name, "MB/s", Better::Higher, side, dir.mb_per_s());
-    }
+    record(dir);
     eprintln!(
-        "bench: {:<13} {name:<17} {:>9.1} MB/s {:>9.0} IOPS  p50 {:>7.0} µs  p99 {:>7.0} µs  cpu {cpu:.1} s",
-        side.label(),
+        "bench: {:<18} {:<17} {:>2} job(s) {:>9.1} MB/s {:>9.0} IOPS  p50 {:>7.0} µs  p99 {:>7.0} µs  cpu {cpu:.1} s",
+        target.side.label(),
+        scenario.name(),
+        if scenario.is_random() { params.jobs } else { 1 },
         dir.mb_per_s(),
         dir.iops,
         dir.clat_percentile_us(50.0).unwrap_or(f64::NAN),
@@ -734,7 +932,7 @@ fn meta_phase(target: &Target, tool: &Path, params: &Params, table: &mut Table) 
             p.p99_us,
         );
         eprintln!(
-            "bench: {:<13} metadata {:<8} {:>7.0} ops/s  p50 {:>6.0} µs  p99 {:>6.0} µs",
+            "bench: {:<18} metadata {:<8} {:>7.0} ops/s  p50 {:>6.0} µs  p99 {:>6.0} µs",
             target.side.label(),
             p.phase,
             p.ops_per_s(),
@@ -948,6 +1146,33 @@ mod tests {
         );
         assert!(
             md.contains("| nfs-ganesha seq read ÷ loopback TCP | % | 5 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn mode_table_compares_both_modes_and_the_anchor() {
+        let mut t = Table::default();
+        let name = "rand read 4 KiB (1 job) p50";
+        for (side, v) in [
+            (Side::Nfsd, 100.0),
+            (Side::NfsdMaxIo, 150.0),
+            (Side::Ganesha, 80.0),
+            (Side::Nfsd, 120.0),
+        ] {
+            t.record(name, "µs", Better::Lower, side, v);
+        }
+        t.record("x", "IOPS", Better::Higher, Side::NfsdMaxIo, 9.0);
+        t.record("x", "IOPS", Better::Higher, Side::Nfsd, 3.0);
+        let md = t.markdown_modes();
+        assert!(
+            md.contains(&format!(
+                "| {name} | µs | 110 | 150 | 80.0 | 1.36× | 1.38× | 1.88× | ganesha |"
+            )),
+            "{md}"
+        );
+        assert!(
+            md.contains("| x | IOPS | 3.00 | 9.00 | – | 3.00× | – | – | maxIO |"),
             "{md}"
         );
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::admin::AdminSettings;
+use crate::performance::PerformanceMode;
 use crate::settings::{AccessPointError, AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
 use crate::tls::TlsSettings;
 
@@ -103,6 +104,11 @@ pub struct ServeArgs {
     /// Metered MiB/s of --throughput-mode provisioned.
     #[arg(long, env = "OPENEFS_PROVISIONED_THROUGHPUT_MIBPS")]
     pub provisioned_throughput_mibps: Option<u32>,
+    /// Where file system calls run: on the RPC's own thread
+    /// (general-purpose, lowest latency) or on a pool of blocking threads
+    /// (max-io); fixed at start [default: general-purpose].
+    #[arg(long, env = "OPENEFS_PERFORMANCE_MODE", value_enum)]
+    pub performance_mode: Option<PerformanceMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +134,7 @@ struct FileConfig {
     admin_token_file: Option<PathBuf>,
     throughput_mode: Option<ThroughputModeName>,
     provisioned_throughput_mibps: Option<u32>,
+    performance_mode: Option<PerformanceMode>,
     /// `[[access-point]]` tables.
     #[serde(default)]
     access_point: Vec<FileAccessPoint>,
@@ -257,6 +264,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// The gRPC admin API; `None`: not served.
     pub admin: Option<AdminSettings>,
+    /// Where blocking vfs calls run; only read at start.
+    pub performance_mode: PerformanceMode,
 }
 
 /// Largest READ/WRITE payload we negotiate.
@@ -294,6 +303,7 @@ impl Config {
             log_format: LogFormat::Text,
             tls: None,
             admin: None,
+            performance_mode: PerformanceMode::default(),
         }
     }
 }
@@ -395,6 +405,10 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             tls,
             admin,
+            performance_mode: self
+                .performance_mode
+                .or(file.performance_mode)
+                .unwrap_or_default(),
         })
     }
 }
@@ -489,7 +503,8 @@ mod tests {
         std::fs::write(
             &cfg,
             format!(
-                "export = {:?}\nlisten = \"127.0.0.1:2049\"\nlease-time = \"30s\"\nroot-squash = true\n",
+                "export = {:?}\nlisten = \"127.0.0.1:2049\"\nlease-time = \"30s\"\nroot-squash = true\n\
+                 performance-mode = \"max-io\"\n",
                 dir.path()
             ),
         )
@@ -506,6 +521,7 @@ mod tests {
         assert_eq!(c.grace, Duration::from_secs(30));
         assert_eq!(c.state_dir, None);
         assert!(c.settings.policy.root_squash);
+        assert_eq!(c.performance_mode, PerformanceMode::MaxIo);
         assert_eq!(
             (
                 c.settings.policy.anon_uid,
@@ -660,6 +676,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.grace, Duration::from_secs(15));
         assert_eq!(c.state_dir, Some(dir.path().join("state")));
+        assert_eq!(c.performance_mode, PerformanceMode::GeneralPurpose);
         assert!(matches!(
             ServeArgs {
                 require_tls: true,

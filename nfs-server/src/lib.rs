@@ -13,7 +13,8 @@
 //! RFC 9289 STARTTLS or plain RPC) before [`transport`] reads its records.
 //! [`throughput`] meters READ/WRITE data and metadata operations and delays
 //! replies to keep to the throughput mode's rate; [`usage`] keeps the vfs's
-//! stored-bytes ledger across restarts.
+//! stored-bytes ledger across restarts. [`performance`] is the performance
+//! mode: where blocking vfs calls run.
 
 pub mod admin;
 pub mod attrs;
@@ -25,6 +26,7 @@ mod errors;
 pub mod metrics;
 pub mod mount;
 pub mod ops;
+pub mod performance;
 pub mod rpc;
 pub mod server;
 pub mod settings;

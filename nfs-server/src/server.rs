@@ -317,9 +317,10 @@ impl Server {
         &self.mounts
     }
 
-    /// Runs a blocking vfs call (which switches the thread's fsuid) as `id`
-    /// on tokio's blocking pool. `None` when the task died (a panic), which
-    /// protocols answer with their SERVERFAULT.
+    /// Runs a blocking vfs call (which switches the thread's fsuid) as `id`,
+    /// where the performance mode puts blocking work
+    /// ([`crate::performance::PerformanceMode::run_blocking`]). `None` when
+    /// the call panicked, which protocols answer with their SERVERFAULT.
     pub async fn vfs_call<T, F>(&self, id: &Identity, f: F) -> Option<T>
     where
         T: Send + 'static,
@@ -327,13 +328,10 @@ impl Server {
     {
         let vfs = self.vfs.clone();
         let id = id.clone();
-        match tokio::task::spawn_blocking(move || f(&*vfs, &id)).await {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!(error = %e, "vfs task failed");
-                None
-            }
-        }
+        self.config
+            .performance_mode
+            .run_blocking(move || f(&*vfs, &id))
+            .await
     }
 
     /// A file to do I/O through without open state (NFSv4's special
@@ -495,7 +493,12 @@ pub async fn run(
         None => server,
     };
     let server = Arc::new(server);
-    info!(listen = %server.config.listen, export = %server.config.export.display(), "serving NFSv4.1, NFSv4.0 and NFSv3");
+    info!(
+        listen = %server.config.listen,
+        export = %server.config.export.display(),
+        performance_mode = server.config.performance_mode.api_name(),
+        "serving NFSv4.1, NFSv4.0 and NFSv3"
+    );
     let metrics_task = metrics_listener.map(|l| {
         if let Ok(addr) = l.local_addr() {
             info!(listen = %addr, "serving /metrics");

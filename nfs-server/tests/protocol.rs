@@ -12,6 +12,7 @@ use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::{AcceptedBody, AuthStat, MismatchInfo, RejectedReply, ReplyStat};
 use openefs_nfs_wire::xdr::{Decoder, Opaque, XdrDecode};
 use openefs_nfsd::client::{Client, ClientError};
+use openefs_nfsd::performance::PerformanceMode;
 use openefs_nfsd::stable::StableStore;
 use openefs_nfsd::state::{ManualClock, SystemClock};
 use tokio::net::TcpListener;
@@ -215,7 +216,23 @@ fn attrs_of(res: &ResOp) -> FileAttrs {
 
 #[tokio::test]
 async fn session_create_write_read_readdir_round_trip() {
-    let s = TestServer::start().await;
+    round_trip(TestServer::start().await).await;
+}
+
+// On a multi-thread runtime the performance modes really differ: vfs calls
+// run on the RPC's worker thread (general-purpose) or on the blocking pool
+// (max-io); every operation must work either way, with the caller's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_in_general_purpose_mode() {
+    round_trip(TestServer::start_with_mode(PerformanceMode::GeneralPurpose).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_in_max_io_mode() {
+    round_trip(TestServer::start_with_mode(PerformanceMode::MaxIo).await).await;
+}
+
+async fn round_trip(s: TestServer) {
     let mut c = s.client().await;
     c.establish(b"round-trip").await.unwrap();
 

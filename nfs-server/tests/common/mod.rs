@@ -11,6 +11,7 @@ use std::time::Duration;
 use openefs_nfs_wire::rpc::{AcceptedBody, ReplyStat};
 use openefs_nfs_wire::xdr::{self, XdrDecode, XdrEncode};
 use openefs_nfsd::client::Client;
+use openefs_nfsd::performance::PerformanceMode;
 use openefs_nfsd::stable::StableStore;
 use openefs_nfsd::state::{Clock, SystemClock};
 use openefs_nfsd::tls::Tls;
@@ -34,13 +35,27 @@ impl TestServer {
 
     pub async fn start_with_clock(clock: Arc<dyn Clock>) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Self::serve(dir, clock, None, None).await
+        Self::serve(dir, clock, None, None, PerformanceMode::default()).await
+    }
+
+    /// A server in performance mode `mode` (which only differs from the
+    /// default on a multi-thread runtime).
+    pub async fn start_with_mode(mode: PerformanceMode) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::serve(dir, Arc::new(SystemClock::default()), None, None, mode).await
     }
 
     /// A server that also serves TLS and STARTTLS on its port.
     pub async fn start_with_tls(tls: Tls) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Self::serve(dir, Arc::new(SystemClock::default()), None, Some(tls)).await
+        Self::serve(
+            dir,
+            Arc::new(SystemClock::default()),
+            None,
+            Some(tls),
+            PerformanceMode::default(),
+        )
+        .await
     }
 
     /// A server over `dir` with stable client records in `state`: started
@@ -55,6 +70,7 @@ impl TestServer {
             clock,
             Some(StableStore::open(state).expect("state dir")),
             None,
+            PerformanceMode::default(),
         )
         .await
     }
@@ -64,11 +80,15 @@ impl TestServer {
         clock: Arc<dyn Clock>,
         store: Option<StableStore>,
         tls: Option<Tls>,
+        mode: PerformanceMode,
     ) -> Self {
         let vfs = Arc::new(LocalVfs::new(dir.path()).expect("LocalVfs (run as root)"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let config = Config::new(dir.path().to_owned(), addr);
+        let config = Config {
+            performance_mode: mode,
+            ..Config::new(dir.path().to_owned(), addr)
+        };
         let server = match store {
             Some(store) => Server::with_store(config, vfs, clock, store),
             None => Server::new(config, vfs, clock),

@@ -31,7 +31,7 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
-use openefs_crds::{AccessPoint, DeletionPolicy, FileSystem, FileSystemId, names};
+use openefs_crds::{AccessPoint, DeletionPolicy, FileSystem, FileSystemId, PerformanceMode, names};
 
 use super::service_name;
 use super::settings::{
@@ -391,6 +391,14 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
         format!("0.0.0.0:{ADMIN_PORT}"),
         "--admin-token-file".to_owned(),
         format!("{ADMIN_PATH}/{ADMIN_TOKEN_KEY}"),
+        // An argument, not a runtime setting: the mode is immutable, and
+        // nfsd reads it only at start.
+        "--performance-mode".to_owned(),
+        match fs.spec.performance_mode {
+            PerformanceMode::GeneralPurpose => "general-purpose",
+            PerformanceMode::MaxIo => "max-io",
+        }
+        .to_owned(),
     ];
     if fs.spec.policy.require_tls {
         args.push("--require-tls".to_owned());
@@ -749,6 +757,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(deleted.backing_pvc.metadata.owner_references, Some(owners));
+    }
+
+    #[test]
+    fn the_performance_mode_reaches_nfsd_as_an_argument() {
+        let mode_arg = |spec: &str| {
+            let pod = objects(&stored("shared", spec), &[], &settings())
+                .unwrap()
+                .stateful_set
+                .spec
+                .template
+                .spec
+                .unwrap();
+            let args = pod.containers[0].args.clone().unwrap();
+            let at = args
+                .iter()
+                .position(|a| a == "--performance-mode")
+                .expect("--performance-mode");
+            args[at + 1].clone()
+        };
+        assert_eq!(mode_arg("{}"), "general-purpose");
+        assert_eq!(mode_arg(r#"{"performanceMode":"maxIO"}"#), "max-io");
     }
 
     #[test]

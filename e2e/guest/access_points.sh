@@ -53,4 +53,20 @@ pause add-ap
 step mount-re-added-ap mount -t "$MOUNT_TYPE" -o "$MOUNT_OPTS" "${MOUNT_SRC}" /tmp/again
 expect_eq re-added-ap-serves 1000:1000 "$(stat -c %u:%g /tmp/again/as-root)"
 umount /tmp/again
+
+section policies
+# The file system policy, switched at runtime (config file + SIGHUP), seen
+# through the export mount by the guest's root.
+mkdir -m 1777 /tmp/root/shared
+pause root-squash
+step squashed-root-creates touch /tmp/root/shared/squashed
+expect_eq squashed-root-owns-as-anonymous 65534:65534 "$(stat -c %u:%g /tmp/root/shared/squashed)"
+expect_err squashed-root-cannot-write-roots-file "Permission denied" sh -c "echo x >>/tmp/root/secret"
+pause read-only
+expect_err read-only-refuses-create "Read-only file system" touch /tmp/root/shared/ro
+expect_err read-only-refuses-remove "Read-only file system" rm -f /tmp/root/shared/squashed
+expect_eq read-only-still-reads "root only" "$(cat /tmp/root/secret)"
+pause writable
+step writable-again touch /tmp/root/shared/rw
+expect_eq writable-again-as-root 0:0 "$(stat -c %u:%g /tmp/root/shared/rw)"
 umount /tmp/root

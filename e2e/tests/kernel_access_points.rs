@@ -6,7 +6,10 @@
 //! and relative symlinks lead nowhere outside, that the export mounted beside
 //! it still acts as the caller; then the host removes the access point from
 //! the config file and sends SIGHUP (its handles go stale at once), and adds
-//! it back (served again, no restart). The workload is
+//! it back (served again, no restart). Then the file system policy, switched
+//! the same way: root squash (root's files belong to the anonymous id, root
+//! cannot write root's files), read-only (EROFS for changes, reads work),
+//! and back. The workload is
 //! `e2e/guest/access_points.sh`. Forged and out-of-scope handles cannot be
 //! made from the guest's shell; the protocol test
 //! `nfs-server/tests/access_points.rs` sends them.
@@ -66,7 +69,10 @@ fn kernel_client_access_point() -> Result<()> {
     let mut on_pause = |name: &str| -> Result<()> {
         match name {
             "remove-ap" => std::fs::write(&config, "")?,
-            "add-ap" => std::fs::write(&config, WITH_AP)?,
+            "add-ap" | "writable" => std::fs::write(&config, WITH_AP)?,
+            // Top-level keys come before the access point table.
+            "root-squash" => std::fs::write(&config, format!("root-squash = true\n{WITH_AP}"))?,
+            "read-only" => std::fs::write(&config, format!("read-only = true\n{WITH_AP}"))?,
             other => bail!("unexpected pause {other}"),
         }
         reloads += 1;
@@ -110,6 +116,17 @@ fn kernel_client_access_point() -> Result<()> {
         "pause-add-ap",
         "mount-re-added-ap",
         "re-added-ap-serves",
+        "pause-root-squash",
+        "squashed-root-creates",
+        "squashed-root-owns-as-anonymous",
+        "squashed-root-cannot-write-roots-file",
+        "pause-read-only",
+        "read-only-refuses-create",
+        "read-only-refuses-remove",
+        "read-only-still-reads",
+        "pause-writable",
+        "writable-again",
+        "writable-again-as-root",
     ])
     .with_context(|| nfsd.log_tail())?;
     // Checked on the server's side too: the guest's view could be its cache.
@@ -120,6 +137,17 @@ fn kernel_client_access_point() -> Result<()> {
         root.uid(),
         root.gid(),
         root.mode() & 0o7777
+    );
+    let squashed = std::fs::metadata(export.join("shared/squashed"))?;
+    ensure!(
+        (squashed.uid(), squashed.gid()) == (65534, 65534),
+        "a file root created under root squash is {}:{}",
+        squashed.uid(),
+        squashed.gid()
+    );
+    ensure!(
+        !export.join("shared/ro").exists(),
+        "created while read-only"
     );
     let file = std::fs::metadata(export.join("teams/x/as-root"))?;
     ensure!(

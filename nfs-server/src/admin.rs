@@ -153,6 +153,9 @@ impl Admin for AdminService {
             .ok_or_else(|| Status::invalid_argument("settings are required"))?;
         let bytes = settings.encode_to_vec();
         let validated = settings_from_api(settings).map_err(Status::invalid_argument)?;
+        validated
+            .check(self.server.tls().is_some())
+            .map_err(Status::failed_precondition)?;
         if let Some(dir) = self.server.config().state_dir.clone() {
             tokio::task::spawn_blocking(move || replace_file(&dir, APPLIED_FILE, &bytes))
                 .await
@@ -163,7 +166,9 @@ impl Admin for AdminService {
                 })?;
         }
         info!("admin API: new settings");
-        self.server.apply_settings(validated);
+        self.server
+            .apply_settings(validated)
+            .map_err(Status::failed_precondition)?;
         Ok(Response::new(api::ApplySettingsResponse {}))
     }
 
@@ -266,6 +271,7 @@ pub fn settings_from_api(s: api::Settings) -> Result<Settings, String> {
         policy: Policy {
             root_squash: policy.root_squash,
             read_only: policy.read_only,
+            require_tls: policy.require_tls,
             anon_uid: policy.anon_uid.unwrap_or(NOBODY),
             anon_gid: policy.anon_gid.unwrap_or(NOBODY),
         },
@@ -343,6 +349,7 @@ pub fn settings_to_api(s: &Settings) -> api::Settings {
         policy: Some(api::Policy {
             root_squash: s.policy.root_squash,
             read_only: s.policy.read_only,
+            require_tls: s.policy.require_tls,
             anon_uid: Some(s.policy.anon_uid),
             anon_gid: Some(s.policy.anon_gid),
         }),

@@ -319,6 +319,7 @@ impl ServeArgs {
             flags: SettingsFlags {
                 root_squash: self.root_squash,
                 read_only: self.read_only,
+                require_tls: self.require_tls,
                 anon_uid: self.anon_uid,
                 anon_gid: self.anon_gid,
                 throughput_mode: self.throughput_mode,
@@ -360,7 +361,7 @@ impl ServeArgs {
         if max_connections == 0 {
             return Err(ConfigError::NoConnections);
         }
-        let require_tls = self.require_tls || file.require_tls.unwrap_or(false);
+        let require_tls = settings.policy.require_tls;
         let client_ca = self.tls_client_ca.or(file.tls_client_ca);
         let tls = match (
             self.tls_cert.or(file.tls_cert),
@@ -370,7 +371,6 @@ impl ServeArgs {
                 cert,
                 key,
                 client_ca,
-                require: require_tls,
             }),
             (None, None) if require_tls => return Err(ConfigError::TlsIncomplete("require-tls")),
             (None, None) if client_ca.is_some() => {
@@ -419,6 +419,7 @@ impl ServeArgs {
 pub struct SettingsFlags {
     pub root_squash: bool,
     pub read_only: bool,
+    pub require_tls: bool,
     pub anon_uid: Option<u32>,
     pub anon_gid: Option<u32>,
     pub throughput_mode: Option<ThroughputModeName>,
@@ -431,6 +432,7 @@ impl SettingsFlags {
             policy: Policy {
                 root_squash: self.root_squash || file.root_squash.unwrap_or(false),
                 read_only: self.read_only || file.read_only.unwrap_or(false),
+                require_tls: self.require_tls || file.require_tls.unwrap_or(false),
                 anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(NOBODY),
                 anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(NOBODY),
             },
@@ -707,9 +709,9 @@ mod tests {
                 cert: "/etc/openefs/tls/tls.crt".into(),
                 key: "/etc/openefs/tls/tls.key".into(),
                 client_ca: None,
-                require: true,
             })
         );
+        assert!(c.settings.policy.require_tls);
         assert!(matches!(
             ServeArgs {
                 admin_listen: Some("127.0.0.1:9000".parse().unwrap()),

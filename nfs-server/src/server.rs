@@ -162,7 +162,10 @@ impl Server {
     }
 
     /// Installs new runtime settings for every RPC that starts from now on.
-    pub fn apply_settings(&self, settings: Settings) {
+    /// Replaces the runtime settings; refused (the old ones stay) when this
+    /// server cannot apply them ([`Settings::check`]).
+    pub fn apply_settings(&self, settings: Settings) -> Result<(), String> {
+        settings.check(self.tls.is_some())?;
         // Not the whole value: thousands of access points make no log line.
         info!(
             policy = ?settings.policy,
@@ -174,6 +177,7 @@ impl Server {
         self.vfs
             .set_access_points(settings.access_points.as_slice());
         self.settings.replace(settings);
+        Ok(())
     }
 
     /// Meters a successful READ (`DataRead`) or WRITE (`DataWrite`) of
@@ -464,9 +468,15 @@ pub async fn run(
     if let (Some(_), Some(dir)) = (&config.admin, &config.state_dir)
         && let Some(applied) = load_applied(dir)?
     {
-        info!("starting with the settings last applied through the admin API");
-        config.settings = applied;
+        match applied.check(config.tls.is_some()) {
+            Ok(()) => {
+                info!("starting with the settings last applied through the admin API");
+                config.settings = applied;
+            }
+            Err(e) => warn!(error = %e, "settings last applied through the admin API ignored"),
+        }
     }
+    let config_require_tls = config.settings.policy.require_tls;
     let clock = Arc::new(SystemClock::default());
     let tls = config.tls.clone().map(Tls::load).transpose()?;
     let server = match &config.state_dir {
@@ -484,7 +494,7 @@ pub async fn run(
     let server = match tls {
         Some(tls) => {
             info!(
-                require = tls.settings().require,
+                require = config_require_tls,
                 mtls = tls.settings().client_ca.is_some(),
                 "TLS and STARTTLS served on the NFS port"
             );
@@ -551,7 +561,11 @@ async fn reload_on_sighup(server: Arc<Server>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             Some(()) = hangup.recv() => match server.config.reload_settings() {
-                Ok(settings) => server.apply_settings(settings),
+                Ok(settings) => {
+                    if let Err(e) = server.apply_settings(settings) {
+                        error!(error = %e, "SIGHUP: settings not reloaded, the old ones stay");
+                    }
+                }
                 Err(e) => error!(error = %e, "SIGHUP: settings not reloaded, the old ones stay"),
             },
         }

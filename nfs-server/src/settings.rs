@@ -32,12 +32,27 @@ impl Default for Settings {
             policy: Policy {
                 root_squash: false,
                 read_only: false,
+                require_tls: false,
                 anon_uid: NOBODY,
                 anon_gid: NOBODY,
             },
             throughput: ThroughputMode::default(),
             access_points: AccessPoints::default(),
         }
+    }
+}
+
+impl Settings {
+    /// What a server with (`tls_served`) or without TLS material can apply.
+    pub fn check(&self, tls_served: bool) -> Result<(), String> {
+        if self.policy.require_tls && !tls_served {
+            return Err(
+                "policy.requireTls needs the server's TLS certificate and key (--tls-cert, \
+                 --tls-key); refusing settings that would refuse every client"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -139,6 +154,10 @@ pub struct Policy {
     pub root_squash: bool,
     /// Refuse every operation that would modify the file system (ROFS).
     pub read_only: bool,
+    /// Serve only TLS connections: new plaintext connections are refused,
+    /// open ones are closed at their next call. Needs the server's TLS
+    /// material ([`Settings::check`]).
+    pub require_tls: bool,
     pub anon_uid: u32,
     pub anon_gid: u32,
 }

@@ -59,8 +59,6 @@ pub struct TlsSettings {
     pub key: PathBuf,
     /// PEM CA bundle: when set, clients must present a certificate it signed.
     pub client_ca: Option<PathBuf>,
-    /// Refuse plaintext RPC connections.
-    pub require: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +271,7 @@ pub async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<&Tls>,
+    require_tls: bool,
     metrics: &Metrics,
 ) -> Option<Connection> {
     if let Err(e) = stream.set_nodelay(true) {
@@ -281,7 +280,8 @@ pub async fn accept(
     let Some(tls) = tls else {
         return Some(Connection::plain(stream, Bytes::new()));
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(stream, peer, tls, metrics)).await {
+    let negotiated = negotiate(stream, peer, tls, require_tls, metrics);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiated).await {
         Ok(conn) => conn,
         Err(_) => {
             warn!(%peer, "no TLS handshake or RPC call in time: closing");
@@ -295,6 +295,7 @@ async fn negotiate(
     mut stream: TcpStream,
     peer: SocketAddr,
     tls: &Tls,
+    require_tls: bool,
     metrics: &Metrics,
 ) -> Option<Connection> {
     let mut first = [0u8; 1];
@@ -331,8 +332,8 @@ async fn negotiate(
         debug!("STARTTLS probe answered");
         return handshake(stream, peer, tls, metrics).await;
     }
-    if tls.settings.require {
-        warn!(%peer, "plaintext RPC connection refused: --require-tls is set");
+    if require_tls {
+        warn!(%peer, "plaintext RPC connection refused: the policy requires TLS");
         metrics.plaintext_refused();
         return None;
     }

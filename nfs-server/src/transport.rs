@@ -114,7 +114,13 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
                 // A handshake in progress must not hold up shutdown.
                 let conn = tokio::select! {
                     _ = shutdown.cancelled() => None,
-                    c = crate::tls::accept(stream, peer, server.tls(), server.metrics()) => c,
+                    c = crate::tls::accept(
+                        stream,
+                        peer,
+                        server.tls(),
+                        server.settings().policy.require_tls,
+                        server.metrics(),
+                    ) => c,
                 };
                 if let Some(conn) = conn {
                     run_connection(conn, server.clone(), shutdown).await;
@@ -132,6 +138,7 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
 
 async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: CancellationToken) {
     debug!(encrypted = conn.encrypted, client = ?conn.client_subject, "connection opened");
+    let encrypted = conn.encrypted;
     let (rd, wr) = (conn.reader, conn.writer);
     let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
     let (tx, rx) = mpsc::channel::<Reply>(CALLS_PER_CONNECTION);
@@ -151,6 +158,13 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
                 break;
             }
         };
+        // A policy switched to requireTls ends plaintext connections too;
+        // the client reconnects, and only TLS gets through.
+        if !encrypted && server.settings().policy.require_tls {
+            warn!("closing a plaintext connection: the policy now requires TLS");
+            server.metrics().plaintext_refused();
+            break;
+        }
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
             p = in_flight.clone().acquire_owned() => match p {

@@ -99,7 +99,8 @@ async fn nfs41_access_points() {
     let dir = s.dir.path();
     std::fs::write(dir.join("secret"), b"root only").unwrap();
     s.server
-        .apply_settings(access_points(&[("a", "/teams/a"), ("b", "/teams/b")]));
+        .apply_settings(access_points(&[("a", "/teams/a"), ("b", "/teams/b")]))
+        .unwrap();
     let mut c = s.client().await;
     c.establish(b"access-points").await.unwrap();
 
@@ -193,7 +194,9 @@ async fn nfs41_access_points() {
         ),
         (OP_LOOKUPP, Nfs4Error::Badhandle)
     );
-    s.server.apply_settings(access_points(&[("b", "/teams/b")]));
+    s.server
+        .apply_settings(access_points(&[("b", "/teams/b")]))
+        .unwrap();
     for fh in [&a, &d] {
         assert_eq!(
             op_error(
@@ -209,7 +212,8 @@ async fn nfs41_access_points() {
     );
     // Added back without a restart: served again, the same handles.
     s.server
-        .apply_settings(access_points(&[("a", "/teams/a"), ("b", "/teams/b")]));
+        .apply_settings(access_points(&[("a", "/teams/a"), ("b", "/teams/b")]))
+        .unwrap();
     assert_eq!(ap_root4(&mut c, "a").await.unwrap(), a);
 
     // /ap lists the access points and cannot be changed.
@@ -246,7 +250,9 @@ async fn nfs3_access_points() {
     let s = TestServer::start().await;
     let dir = s.dir.path();
     std::fs::create_dir(dir.join("data")).unwrap();
-    s.server.apply_settings(access_points(&[("x", "/data")]));
+    s.server
+        .apply_settings(access_points(&[("x", "/data")]))
+        .unwrap();
     let mut c = s.client().await;
     assert_eq!(mnt(&mut c, "/ap/nope").await, Err(MountError::Noent));
     let root = mnt(&mut c, "/ap/x").await.unwrap().fhandle;
@@ -290,7 +296,7 @@ async fn nfs3_access_points() {
     let m = std::fs::metadata(dir.join("data/d")).unwrap();
     assert_eq!((m.uid(), m.gid()), (AP_UID, AP_GID));
 
-    s.server.apply_settings(Settings::default());
+    s.server.apply_settings(Settings::default()).unwrap();
     let r: Getattr3Res = rpc(&mut c, NFS3_PROGRAM, NFS_V3, NFSPROC3_GETATTR, &f).await;
     assert_eq!(r.err().map(|e| e.status), Some(Nfs3Error::Stale));
     assert_eq!(mnt(&mut c, "/ap/x").await, Err(MountError::Noent));
@@ -341,7 +347,7 @@ async fn ten_thousand_access_points() {
     let settings = source.load().expect("10,000 access points load");
     let parsed = started.elapsed();
     let started = Instant::now();
-    s.server.apply_settings(settings);
+    s.server.apply_settings(settings).unwrap();
     let applied = started.elapsed();
     let rss_after = rss_kib();
     assert_eq!(s.server.settings().access_points.as_slice().len(), N);

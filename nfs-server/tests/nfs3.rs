@@ -788,7 +788,7 @@ async fn read_only_policy_refuses_changes_with_rofs() {
         .unwrap();
     let mut settings = (*s.server.settings()).clone();
     settings.policy.read_only = true;
-    s.server.apply_settings(settings);
+    s.server.apply_settings(settings).unwrap();
 
     let write = Write3Args {
         file: fh.clone(),

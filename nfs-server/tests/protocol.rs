@@ -1357,7 +1357,7 @@ async fn policy_changes_apply_to_the_next_compound() {
 
     let mut settings = (*s.server.settings()).clone();
     settings.policy.read_only = true;
-    s.server.apply_settings(settings.clone());
+    s.server.apply_settings(settings.clone()).unwrap();
     // Writes through an open made before the change are refused too.
     assert_eq!(
         on_file(&mut c, &fh, write(b"two")).await,
@@ -1407,7 +1407,7 @@ async fn policy_changes_apply_to_the_next_compound() {
     std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     settings.policy.read_only = false;
     settings.policy.root_squash = true;
-    s.server.apply_settings(settings);
+    s.server.apply_settings(settings).unwrap();
     assert!(matches!(
         on_file(&mut c, &fh, write(b"two")).await,
         ResOp::Write(Ok(_))

@@ -131,7 +131,7 @@ async fn writes_past_a_quota_get_dquot_and_usage_survives_a_restart() {
     let state = tempfile::tempdir().unwrap();
     let clock = Arc::new(SystemClock::default());
     let s = TestServer::start_with_store(dir.clone(), state.path(), clock.clone()).await;
-    s.server.apply_settings(quota_settings());
+    s.server.apply_settings(quota_settings()).unwrap();
     let mut c = s.client().await;
     c.establish(b"quota").await.unwrap();
     let f = create4(&mut c, "f").await.expect("create");
@@ -212,7 +212,7 @@ async fn writes_past_a_quota_get_dquot_and_usage_survives_a_restart() {
     let restored = s.server.vfs().usage();
     assert!(restored.known);
     assert_eq!(restored.stored_bytes, before.stored_bytes);
-    s.server.apply_settings(quota_settings());
+    s.server.apply_settings(quota_settings()).unwrap();
     let after = s.server.vfs().usage();
     assert_eq!(after.access_points, before.access_points);
     let record = openefs_nfsd::usage::load(state.path()).unwrap().unwrap();

@@ -109,13 +109,16 @@ async fn provisioned_20_mibps_is_delivered_and_shared_fairly() {
     let s = TestServer::start().await;
     // A runtime change from the default (elastic), as SIGHUP makes it.
     s.server
-        .apply_settings(with_mode(ThroughputMode::Provisioned { mibps: 20 }));
+        .apply_settings(with_mode(ThroughputMode::Provisioned { mibps: 20 }))
+        .unwrap();
     // The throttle bounds the rate from above, so over 8 s one request
     // more or less is the only slack: 1 MiB in 160.
     let rates = four_writers(&s, 8, "provisioned").await;
     let total: f64 = rates.iter().sum();
     if total < 18.0 {
-        s.server.apply_settings(with_mode(ThroughputMode::Elastic));
+        s.server
+            .apply_settings(with_mode(ThroughputMode::Elastic))
+            .unwrap();
         let unthrottled: f64 = four_writers(&s, 2, "elastic").await.iter().sum();
         panic!(
             "provisioned 20 MiB/s delivered {total:.1} MiB/s; this machine does {unthrottled:.1} MiB/s unthrottled"
@@ -158,7 +161,8 @@ async fn nfs41_reads_count_a_third_and_mode_changes_apply_at_once() {
         ]
     };
     s.server
-        .apply_settings(with_mode(ThroughputMode::Provisioned { mibps: 1 }));
+        .apply_settings(with_mode(ThroughputMode::Provisioned { mibps: 1 }))
+        .unwrap();
     // Seven 1 MiB reads meter 7/3 MiB: at 1 MiB/s the seventh's turn comes
     // after 2 s (fully counted it would be 6 s).
     let began = Instant::now();
@@ -170,7 +174,9 @@ async fn nfs41_reads_count_a_third_and_mode_changes_apply_at_once() {
         (Duration::from_millis(1950)..Duration::from_millis(3500)).contains(&took),
         "{took:?}"
     );
-    s.server.apply_settings(with_mode(ThroughputMode::Elastic));
+    s.server
+        .apply_settings(with_mode(ThroughputMode::Elastic))
+        .unwrap();
     let began = Instant::now();
     for _ in 0..7 {
         c.compound(read(fh.clone())).await.unwrap();
@@ -192,7 +198,8 @@ async fn nfs41_reads_count_a_third_and_mode_changes_apply_at_once() {
     // The upkeep task's walk counts the 2 MiB file into the stored bytes,
     // and the gauges follow the mode (each within a second).
     s.server
-        .apply_settings(with_mode(ThroughputMode::Provisioned { mibps: 3 }));
+        .apply_settings(with_mode(ThroughputMode::Provisioned { mibps: 3 }))
+        .unwrap();
     let gauge = |page: &str, name: &str| {
         page.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())

@@ -34,11 +34,12 @@ use common::{TestServer, accepted};
 use pki::{Ca, write};
 
 /// Certificates on disk: the server's, signed by `ca`, and the settings
-/// naming them.
+/// naming them; `require`: the policy requires TLS.
 struct Files {
     dir: tempfile::TempDir,
     ca: Ca,
     settings: TlsSettings,
+    require: bool,
 }
 
 impl Files {
@@ -50,14 +51,26 @@ impl Files {
             cert: write(dir.path(), "tls.crt", &leaf.cert),
             key: write(dir.path(), "tls.key", &leaf.key),
             client_ca: client_ca.map(|c| write(dir.path(), "client-ca.crt", &c.pem)),
-            require,
         };
-        Self { dir, ca, settings }
+        Self {
+            dir,
+            ca,
+            settings,
+            require,
+        }
     }
 
     async fn serve(&self) -> TestServer {
-        TestServer::start_with_tls(Tls::load(self.settings.clone()).unwrap()).await
+        let s = TestServer::start_with_tls(Tls::load(self.settings.clone()).unwrap()).await;
+        require_tls(&s, self.require);
+        s
     }
+}
+
+fn require_tls(s: &TestServer, require: bool) {
+    let mut settings = (*s.server.settings()).clone();
+    settings.policy.require_tls = require;
+    s.server.apply_settings(settings).unwrap();
 }
 
 fn connector(trusted: &Ca, client: Option<&pki::Leaf>) -> TlsConnector {
@@ -231,6 +244,36 @@ async fn require_tls_refuses_plaintext() {
         .unwrap();
     exercise(&mut Client::over(tls)).await;
     s.stop().await;
+}
+
+/// requireTls switched on at runtime closes an open plaintext connection at
+/// its next call and refuses new ones; switched off, plaintext is served
+/// again. A server without TLS material refuses the policy.
+#[tokio::test]
+async fn require_tls_switched_at_runtime() {
+    let files = Files::new(None, false);
+    let s = files.serve().await;
+    let mut plain = s.client().await;
+    exercise(&mut plain).await;
+    require_tls(&s, true);
+    assert_closed(&mut plain).await;
+    assert_closed(&mut s.client().await).await;
+    let tls = tls_connect(s.addr, &connector(&files.ca, None))
+        .await
+        .unwrap();
+    exercise(&mut Client::over(tls)).await;
+    require_tls(&s, false);
+    exercise(&mut s.client().await).await;
+    s.stop().await;
+
+    let without_tls = TestServer::start().await;
+    let mut settings = (*without_tls.server.settings()).clone();
+    settings.policy.require_tls = true;
+    let err = without_tls.server.apply_settings(settings).unwrap_err();
+    assert!(err.contains("TLS certificate"), "{err}");
+    assert!(!without_tls.server.settings().policy.require_tls);
+    exercise(&mut without_tls.client().await).await;
+    without_tls.stop().await;
 }
 
 /// A client would see the same failure with a server certificate it does

@@ -369,7 +369,7 @@ fn service(id: &FileSystemId, metadata: ObjectMeta) -> Service {
 
 fn nfsd_args(fs: &FileSystem) -> Vec<String> {
     let tls_file = |name: &str| format!("{TLS_PATH}/{name}");
-    let mut args = vec![
+    vec![
         "serve".to_owned(),
         "--export".to_owned(),
         EXPORT_PATH.to_owned(),
@@ -399,11 +399,7 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
             PerformanceMode::MaxIo => "max-io",
         }
         .to_owned(),
-    ];
-    if fs.spec.policy.require_tls {
-        args.push("--require-tls".to_owned());
-    }
-    args
+    ]
 }
 
 fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {

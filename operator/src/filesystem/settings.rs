@@ -78,6 +78,7 @@ pub fn nfsd_settings(fs: &FileSystem, access_points: &[AccessPoint]) -> api::Set
         policy: Some(api::Policy {
             root_squash: policy.root_access == RootAccess::Squash,
             read_only: policy.read_only,
+            require_tls: policy.require_tls,
             anon_uid: None,
             anon_gid: None,
         }),
@@ -140,6 +141,7 @@ fn throughput(fs: &FileSystem) -> api::Throughput {
 struct ConfigFile<'a> {
     root_squash: bool,
     read_only: bool,
+    require_tls: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     anon_uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +189,7 @@ pub fn config_toml(settings: &api::Settings) -> Result<String, toml::ser::Error>
     let file = ConfigFile {
         root_squash: policy.root_squash,
         read_only: policy.read_only,
+        require_tls: policy.require_tls,
         anon_uid: policy.anon_uid,
         anon_gid: policy.anon_gid,
         throughput_mode: match throughput.mode() {
@@ -412,7 +415,14 @@ mod tests {
     #[test]
     fn settings_follow_the_policy() {
         let s = nfsd_settings(&fs("{}"), &[]);
-        assert_eq!(s.policy, Some(api::Policy::default()));
+        assert_eq!(
+            s.policy,
+            Some(api::Policy {
+                require_tls: true,
+                ..Default::default()
+            }),
+            "secure by default"
+        );
         assert_eq!(
             s.throughput.unwrap().mode(),
             api::throughput::Mode::Bursting,
@@ -428,7 +438,7 @@ mod tests {
         assert_eq!(s.throughput.unwrap().provisioned_mibps, 20);
         let toml = config_toml(&s).unwrap();
         assert!(
-            toml.contains("root-squash = true\nread-only = true\nthroughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 20\n"),
+            toml.contains("root-squash = true\nread-only = true\nrequire-tls = true\nthroughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 20\n"),
             "{toml}"
         );
     }
@@ -540,6 +550,9 @@ mod tests {
                 config: Some(file),
                 export: Some(dir.path().to_owned()),
                 listen: Some("127.0.0.1:2049".parse().unwrap()),
+                // As the StatefulSet gives them (requireTls needs them).
+                tls_cert: Some("/etc/openefs/tls/tls.crt".into()),
+                tls_key: Some("/etc/openefs/tls/tls.key".into()),
                 ..Default::default()
             }
             .into_config()
@@ -579,7 +592,11 @@ mod tests {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let nfsd = tokio::spawn(openefs_nfsd::run(config, vfs, shutdown.clone()));
         let endpoint = format!("http://{admin_addr}");
-        let squash = nfsd_settings(&fs(r#"{"policy": {"rootAccess": "squash"}}"#), &[]);
+        // This nfsd has no TLS material, so the policy does not require it.
+        let squash = nfsd_settings(
+            &fs(r#"{"policy": {"rootAccess": "squash", "requireTls": false}}"#),
+            &[],
+        );
         let mut pushed = Err(tonic::Status::unavailable("not tried"));
         for _ in 0..100 {
             pushed = GrpcAdmin

@@ -51,6 +51,40 @@ where
     Ok(true)
 }
 
+/// Field manager of metered sizes: a status field the reconciler of the
+/// object does not own, so its applies (which omit it) never remove it.
+pub const USAGE_FIELD_MANAGER: &str = "openefs-usage";
+
+/// Writes `size` as `status.sizeInBytes` of `name`, under
+/// [`USAGE_FIELD_MANAGER`].
+pub async fn metered_size<K>(
+    api: &Api<K>,
+    (namespace, name): (&str, &str),
+    size: &openefs_crds::SizeInBytes,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": { "sizeInBytes": size },
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(USAGE_FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(|source| Error::WriteStatus {
+        kind: K::kind(&()).into_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(())
+}
+
 /// Applies `object` (server-side apply, `force`) and returns it as stored,
 /// status included. `force`: the operator is the authority for every field
 /// it sends, so a conflicting manager (someone who edited the Service by

@@ -25,7 +25,7 @@ use kube::{
 use openefs_crds::{AccessPoint, FileSystem, FileSystemId, names, volume_handle::VolumeHandle};
 
 use crate::{
-    Context, CoreObjects, RESYNC, apply::status_if_changed, error::Error, events, identity,
+    Context, CoreObjects, RESYNC, apply, apply::status_if_changed, error::Error, events, identity,
 };
 use status::Observed;
 
@@ -89,11 +89,11 @@ async fn apply_server(
         let applied = server::apply(&ctx.client, &objects).await?;
         let pod = desired::pod_dns_name(factory.id(), factory.namespace(), &ctx.cluster_domain);
         let nfsd = settings::nfsd_settings(fs, &access_points);
-        Ok::<_, Error>((applied, pod, token, nfsd, ca_bundle))
+        Ok::<_, Error>((applied, pod, token, nfsd, ca_bundle, access_points))
     }
     .await;
     match applied {
-        Ok((applied, pod, token, nfsd, ca_bundle)) => {
+        Ok((applied, pod, token, nfsd, ca_bundle, access_points)) => {
             let mut components = server::verdicts(&applied).to_vec();
             let serving = components.iter().any(|v| {
                 v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True
@@ -108,6 +108,9 @@ async fn apply_server(
                     tracing::warn!(error = %e, "settings not pushed to nfsd");
                 }
                 usage = pushed.as_ref().ok().map(|u| settings::usage(fs, u));
+                if let Ok(u) = &pushed {
+                    write_access_point_sizes(ctx, fs, &access_points, u).await;
+                }
                 components.push(settings::verdict(&pushed));
             } else {
                 components.push(settings::waiting_verdict());
@@ -123,6 +126,27 @@ async fn apply_server(
             let event = events::failure(REASON_APPLY_FAILED, &error);
             events::publish(&core.recorder, &fs.object_ref(&()), vec![event]).await;
             Err(error)
+        }
+    }
+}
+
+/// Writes each AccessPoint's metered size that nfsd reports differently
+/// from its status. A failure is logged: sizes are figures, written again
+/// at the next reconcile.
+async fn write_access_point_sizes(
+    ctx: &Context,
+    fs: &FileSystem,
+    access_points: &[AccessPoint],
+    u: &openefs_admin_api::v1::Usage,
+) {
+    let Some(namespace) = fs.namespace() else {
+        return;
+    };
+    let api: Api<AccessPoint> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Time(Timestamp::now());
+    for (name, size) in settings::access_point_sizes(access_points, u, &now) {
+        if let Err(e) = apply::metered_size(&api, (&namespace, &name), &size).await {
+            tracing::warn!(error = %e, access_point = %name, "AccessPoint size not written");
         }
     }
 }

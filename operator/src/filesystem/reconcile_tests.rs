@@ -66,6 +66,11 @@ impl AdminCalls for FakeAdmin {
                 stored_bytes: 6 << 30,
                 burst_credit_bytes: 1 << 40,
                 permitted_bytes_per_second: Some(100 << 20),
+                access_points: vec![admin_api::AccessPointUsage {
+                    id: "fsap-474c09b5b06e069d2".into(),
+                    stored_bytes: 12 << 10,
+                    max_bytes: None,
+                }],
                 ..Default::default()
             }),
         };
@@ -479,6 +484,13 @@ async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
         json!({"permittedMiBps": 100.0, "burstCreditBalanceBytes": 1i64 << 40}),
         "bursting, EFS's default mode: credits are reported"
     );
+    // nfsd's per-access-point figure reaches the AccessPoint's status.
+    let size = |name: &str| {
+        api.get(&format!("{ACCESS_POINTS}/{name}")).unwrap()["status"]["sizeInBytes"]["value"]
+            .clone()
+    };
+    assert_eq!(size("web"), json!(12 << 10));
+    assert_eq!(size("other"), Value::Null, "not this file system's");
     // The policy is not in the pod template: changing it rolls no pod.
     let args = api.get(STS).unwrap()["spec"]["template"]["spec"]["containers"][0]["args"].clone();
     assert!(!args.to_string().contains("squash"), "{args}");

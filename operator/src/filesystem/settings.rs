@@ -15,11 +15,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Api, Client, ResourceExt};
 use openefs_admin_api::v1 as api;
 use openefs_admin_api::v1::admin_client::AdminClient;
 use openefs_crds::{
-    AccessPoint, AccessPointId, FileSystem, FileSystemId, RootAccess, ThroughputMode,
+    AccessPoint, AccessPointId, FileSystem, FileSystemId, RootAccess, SizeInBytes, ThroughputMode,
 };
 use serde::Serialize;
 
@@ -362,6 +363,34 @@ pub fn usage(fs: &FileSystem, u: &api::Usage) -> Usage {
     }
 }
 
+/// The AccessPoints whose metered size nfsd reports differently from their
+/// status, with the size to write (by name). AccessPoints nfsd does not
+/// report (not pushed yet, being deleted) keep what they have.
+pub fn access_point_sizes(
+    access_points: &[AccessPoint],
+    u: &api::Usage,
+    now: &Time,
+) -> Vec<(String, SizeInBytes)> {
+    access_points
+        .iter()
+        .filter_map(|ap| {
+            let id = AccessPointId::of(ap).ok()?;
+            let reported = u.access_points.iter().find(|r| r.id == id.as_str())?;
+            let value = i64::try_from(reported.stored_bytes).unwrap_or(i64::MAX);
+            let current = ap.status.as_ref().and_then(|s| s.size_in_bytes.as_ref());
+            (current.map(|c| c.value) != Some(value)).then(|| {
+                (
+                    ap.name_any(),
+                    SizeInBytes {
+                        value,
+                        timestamp: now.clone(),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
 /// `SettingsApplied` from a push's outcome.
 pub fn verdict(pushed: &Result<api::Usage, tonic::Status>) -> Verdict {
     let failed = |reason, what: &str, status: &tonic::Status| Verdict {
@@ -441,6 +470,52 @@ mod tests {
             toml.contains("root-squash = true\nread-only = true\nrequire-tls = true\nthroughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 20\n"),
             "{toml}"
         );
+    }
+
+    #[test]
+    fn access_point_sizes_are_written_only_when_they_change() {
+        let ap = |name: &str, uid: &str, size: Option<i64>| {
+            let mut ap: AccessPoint = serde_json::from_value(serde_json::json!({
+                "apiVersion": "openefs.io/v1alpha1", "kind": "AccessPoint",
+                "metadata": {"name": name, "namespace": "team", "uid": uid},
+                "spec": {"fileSystemRef": {"name": "shared"}, "rootDirectory": {"path": "/x"}},
+            }))
+            .unwrap();
+            ap.status = size.map(|value| openefs_crds::AccessPointStatus {
+                size_in_bytes: Some(SizeInBytes {
+                    value,
+                    timestamp: Time(Default::default()),
+                }),
+                ..Default::default()
+            });
+            ap
+        };
+        let aps = [
+            ap("same", "u-1", Some(4096)),
+            ap("grown", "u-2", Some(4096)),
+            ap("new", "u-3", None),
+            ap("unreported", "u-4", None),
+        ];
+        let id = |ap: &AccessPoint| AccessPointId::of(ap).unwrap().as_str().to_owned();
+        let reported = |ap: &AccessPoint, stored_bytes| api::AccessPointUsage {
+            id: id(ap),
+            stored_bytes,
+            max_bytes: None,
+        };
+        let usage = api::Usage {
+            access_points: vec![
+                reported(&aps[0], 4096),
+                reported(&aps[1], 8192),
+                reported(&aps[2], 0),
+            ],
+            ..Default::default()
+        };
+        let now = Time(Default::default());
+        let written: Vec<(String, i64)> = access_point_sizes(&aps, &usage, &now)
+            .into_iter()
+            .map(|(name, size)| (name, size.value))
+            .collect();
+        assert_eq!(written, [("grown".to_owned(), 8192), ("new".to_owned(), 0)]);
     }
 
     #[test]

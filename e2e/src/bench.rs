@@ -18,6 +18,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use openefs_csi::tls_proxy::spec::{TunnelSpec, write as write_tunnel};
 
 use crate::apiserver::repo_root;
 use crate::command::output_within;
@@ -25,7 +26,10 @@ use crate::fio;
 use crate::ganesha::Ganesha;
 use crate::libnfs::Server;
 use crate::nfsd::Nfsd;
+use crate::pki;
 use crate::qemu::free_loopback_port;
+use crate::stunnel::{self, Stunnel};
+use crate::tls_proxy::TlsProxy;
 
 const GIB: f64 = (1u64 << 30) as f64;
 /// The file every data scenario works on, in each server's export.
@@ -190,6 +194,11 @@ pub struct Row {
     /// nfsd in performance mode maxIO ([`run_modes`] only; `nfsd` is the
     /// default mode, generalPurpose).
     pub nfsd_max_io: Vec<f64>,
+    /// nfsd through `openefs-csi tls-proxy` ([`run_tls`] only; `nfsd` is
+    /// plaintext there).
+    pub tls_proxy: Vec<f64>,
+    /// nfsd through stunnel4 ([`run_tls`] only).
+    pub stunnel: Vec<f64>,
 }
 
 impl Row {
@@ -198,6 +207,8 @@ impl Row {
             Side::Nfsd => &self.nfsd,
             Side::NfsdMaxIo => &self.nfsd_max_io,
             Side::Ganesha => &self.ganesha,
+            Side::TlsProxy => &self.tls_proxy,
+            Side::Stunnel => &self.stunnel,
         }
     }
 }
@@ -210,6 +221,10 @@ pub enum Side {
     /// openefs-nfsd with `--performance-mode max-io`.
     NfsdMaxIo,
     Ganesha,
+    /// openefs-nfsd through `openefs-csi tls-proxy` (TLS 1.3).
+    TlsProxy,
+    /// openefs-nfsd through stunnel4 in client mode (TLS 1.3).
+    Stunnel,
 }
 
 impl Side {
@@ -218,6 +233,8 @@ impl Side {
             Side::Nfsd => "openefs-nfsd",
             Side::NfsdMaxIo => "openefs-nfsd maxIO",
             Side::Ganesha => "nfs-ganesha",
+            Side::TlsProxy => "nfsd via tls-proxy",
+            Side::Stunnel => "nfsd via stunnel",
         }
     }
 }
@@ -242,6 +259,8 @@ impl Table {
                     nfsd: Vec::new(),
                     ganesha: Vec::new(),
                     nfsd_max_io: Vec::new(),
+                    tls_proxy: Vec::new(),
+                    stunnel: Vec::new(),
                 });
                 self.rows.last_mut().expect("just pushed")
             }
@@ -250,6 +269,8 @@ impl Table {
             Side::Nfsd => row.nfsd.push(v),
             Side::NfsdMaxIo => row.nfsd_max_io.push(v),
             Side::Ganesha => row.ganesha.push(v),
+            Side::TlsProxy => row.tls_proxy.push(v),
+            Side::Stunnel => row.stunnel.push(v),
         }
     }
 
@@ -293,6 +314,41 @@ impl Table {
                 r(max_io, gp),
                 r(gp, g),
                 r(max_io, g),
+            );
+        }
+        out
+    }
+
+    /// The TLS report ([`run_tls`]): per figure the medians of plaintext,
+    /// tls-proxy and stunnel, proxy ÷ stunnel and proxy ÷ plaintext, and
+    /// for throughput figures (MB/s, IOPS) whether issue #9's targets are
+    /// met: the proxy at least [`TLS_TARGET_VS_STUNNEL`] × stunnel and
+    /// within 15 % of plaintext ([`TLS_TARGET_VS_PLAINTEXT`]).
+    pub fn markdown_tls(&self) -> String {
+        let mut out = String::from(
+            "| figure | unit | plaintext | tls-proxy | stunnel | proxy ÷ stunnel | \
+             proxy ÷ plaintext | targets |\n\
+             |---|---|--:|--:|--:|--:|--:|---|\n",
+        );
+        let r = |a, b| ratio(a, b).map_or("–".into(), |r| format!("{r:.2}×"));
+        for row in &self.rows {
+            let [plain, proxy, stunnel] =
+                [Side::Nfsd, Side::TlsProxy, Side::Stunnel].map(|side| median(row.values(side)));
+            let targets = if matches!(row.unit, "MB/s" | "IOPS") {
+                tls_targets(ratio(proxy, stunnel), ratio(proxy, plain))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {targets} |",
+                row.name,
+                row.unit,
+                fmt_opt(plain),
+                fmt_opt(proxy),
+                fmt_opt(stunnel),
+                r(proxy, stunnel),
+                r(proxy, plain),
             );
         }
         out
@@ -352,6 +408,26 @@ impl Table {
 }
 
 const LOOPBACK_TCP: &str = "loopback TCP (iperf3, 1 stream)";
+
+/// Issue #9: the proxy's throughput at least 1.5 × stunnel's …
+pub const TLS_TARGET_VS_STUNNEL: f64 = 1.5;
+/// … and within 15 % of plaintext.
+pub const TLS_TARGET_VS_PLAINTEXT: f64 = 0.85;
+
+/// The targets cell of a throughput figure: each target met or not, or
+/// unknown when a side has no figure.
+fn tls_targets(vs_stunnel: Option<f64>, vs_plaintext: Option<f64>) -> String {
+    let verdict = |r: Option<f64>, target: f64| match r {
+        Some(r) if r >= target => "met",
+        Some(_) => "NOT met",
+        None => "unknown",
+    };
+    format!(
+        "≥ {TLS_TARGET_VS_STUNNEL}× stunnel: {}; ≥ {TLS_TARGET_VS_PLAINTEXT}× plaintext: {}",
+        verdict(vs_stunnel, TLS_TARGET_VS_STUNNEL),
+        verdict(vs_plaintext, TLS_TARGET_VS_PLAINTEXT)
+    )
+}
 
 /// The middle value (mean of the two middle ones for an even count); `None`
 /// for no values.
@@ -566,8 +642,10 @@ pub struct Options {
 /// The whole run's outcome.
 pub struct Outcome {
     pub table: Table,
-    /// The configuration ganesha ran with.
+    /// The configuration ganesha ran with (empty in [`run_tls`]).
     pub ganesha_config: String,
+    /// The configuration stunnel ran with ([`run_tls`] only).
+    pub stunnel_config: String,
 }
 
 /// Runs everything: ceilings, data scenarios interleaved between the two
@@ -661,6 +739,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     Ok(Outcome {
         table,
         ganesha_config,
+        stunnel_config: String::new(),
     })
 }
 
@@ -752,7 +831,7 @@ pub fn run_modes(opts: &Options) -> Result<Outcome> {
     let log = |side| match side {
         Side::Nfsd => gp.log_tail(),
         Side::NfsdMaxIo => max_io.log_tail(),
-        Side::Ganesha => server_log(side, &gp, &ganesha),
+        other => server_log(other, &gp, &ganesha),
     };
     let lone = Params {
         jobs: 1,
@@ -774,15 +853,7 @@ pub fn run_modes(opts: &Options) -> Result<Outcome> {
             for &i in &order {
                 let side = targets[i].side;
                 fio_phase(&mut targets[i], scenario, p, scratch.path(), |dir| {
-                    let jobs = match p.jobs {
-                        1 => "1 job".to_owned(),
-                        n => format!("{n} jobs"),
-                    };
-                    let name = format!("{} ({jobs})", scenario.name());
-                    table.record(&name, "IOPS", Better::Higher, side, dir.iops);
-                    if let Some(us) = dir.clat_percentile_us(50.0) {
-                        table.record(&format!("{name} p50"), "µs", Better::Lower, side, us);
-                    }
+                    record_per_jobs(&mut table, side, scenario, p.jobs, dir)
                 })
                 .with_context(|| format!("{} against {}", scenario.name(), side.label()))
                 .with_context(|| log(side))?;
@@ -802,13 +873,166 @@ pub fn run_modes(opts: &Options) -> Result<Outcome> {
     Ok(Outcome {
         table,
         ganesha_config,
+        stunnel_config: String::new(),
+    })
+}
+
+/// Records one fio run of [`run_modes`] and [`run_tls`]: MB/s of a
+/// sequential scenario; IOPS and p50 latency of a random one, named with
+/// its client count.
+fn record_per_jobs(
+    table: &mut Table,
+    side: Side,
+    scenario: Scenario,
+    jobs: u32,
+    dir: &fio::Direction,
+) {
+    if !scenario.is_random() {
+        table.record(
+            scenario.name(),
+            "MB/s",
+            Better::Higher,
+            side,
+            dir.mb_per_s(),
+        );
+        return;
+    }
+    let jobs = match jobs {
+        1 => "1 job".to_owned(),
+        n => format!("{n} jobs"),
+    };
+    let name = format!("{} ({jobs})", scenario.name());
+    table.record(&name, "IOPS", Better::Higher, side, dir.iops);
+    if let Some(us) = dir.clat_percentile_us(50.0) {
+        table.record(&format!("{name} p50"), "µs", Better::Lower, side, us);
+    }
+}
+
+/// The name nfsd's certificate is issued for, which the proxy and stunnel
+/// verify.
+const TLS_SERVER_NAME: &str = "fs-bench.openefs.test";
+
+/// The TLS comparison (`openefs-bench --tls`, issue #9): one openefs-nfsd
+/// with a certificate from a throwaway CA (plaintext still allowed), reached
+/// by the same libnfs client three ways: plaintext to nfsd's port, through
+/// `openefs-csi tls-proxy` (one tunnel), and through stunnel4 in client mode
+/// (one tunnel, configured alike: [`crate::stunnel`]). 1 MiB sequential
+/// write and read (1 job), 4 KiB random read of 1 job and of
+/// `params.jobs` jobs; the three take turns as in [`run`]. The CPU and
+/// memory figures are the tunnel process's (proxy or stunnel), not nfsd's.
+pub fn run_tls(opts: &Options) -> Result<Outcome> {
+    let params = &opts.params;
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
+    let fio_binary = fio::binary()?;
+    eprintln!("bench: fio {}", fio_binary.display());
+    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
+    let work = scratch.path();
+
+    let pki_dir = work.join("tls");
+    std::fs::create_dir(&pki_dir)?;
+    let ca = pki::Ca::new("openefs bench CA");
+    let leaf = ca.server(&[TLS_SERVER_NAME]);
+    let cert = pki::write(&pki_dir, "tls.crt", &leaf.cert);
+    let key = pki::write(&pki_dir, "tls.key", &leaf.key);
+    let ca_path = pki::write(&pki_dir, "ca.crt", &ca.pem);
+
+    let export = work.join("nfsd-export");
+    std::fs::create_dir(&export)?;
+    lay_out(&export.join(DATA_FILE), params.file_size, work)?;
+    let nfsd = Nfsd::start_with_args(
+        &export,
+        work.join("nfsd.log"),
+        &[
+            "--tls-cert",
+            &cert.to_string_lossy(),
+            "--tls-key",
+            &key.to_string_lossy(),
+        ],
+    )?;
+    let upstream = format!("127.0.0.1:{}", nfsd.port());
+
+    let tunnels = work.join("tunnels");
+    std::fs::create_dir(&tunnels)?;
+    let proxy_port = free_loopback_port()?;
+    write_tunnel(
+        &tunnels,
+        "bench",
+        &TunnelSpec {
+            local_port: proxy_port,
+            server: upstream.clone(),
+            server_name: TLS_SERVER_NAME.into(),
+            ca: ca_path.clone(),
+        },
+    )?;
+    let mut proxy = TlsProxy::start(&tunnels, work.join("tls-proxy.log"))?;
+    proxy.wait_for_tunnel(proxy_port)?;
+    let stunnel_port = free_loopback_port()?;
+    let stunnel = Stunnel::start(
+        &stunnel::Tunnel {
+            accept_port: stunnel_port,
+            server: upstream,
+            server_name: TLS_SERVER_NAME.into(),
+            ca: ca_path,
+        },
+        work,
+    )?;
+
+    // nfsd serves MOUNT on its NFS port, so one forwarded port carries both.
+    let via = |port| Server::v3(port, port);
+    let mut targets = [
+        Target::new(Side::Nfsd, nfsd.pid(), via(nfsd.port()), export.clone()),
+        Target::new(Side::TlsProxy, proxy.pid(), via(proxy_port), export.clone()),
+        Target::new(Side::Stunnel, stunnel.pid(), via(stunnel_port), export),
+    ];
+    let log = |side| match side {
+        Side::TlsProxy => format!("{}\n{}", proxy.log_tail(), nfsd.log_tail()),
+        Side::Stunnel => format!("{}\n{}", stunnel.log_tail(), nfsd.log_tail()),
+        _ => nfsd.log_tail(),
+    };
+    let lone = Params {
+        jobs: 1,
+        ..params.clone()
+    };
+    let mut table = Table::default();
+    for repeat in 0..params.repeats {
+        let order: Vec<usize> = (0..3).map(|i| (i + repeat) % 3).collect();
+        for (scenario, p) in [
+            (Scenario::SeqWrite, params),
+            (Scenario::SeqRead, params),
+            (Scenario::RandRead, &lone),
+            (Scenario::RandRead, params),
+        ] {
+            for &i in &order {
+                let side = targets[i].side;
+                fio_phase(&mut targets[i], scenario, p, work, |dir| {
+                    record_per_jobs(&mut table, side, scenario, p.jobs, dir)
+                })
+                .with_context(|| format!("{} against {}", scenario.name(), side.label()))
+                .with_context(|| log(side))?;
+            }
+        }
+    }
+    // Plaintext has no tunnel process: its CPU and memory (nfsd's) would
+    // not compare with the tunnels'.
+    let [plain, via_proxy, via_stunnel] = targets;
+    plain.rss.finish()?;
+    for target in [via_proxy, via_stunnel] {
+        record_costs(target, &mut table)?;
+    }
+    let stunnel_config = std::fs::read_to_string(work.join("stunnel.conf"))?;
+    drop((stunnel, proxy, nfsd));
+    Ok(Outcome {
+        table,
+        ganesha_config: String::new(),
+        stunnel_config,
     })
 }
 
 /// The log of the server a failed step ran against, for its error.
 fn server_log(side: Side, nfsd: &Nfsd, ganesha: &Ganesha) -> String {
     match side {
-        Side::Nfsd | Side::NfsdMaxIo => nfsd.log_tail(),
+        Side::Nfsd | Side::NfsdMaxIo | Side::TlsProxy | Side::Stunnel => nfsd.log_tail(),
         Side::Ganesha => format!(
             "--- ganesha log ---\n{}",
             std::fs::read_to_string(ganesha.log_path()).unwrap_or_default()
@@ -1173,6 +1397,64 @@ mod tests {
         );
         assert!(
             md.contains("| x | IOPS | 3.00 | 9.00 | – | 3.00× | – | – | maxIO |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn tls_table_compares_proxy_with_stunnel_and_plaintext_against_the_targets() {
+        let mut t = Table::default();
+        let seq = Scenario::SeqRead.name();
+        for (side, v) in [
+            (Side::Nfsd, 1000.0),
+            (Side::TlsProxy, 900.0),
+            (Side::Stunnel, 500.0),
+            (Side::TlsProxy, 700.0),
+        ] {
+            t.record(seq, "MB/s", Better::Higher, side, v);
+        }
+        // 1.2× stunnel and 0.6× plaintext: both targets missed.
+        for (side, v) in [
+            (Side::Nfsd, 100.0),
+            (Side::TlsProxy, 60.0),
+            (Side::Stunnel, 50.0),
+        ] {
+            t.record("rand read 4 KiB (1 job)", "IOPS", Better::Higher, side, v);
+        }
+        t.record(
+            "peak RSS (VmHWM)",
+            "MiB",
+            Better::Lower,
+            Side::TlsProxy,
+            12.0,
+        );
+        t.record("peak RSS (VmHWM)", "MiB", Better::Lower, Side::Stunnel, 6.0);
+        t.record("only stunnel", "MB/s", Better::Higher, Side::Stunnel, 6.0);
+        let md = t.markdown_tls();
+        assert!(
+            md.contains(&format!(
+                "| {seq} | MB/s | 1000 | 800 | 500 | 1.60× | 0.80× | \
+                 ≥ 1.5× stunnel: met; ≥ 0.85× plaintext: NOT met |"
+            )),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| rand read 4 KiB (1 job) | IOPS | 100 | 60.0 | 50.0 | 1.20× | 0.60× | \
+                 ≥ 1.5× stunnel: NOT met; ≥ 0.85× plaintext: NOT met |"
+            ),
+            "{md}"
+        );
+        // Costs have no target; a missing side has no ratio and no verdict.
+        assert!(
+            md.contains("| peak RSS (VmHWM) | MiB | – | 12.0 | 6.00 | 2.00× | – |  |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| only stunnel | MB/s | – | – | 6.00 | – | – | \
+                 ≥ 1.5× stunnel: unknown; ≥ 0.85× plaintext: unknown |"
+            ),
             "{md}"
         );
     }

@@ -8,5 +8,9 @@ pub mod ganesha;
 pub mod libnfs;
 pub mod locks;
 pub mod nfsd;
+/// Throwaway CAs (rcgen), shared with nfsd's TLS tests.
+#[path = "../../nfs-server/tests/common/pki.rs"]
+pub mod pki;
 pub mod qemu;
+pub mod stunnel;
 pub mod tls_proxy;

@@ -36,8 +36,7 @@ use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
 use tokio::runtime::Runtime;
 use tonic::{Code, transport::Channel};
 
-#[path = "../../nfs-server/tests/common/pki.rs"]
-mod pki;
+use openefs_e2e::pki;
 
 const WORKLOAD: &str = include_str!("../guest/csi_node.sh");
 const NODE_ID: &str = "guest-node";

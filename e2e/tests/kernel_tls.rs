@@ -17,8 +17,7 @@ use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
 use openefs_e2e::tls_proxy::TlsProxy;
 use sha2::{Digest, Sha256};
 
-#[path = "../../nfs-server/tests/common/pki.rs"]
-mod pki;
+use openefs_e2e::pki;
 
 const WORKLOAD: &str = include_str!("../guest/tls.sh");
 const SERVER_NAME: &str = "fs-tls.openefs.test";

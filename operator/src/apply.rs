@@ -31,14 +31,30 @@ where
     if current == Some(desired) {
         return Ok(false);
     }
+    apply_status(api, (namespace, name), names::FIELD_MANAGER, owned).await?;
+    Ok(true)
+}
+
+/// Server-side applies `status` as `name`'s status under `manager`, with
+/// `force`.
+async fn apply_status<K, S>(
+    api: &Api<K>,
+    (namespace, name): (&str, &str),
+    manager: &str,
+    status: &S,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "status": owned,
+        "status": status,
     });
     api.patch_status(
         name,
-        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &PatchParams::apply(manager).force(),
         &Patch::Apply(body),
     )
     .await
@@ -48,7 +64,7 @@ where
         name: name.to_owned(),
         source: Box::new(source),
     })?;
-    Ok(true)
+    Ok(())
 }
 
 /// Field manager of metered sizes: a status field the reconciler of the
@@ -65,24 +81,8 @@ pub async fn metered_size<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": { "sizeInBytes": size },
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(USAGE_FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .map_err(|source| Error::WriteStatus {
-        kind: K::kind(&()).into_owned(),
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        source: Box::new(source),
-    })?;
-    Ok(())
+    let status = serde_json::json!({ "sizeInBytes": size });
+    apply_status(api, (namespace, name), USAGE_FIELD_MANAGER, &status).await
 }
 
 /// Applies `object` (server-side apply, `force`) and returns it as stored,

@@ -45,15 +45,22 @@ pub fn for_transitions(before: &[Condition], after: &[Condition]) -> Vec<Event> 
         .collect()
 }
 
-/// Publishes one Event per condition transition from `before` to `after`
-/// on `reference`.
+/// After a status write: publishes one Event per condition transition from
+/// `before` (the status read, if any) to `after` on `reference`, when the
+/// write happened (`patched`) and there is a recorder (Events need the core
+/// kinds' permissions).
 pub async fn publish_transitions(
-    recorder: &Recorder,
+    recorder: Option<&Recorder>,
+    patched: bool,
     reference: &ObjectReference,
-    before: &[Condition],
+    before: Option<&[Condition]>,
     after: &[Condition],
 ) {
-    publish(recorder, reference, for_transitions(before, after)).await;
+    let (true, Some(recorder)) = (patched, recorder) else {
+        return;
+    };
+    let events = for_transitions(before.unwrap_or_default(), after);
+    publish(recorder, reference, events).await;
 }
 
 /// A Warning Event for a reconcile that failed before it could write a

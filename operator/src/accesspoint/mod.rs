@@ -68,21 +68,14 @@ async fn write_status(
         &status::owned(&desired),
     )
     .await?;
-    // Events need the core kinds' permissions, as the FileSystem's do.
-    if let (true, Some(core)) = (patched, &ctx.core) {
-        let before = ap
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default();
-        events::publish_transitions(
-            &core.recorder,
-            &ap.object_ref(&()),
-            before,
-            &desired.conditions,
-        )
-        .await;
-    }
+    events::publish_transitions(
+        ctx.core.as_ref().map(|core| &core.recorder),
+        patched,
+        &ap.object_ref(&()),
+        ap.status.as_ref().map(|s| s.conditions.as_slice()),
+        &desired.conditions,
+    )
+    .await;
     tracing::debug!(status_patched = patched, phase = ?desired.phase, "reconciled");
     Ok(())
 }

@@ -270,20 +270,14 @@ async fn write_status(
         &status::owned(&desired, observed),
     )
     .await?;
-    if let (true, Some(core)) = (patched, &ctx.core) {
-        let before = fs
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default();
-        events::publish_transitions(
-            &core.recorder,
-            &fs.object_ref(&()),
-            before,
-            &desired.conditions,
-        )
-        .await;
-    }
+    events::publish_transitions(
+        ctx.core.as_ref().map(|core| &core.recorder),
+        patched,
+        &fs.object_ref(&()),
+        fs.status.as_ref().map(|s| s.conditions.as_slice()),
+        &desired.conditions,
+    )
+    .await;
     tracing::debug!(status_patched = patched, phase = ?desired.phase, "reconciled");
     Ok(())
 }

@@ -25,8 +25,7 @@ use crate::command::output_within;
 use crate::fio;
 use crate::ganesha::Ganesha;
 use crate::libnfs::Server;
-use crate::nfsd::Nfsd;
-use crate::pki;
+use crate::nfsd::{Nfsd, TlsFiles};
 use crate::qemu::free_loopback_port;
 use crate::stunnel::{self, Stunnel};
 use crate::tls_proxy::TlsProxy;
@@ -931,25 +930,13 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
 
     let pki_dir = work.join("tls");
     std::fs::create_dir(&pki_dir)?;
-    let ca = pki::Ca::new("openefs bench CA");
-    let leaf = ca.server(&[TLS_SERVER_NAME]);
-    let cert = pki::write(&pki_dir, "tls.crt", &leaf.cert);
-    let key = pki::write(&pki_dir, "tls.key", &leaf.key);
-    let ca_path = pki::write(&pki_dir, "ca.crt", &ca.pem);
+    let tls = TlsFiles::write(&pki_dir, "openefs bench CA", &[TLS_SERVER_NAME]);
+    let ca_path = tls.ca_cert.clone();
 
     let export = work.join("nfsd-export");
     std::fs::create_dir(&export)?;
     lay_out(&export.join(DATA_FILE), params.file_size, work)?;
-    let nfsd = Nfsd::start_with_args(
-        &export,
-        work.join("nfsd.log"),
-        &[
-            "--tls-cert",
-            &cert.to_string_lossy(),
-            "--tls-key",
-            &key.to_string_lossy(),
-        ],
-    )?;
+    let nfsd = Nfsd::start_with_tls(&export, work.join("nfsd.log"), &tls, &[])?;
     let upstream = format!("127.0.0.1:{}", nfsd.port());
 
     let tunnels = work.join("tunnels");

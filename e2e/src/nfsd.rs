@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::binaries::workspace_binary;
+use crate::pki;
 use crate::qemu::{free_loopback_port, wait_for_listener};
 
 pub struct Nfsd {
@@ -23,7 +24,44 @@ pub struct Nfsd {
     child: Child,
 }
 
+/// A server's TLS material as the operator's `<fs-id>-tls` Secret holds it:
+/// a new CA and a certificate for `names` it signed, written into a
+/// directory as `tls.crt`, `tls.key` and `ca.crt`.
+pub struct TlsFiles {
+    pub ca: pki::Ca,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `ca.crt`, what clients verify the server against.
+    pub ca_cert: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn write(dir: &Path, ca_name: &str, names: &[&str]) -> Self {
+        let ca = pki::Ca::new(ca_name);
+        let leaf = ca.server(names);
+        Self {
+            cert: pki::write(dir, "tls.crt", &leaf.cert),
+            key: pki::write(dir, "tls.key", &leaf.key),
+            ca_cert: pki::write(dir, "ca.crt", &ca.pem),
+            ca,
+        }
+    }
+}
+
 impl Nfsd {
+    /// As [`Nfsd::start_with_args`], serving TLS with `tls` too.
+    pub fn start_with_tls(
+        export: &Path,
+        log: PathBuf,
+        tls: &TlsFiles,
+        args: &[&str],
+    ) -> Result<Self> {
+        let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
+        let mut all = vec!["--tls-cert", &cert, "--tls-key", &key];
+        all.extend_from_slice(args);
+        Self::start_with_args(export, log, &all)
+    }
+
     /// Serves `export`, logging to `log` (appended across restarts).
     pub fn start(export: &Path, log: PathBuf) -> Result<Self> {
         Self::start_with_args(export, log, &[])

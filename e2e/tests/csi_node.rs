@@ -31,12 +31,10 @@ use openefs_csi::csi::{
     volume_usage::Unit,
 };
 use openefs_e2e::binaries::workspace_binary;
-use openefs_e2e::nfsd::Nfsd;
+use openefs_e2e::nfsd::{Nfsd, TlsFiles};
 use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
 use tokio::runtime::Runtime;
 use tonic::{Code, transport::Channel};
-
-use openefs_e2e::pki;
 
 const WORKLOAD: &str = include_str!("../guest/csi_node.sh");
 const NODE_ID: &str = "guest-node";
@@ -556,20 +554,12 @@ fn csi_node_in_the_guest() -> Result<()> {
     // reaches it at.
     let secure = dir.path().join("secure");
     std::fs::create_dir_all(secure.join("vol5"))?;
-    let ca = pki::Ca::new("openefs e2e CA");
-    let leaf = ca.server(&[&TLS_SERVER.to_string()]);
-    let cert = pki::write(dir.path(), "tls.crt", &leaf.cert);
-    let key = pki::write(dir.path(), "tls.key", &leaf.key);
-    let tls_nfsd = Nfsd::start_with_args(
+    let tls = TlsFiles::write(dir.path(), "openefs e2e CA", &[&TLS_SERVER.to_string()]);
+    let tls_nfsd = Nfsd::start_with_tls(
         &secure,
         dir.path().join("nfsd-tls.log"),
-        &[
-            "--tls-cert",
-            &cert.to_string_lossy(),
-            "--tls-key",
-            &key.to_string_lossy(),
-            "--require-tls",
-        ],
+        &tls,
+        &["--require-tls"],
     )?;
     let started = Instant::now();
 
@@ -652,7 +642,7 @@ fn csi_node_in_the_guest() -> Result<()> {
         binaries: vec![csi, PathBuf::from("socat")],
         host_forwards: vec![(port, GUEST_CSI_PORT)],
         extra_servers: vec![(HUNG_SERVER, hung_port), (TLS_SERVER, tls_nfsd.port())],
-        files: vec![("ca.crt".into(), ca.pem.clone().into_bytes())],
+        files: vec![("ca.crt".into(), tls.ca.pem.clone().into_bytes())],
         on_pause: Some(&mut on_pause),
         ..Default::default()
     };

@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use openefs_csi::tls_proxy::spec::{TunnelSpec, write as write_tunnel};
-use openefs_e2e::nfsd::Nfsd;
+use openefs_e2e::nfsd::{Nfsd, TlsFiles};
 use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
 use openefs_e2e::tls_proxy::TlsProxy;
 use sha2::{Digest, Sha256};
-
-use openefs_e2e::pki;
 
 const WORKLOAD: &str = include_str!("../guest/tls.sh");
 const SERVER_NAME: &str = "fs-tls.openefs.test";
@@ -41,21 +39,13 @@ fn kernel_client_through_tls_proxy_survives_proxy_restart() -> Result<()> {
     // /etc/openefs/tls.
     let tls = dir.path().join("tls");
     std::fs::create_dir(&tls)?;
-    let ca = pki::Ca::new("openefs e2e CA");
-    let leaf = ca.server(&[SERVER_NAME]);
-    let cert = pki::write(&tls, "tls.crt", &leaf.cert);
-    let key = pki::write(&tls, "tls.key", &leaf.key);
-    let ca_path = pki::write(&tls, "ca.crt", &ca.pem);
-    let nfsd = Nfsd::start_with_args(
+    let tls = TlsFiles::write(&tls, "openefs e2e CA", &[SERVER_NAME]);
+    let ca_path = tls.ca_cert.clone();
+    let nfsd = Nfsd::start_with_tls(
         &export,
         dir.path().join("nfsd.log"),
-        &[
-            "--tls-cert",
-            &cert.to_string_lossy(),
-            "--tls-key",
-            &key.to_string_lossy(),
-            "--require-tls",
-        ],
+        &tls,
+        &["--require-tls"],
     )?;
     let state = dir.path().join("tunnels");
     std::fs::create_dir(&state)?;

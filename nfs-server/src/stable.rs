@@ -187,6 +187,89 @@ impl StableStore {
     }
 }
 
+/// A small versioned JSON record of its own in the state directory (burst
+/// credits, the usage ledger), read with [`load_record`] and written with
+/// [`save_record`].
+pub trait Record: Serialize + serde::de::DeserializeOwned {
+    /// File name in the state directory.
+    const FILE: &'static str;
+    /// What it is, for messages.
+    const WHAT: &'static str;
+    /// The version this server writes and reads.
+    const VERSION: u32;
+    fn version(&self) -> u32;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("reading {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {what} {path}: {source}")]
+    Parse {
+        what: &'static str,
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{what} {path} has version {found}, this server knows {known}")]
+    Version {
+        what: &'static str,
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("writing {what} in {dir}: {source}")]
+    Write {
+        what: &'static str,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The record in `dir`; `None` when there is none.
+pub fn load_record<T: Record>(dir: &Path) -> Result<Option<T>, RecordError> {
+    let path = dir.join(T::FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(RecordError::Read {
+                what: T::WHAT,
+                path,
+                source,
+            });
+        }
+    };
+    let record: T = serde_json::from_slice(&bytes).map_err(|source| RecordError::Parse {
+        what: T::WHAT,
+        path: path.clone(),
+        source,
+    })?;
+    if record.version() != T::VERSION {
+        return Err(RecordError::Version {
+            what: T::WHAT,
+            path,
+            found: record.version(),
+            known: T::VERSION,
+        });
+    }
+    Ok(Some(record))
+}
+
+/// Replaces the record in `dir` ([`replace_file`]).
+pub fn save_record<T: Record>(dir: &Path, record: &T) -> Result<(), RecordError> {
+    let write_err = |source| RecordError::Write {
+        what: T::WHAT,
+        dir: dir.to_owned(),
+        source,
+    };
+    let json = serde_json::to_vec(record).map_err(|e| write_err(std::io::Error::other(e)))?;
+    replace_file(dir, T::FILE, &json).map_err(write_err)
+}
+
 /// Replaces `dir/name` with `bytes` atomically and durably: after a crash
 /// at any point it holds either the old content or the new one. (Write a
 /// temporary file, fsync it, rename it over the old one, fsync the

@@ -19,12 +19,13 @@
 //! order and its reply waits until its turn, so a client with many requests
 //! in flight queues behind the requests that came before, not ahead of them.
 
-use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::stable::{RecordError, load_record, save_record};
 
 pub const KIB: f64 = 1024.0;
 pub const MIB: f64 = 1024.0 * KIB;
@@ -308,64 +309,27 @@ struct CreditRecord {
     burst_credit_bytes: f64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CreditsError {
-    #[error("reading burst credits {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: io::Error,
-    },
-    #[error("parsing burst credits {path}: {source}")]
-    Parse {
-        path: std::path::PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("burst credits {path} have version {found}, this server knows {CREDITS_VERSION}")]
-    Version {
-        path: std::path::PathBuf,
-        found: u32,
-    },
-    #[error("writing burst credits in {dir}: {source}")]
-    Write {
-        dir: std::path::PathBuf,
-        source: io::Error,
-    },
+impl crate::stable::Record for CreditRecord {
+    const FILE: &'static str = CREDITS_FILE;
+    const WHAT: &'static str = "burst credits";
+    const VERSION: u32 = CREDITS_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// The burst credit balance recorded in `dir`; `None` when there is no
 /// record, which means a new file system.
-pub fn load_credits(dir: &Path) -> Result<Option<f64>, CreditsError> {
-    let path = dir.join(CREDITS_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(CreditsError::Read { path, source }),
-    };
-    let record: CreditRecord =
-        serde_json::from_slice(&bytes).map_err(|source| CreditsError::Parse {
-            path: path.clone(),
-            source,
-        })?;
-    if record.version != CREDITS_VERSION {
-        return Err(CreditsError::Version {
-            path,
-            found: record.version,
-        });
-    }
-    Ok(Some(record.burst_credit_bytes.max(0.0)))
+pub fn load_credits(dir: &Path) -> Result<Option<f64>, RecordError> {
+    Ok(load_record::<CreditRecord>(dir)?.map(|r| r.burst_credit_bytes.max(0.0)))
 }
 
-pub fn save_credits(dir: &Path, credits: f64) -> Result<(), CreditsError> {
+pub fn save_credits(dir: &Path, credits: f64) -> Result<(), RecordError> {
     let record = CreditRecord {
         version: CREDITS_VERSION,
         burst_credit_bytes: credits,
     };
-    let write_err = |source| CreditsError::Write {
-        dir: dir.to_owned(),
-        source,
-    };
-    let json = serde_json::to_vec(&record).map_err(|e| write_err(io::Error::other(e)))?;
-    crate::stable::replace_file(dir, CREDITS_FILE, &json).map_err(write_err)
+    save_record(dir, &record)
 }
 
 #[cfg(test)]
@@ -570,7 +534,7 @@ mod tests {
         std::fs::write(dir.path().join(CREDITS_FILE), "{").unwrap();
         assert!(matches!(
             load_credits(dir.path()),
-            Err(CreditsError::Parse { .. })
+            Err(RecordError::Parse { .. })
         ));
     }
 }

@@ -10,11 +10,12 @@
 //! reconciliation walk (see `server::throughput_upkeep`).
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use openefs_vfs::{Usage, Vfs};
 use serde::{Deserialize, Serialize};
+
+use crate::stable::{Record, RecordError, load_record, save_record};
 
 /// The record's name in the state directory.
 pub const USAGE_FILE: &str = "usage.json";
@@ -48,51 +49,23 @@ impl UsageRecord {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UsageRecordError {
-    #[error("reading the usage record {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("parsing the usage record {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("usage record {path} has version {found}, this server knows {USAGE_VERSION}")]
-    Version { path: PathBuf, found: u32 },
-    #[error("writing the usage record in {dir}: {source}")]
-    Write { dir: PathBuf, source: io::Error },
+impl Record for UsageRecord {
+    const FILE: &'static str = USAGE_FILE;
+    const WHAT: &'static str = "the usage record";
+    const VERSION: u32 = USAGE_VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
 }
 
 /// The record in `dir`; `None` when there is none (a new file system, or
 /// one from before usage was recorded).
-pub fn load(dir: &Path) -> Result<Option<UsageRecord>, UsageRecordError> {
-    let path = dir.join(USAGE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(UsageRecordError::Read { path, source }),
-    };
-    let record: UsageRecord =
-        serde_json::from_slice(&bytes).map_err(|source| UsageRecordError::Parse {
-            path: path.clone(),
-            source,
-        })?;
-    if record.version != USAGE_VERSION {
-        return Err(UsageRecordError::Version {
-            path,
-            found: record.version,
-        });
-    }
-    Ok(Some(record))
+pub fn load(dir: &Path) -> Result<Option<UsageRecord>, RecordError> {
+    load_record(dir)
 }
 
-pub fn save(dir: &Path, record: &UsageRecord) -> Result<(), UsageRecordError> {
-    let write_err = |source| UsageRecordError::Write {
-        dir: dir.to_owned(),
-        source,
-    };
-    let json = serde_json::to_vec(record).map_err(|e| write_err(io::Error::other(e)))?;
-    crate::stable::replace_file(dir, USAGE_FILE, &json).map_err(write_err)
+pub fn save(dir: &Path, record: &UsageRecord) -> Result<(), RecordError> {
+    save_record(dir, record)
 }
 
 /// At start: hands the figures of a clean record in `dir` to `vfs` and
@@ -161,7 +134,7 @@ mod tests {
         std::fs::write(dir.path().join(USAGE_FILE), r#"{"version": 9}"#).unwrap();
         assert!(matches!(
             load(dir.path()),
-            Err(UsageRecordError::Parse { .. } | UsageRecordError::Version { .. })
+            Err(RecordError::Parse { .. } | RecordError::Version { .. })
         ));
     }
 }

@@ -21,6 +21,11 @@ section quota
 expect_err dd-past-the-quota "Disk quota exceeded" dd if=/dev/zero of=big bs=64k count=128 conv=fsync
 rm -f big
 step write-after-rm dd if=/dev/zero of=small bs=64k count=16 conv=fsync
+# df on the mount shows the access point, not the volume: the quota as the
+# size, its own 1 MiB (and more) as used.
+expect_eq df-size-is-the-quota 4194304 "$(( $(stat -f -c '%b * %S' .) ))"
+expect_eq df-used-is-the-access-points yes \
+    "$([ $(( $(stat -f -c '(%b - %f) * %S' .) )) -ge 1048576 ] && echo yes)"
 rm -f small
 
 section escapes

@@ -100,6 +100,8 @@ fn kernel_client_access_point() -> Result<()> {
         "chown-to-root-refused",
         "dd-past-the-quota",
         "write-after-rm",
+        "df-size-is-the-quota",
+        "df-used-is-the-access-points",
         "absolute-symlink-resolves-nowhere",
         "relative-symlink-resolves-nowhere",
         "dotdot-leaves-the-mount-not-to-the-export",

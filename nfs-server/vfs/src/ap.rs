@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use crate::handle::{HandleCodec, Scope};
 use crate::usage::{Figure, Ledger};
-use crate::{AccessPoint, Identity, Timestamp, VfsError, VfsResult};
+use crate::{AccessPoint, FsStat, Identity, Timestamp, VfsError, VfsResult};
 
 /// The inode number the `/ap` pseudo directory reports: file systems hand
 /// out inode numbers from the bottom, so it does not collide in practice.
@@ -35,6 +35,39 @@ pub(crate) struct ApEntry {
     pub scope: Scope,
     /// Its stored bytes in the ledger, kept across changes of the table.
     pub usage: Arc<Figure>,
+}
+
+impl ApEntry {
+    /// The space figures a client of this access point sees (`df` on its
+    /// mount, the CSI driver's volume stats): its own stored bytes as used,
+    /// its quota as the size when it has one. Free space is what is left of
+    /// the quota, never more than the volume has left; without a quota the
+    /// size is what it uses plus what the volume has free. Inode figures
+    /// stay the volume's: no per-access-point count of objects is kept.
+    pub fn space(&self, volume: FsStat) -> FsStat {
+        let used = self.usage.bytes();
+        let (total, free, avail) = match self.spec.max_bytes {
+            Some(max) => {
+                let left = max.saturating_sub(used);
+                (
+                    max,
+                    left.min(volume.bytes_free),
+                    left.min(volume.bytes_avail),
+                )
+            }
+            None => (
+                used.saturating_add(volume.bytes_free),
+                volume.bytes_free,
+                volume.bytes_avail,
+            ),
+        };
+        FsStat {
+            bytes_total: total,
+            bytes_free: free,
+            bytes_avail: avail,
+            ..volume
+        }
+    }
 }
 
 /// What a handle was issued through; decides the identity operations run

@@ -1646,15 +1646,19 @@ impl Vfs for LocalVfs {
         } else {
             fh
         };
-        let (node, _, _) = self.resolve(fh)?;
+        let (node, _, via) = self.resolve(fh)?;
         let s = rustix::fs::fstatvfs(&node.fd).context("statvfs")?;
-        Ok(FsStat {
+        let volume = FsStat {
             bytes_total: s.f_blocks.saturating_mul(s.f_frsize),
             bytes_free: s.f_bfree.saturating_mul(s.f_frsize),
             bytes_avail: s.f_bavail.saturating_mul(s.f_frsize),
             files_total: s.f_files,
             files_free: s.f_ffree,
             files_avail: s.f_favail,
+        };
+        Ok(match via {
+            Via::Ap(ap) => ap.space(volume),
+            Via::Export => volume,
         })
     }
 

@@ -228,3 +228,31 @@ fn a_quota_refuses_growth_and_removals_make_room() {
         .expect("no quota through the export");
     assert_eq!(ledger(&vfs), walked(dir.path()));
 }
+
+#[test]
+fn statfs_through_an_access_point_reports_its_usage_and_quota() {
+    let (_dir, vfs, root) = export(Some(1 << 20));
+    let f = create(&vfs, &root, "f").expect("create");
+    let open = vfs.open(&caller(), &f, RW).expect("open");
+    vfs.write(&open, 0, &[1; 100_000], Stability::Unstable)
+        .expect("write");
+    let (_, used) = ledger(&vfs);
+    let volume = vfs.statfs(&vfs.root()).expect("statfs of the export");
+    let left = (1 << 20) - used;
+    for fh in [&root, &f] {
+        let st = vfs.statfs(fh).expect("statfs through the access point");
+        assert_eq!(st.bytes_total, 1 << 20);
+        assert_eq!(st.bytes_free, left.min(volume.bytes_free));
+        assert_eq!(st.bytes_avail, left.min(volume.bytes_avail));
+        assert_eq!(st.files_total, volume.files_total);
+    }
+    // Without a quota the size is the access point's usage plus the
+    // volume's free space.
+    let (_dir, vfs, root) = export(None);
+    let (_, used) = ledger(&vfs);
+    let st = vfs.statfs(&root).expect("statfs");
+    let volume = vfs.statfs(&vfs.root()).expect("statfs of the export");
+    assert_eq!(st.bytes_avail, volume.bytes_avail);
+    assert!(st.bytes_total.abs_diff(used + volume.bytes_free) < 1 << 20);
+    assert!(st.bytes_total < volume.bytes_total);
+}

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::server::Server;
 use crate::settings::{AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
 use crate::stable::replace_file;
-use openefs_vfs::{AccessPoint, CreationInfo, Identity};
+use openefs_vfs::{AccessPoint, CreationInfo, DeleteTreeError, Identity, VfsError};
 
 /// Where the admin API listens and how callers prove who they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +215,41 @@ impl Admin for AdminService {
             client_connections: self.server.metrics().connections(),
             nfs4_clients: self.server.state().clients().len() as u64,
             nfs3_mounts: self.server.mounts().list().0.len() as u64,
+        }))
+    }
+
+    async fn delete_access_point_root(
+        &self,
+        request: Request<api::DeleteAccessPointRootRequest>,
+    ) -> Result<Response<api::DeleteAccessPointRootResponse>, Status> {
+        let root = request.into_inner().root_directory;
+        let vfs = self.server.vfs().clone();
+        let path = root.clone();
+        // A big tree takes a while; it is removed to the end even when the
+        // caller gives up waiting (a repeated call finds less to do).
+        let removed = tokio::task::spawn_blocking(move || vfs.delete_tree(&path))
+            .await
+            .map_err(|e| Status::internal(format!("deletion task failed: {e}")))?
+            .map_err(|e| {
+                warn!(directory = %root, error = %e, "admin API: root directory not deleted");
+                match e {
+                    DeleteTreeError::ExportRoot(_) | DeleteTreeError::Vfs(VfsError::Inval) => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    DeleteTreeError::InUse { .. } => Status::failed_precondition(e.to_string()),
+                    DeleteTreeError::Removal { .. } | DeleteTreeError::Vfs(_) => {
+                        Status::internal(e.to_string())
+                    }
+                }
+            })?;
+        info!(
+            directory = %root,
+            objects = removed.objects,
+            "admin API: access point root directory deleted"
+        );
+        Ok(Response::new(api::DeleteAccessPointRootResponse {
+            objects_removed: removed.objects,
+            metered_bytes_removed: removed.metered_bytes,
         }))
     }
 

@@ -209,6 +209,55 @@ async fn settings_usage_and_clients_through_the_admin_api() {
     c.compound(vec![ArgOp::Putrootfh, mkdir]).await.unwrap();
     assert!(s.dir.path().join("d").is_dir());
 
+    // An access point's root directory is deleted only once the access
+    // point is gone, never "/", and a repeated call finds nothing to do.
+    std::fs::write(s.dir.path().join("teams/a/data"), [1; 10_000]).unwrap();
+    let delete = |root: &str| {
+        with_token(
+            "second-token",
+            api::DeleteAccessPointRootRequest {
+                root_directory: root.into(),
+            },
+        )
+    };
+    let err = a
+        .delete_access_point_root(delete("/teams/a"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("fsap-1"), "{err:?}");
+    let err = a.delete_access_point_root(delete("/")).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = a
+        .delete_access_point_root(delete("/teams/../etc"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    a.apply_settings(with_token(
+        "second-token",
+        apply(api::Settings {
+            policy: Some(api::Policy::default()),
+            ..Default::default()
+        }),
+    ))
+    .await
+    .unwrap();
+    let removed = a
+        .delete_access_point_root(delete("/teams/a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.objects_removed, 2);
+    assert!(removed.metered_bytes_removed >= 10_000);
+    assert!(!s.dir.path().join("teams/a").exists());
+    assert!(s.dir.path().join("d").is_dir());
+    let again = a
+        .delete_access_point_root(delete("/teams/a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.objects_removed, 0);
+
     drop(c);
     s.stop().await;
     served.await.unwrap().unwrap();

@@ -154,6 +154,20 @@ pub(crate) fn components(root: &str) -> VfsResult<Vec<&str>> {
 /// Opens the directory `parts` beneath `base` as an `O_PATH` fd, confined
 /// by the kernel (see [`RESOLVE`]).
 pub(crate) fn open_beneath(base: &OwnedFd, parts: &[&str]) -> Result<OwnedFd, Errno> {
+    open_beneath_with(base, parts, RESOLVE)
+}
+
+/// As [`open_beneath`], following no symlink at all: for removing a tree,
+/// which must reach the very directory the path names.
+pub(crate) fn open_beneath_no_symlinks(base: &OwnedFd, parts: &[&str]) -> Result<OwnedFd, Errno> {
+    open_beneath_with(base, parts, RESOLVE.union(ResolveFlags::NO_SYMLINKS))
+}
+
+fn open_beneath_with(
+    base: &OwnedFd,
+    parts: &[&str],
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
     let path = if parts.is_empty() {
         ".".to_owned()
     } else {
@@ -166,7 +180,7 @@ pub(crate) fn open_beneath(base: &OwnedFd, parts: &[&str]) -> Result<OwnedFd, Er
             path.as_str(),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-            RESOLVE,
+            resolve,
         ) {
             Err(Errno::AGAIN) if tries + 1 < RESOLVE_TRIES => tries += 1,
             other => return other,

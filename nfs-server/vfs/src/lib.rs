@@ -11,6 +11,7 @@ mod ap;
 mod error;
 mod handle;
 mod local;
+mod purge;
 pub mod usage;
 // The only module allowed `unsafe`: raw system calls no safe crate wraps.
 #[allow(unsafe_code)]
@@ -18,6 +19,7 @@ mod sys;
 
 pub use error::VfsError;
 pub use local::{LocalVfs, LocalVfsOptions};
+pub use purge::Removed;
 
 use std::sync::Arc;
 
@@ -326,4 +328,29 @@ pub trait Vfs: Send + Sync + 'static {
         target: &UsageTarget,
         stop: &std::sync::atomic::AtomicBool,
     ) -> VfsResult<(u64, u64)>;
+    /// Removes `root_directory` (absolute in the export; a deleted access
+    /// point's root) and everything below it, following no symlink and not
+    /// leaving the export's file system; its metered bytes leave the ledger.
+    /// Refused for the export's root and while a configured access point's
+    /// root is that directory, above it or below it. A missing directory is
+    /// nothing to do.
+    fn delete_tree(&self, root_directory: &str) -> Result<Removed, DeleteTreeError>;
+}
+
+/// Why [`Vfs::delete_tree`] removed nothing, or not everything.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteTreeError {
+    #[error("{0:?} is the export's root: deleting it would delete the whole file system")]
+    ExportRoot(String),
+    #[error(
+        "{path:?} is in use by access point {access_point:?} (its root directory, or above or below it)"
+    )]
+    InUse { path: String, access_point: String },
+    #[error("removing {path:?}: {source}")]
+    Removal {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Vfs(#[from] VfsError),
 }

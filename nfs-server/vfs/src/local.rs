@@ -23,7 +23,7 @@
 //!   through `/proc/self/fd/N` (the kernel's documented way to upgrade an
 //!   `O_PATH` fd), which checks permissions against the opener.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::num::NonZeroUsize;
@@ -44,12 +44,13 @@ use rustix::thread::{Gid, Uid};
 use crate::ap::{self, ApEntry, ApTable, Via};
 use crate::error::Context;
 use crate::handle::{self, Decoded, HandleCodec};
+use crate::purge::{self, Removed};
 use crate::sys::{self, AsIdentity, BaseCreds, RawHandle};
 use crate::usage::{self, Change, Ledger};
 use crate::{
-    AP_DIR_NAME, AccessPoint, ApUsage, Attr, CreateMode, Created, CreationInfo, DirEntry, DirPage,
-    FileHandle, FileType, FsStat, Identity, OpenAccess, OpenFile, SetAttr, SetTime, Stability,
-    Timestamp, Usage, UsageTarget, Vfs, VfsError, VfsResult, access,
+    AP_DIR_NAME, AccessPoint, ApUsage, Attr, CreateMode, Created, CreationInfo, DeleteTreeError,
+    DirEntry, DirPage, FileHandle, FileType, FsStat, Identity, OpenAccess, OpenFile, SetAttr,
+    SetTime, Stability, Timestamp, Usage, UsageTarget, Vfs, VfsError, VfsResult, access,
 };
 
 /// Tuning of a [`LocalVfs`].
@@ -1736,6 +1737,47 @@ impl Vfs for LocalVfs {
             None => self.ledger.total().set(measured),
         };
         Ok((before, measured))
+    }
+
+    fn delete_tree(&self, root_directory: &str) -> Result<Removed, DeleteTreeError> {
+        let parts = ap::components(root_directory)?;
+        let Some((name, parent)) = parts.split_last() else {
+            return Err(DeleteTreeError::ExportRoot(root_directory.to_owned()));
+        };
+        for ap in self.aps().by_id.values() {
+            let theirs = ap::components(&ap.spec.root_directory)?;
+            if theirs.starts_with(&parts) || parts.starts_with(&theirs) {
+                return Err(DeleteTreeError::InUse {
+                    path: root_directory.to_owned(),
+                    access_point: ap.spec.id.clone(),
+                });
+            }
+        }
+        let removal = |errno: Errno| DeleteTreeError::Removal {
+            path: root_directory.to_owned(),
+            source: errno.into(),
+        };
+        let parent = match ap::open_beneath_no_symlinks(&self.mount_fd, parent) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(Removed::default()),
+            Err(e) => return Err(removal(e)),
+        };
+        let name = CString::new(*name).map_err(|_| VfsError::InvalidName)?;
+        let removed = purge::remove_tree(parent.as_fd(), &name, metered);
+        // What was removed is gone even when the walk stopped half way.
+        let done = match &removed {
+            Ok(r) => *r,
+            Err((r, _)) => *r,
+        };
+        self.ledger.forget(done.metered_bytes);
+        tracing::info!(
+            directory = %root_directory,
+            objects = done.objects,
+            metered_bytes = done.metered_bytes,
+            complete = removed.is_ok(),
+            "deleted a directory tree"
+        );
+        removed.map_err(|(_, e)| removal(e))
     }
 }
 

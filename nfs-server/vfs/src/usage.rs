@@ -158,6 +158,12 @@ impl Ledger {
     }
 
     /// The figure of access point `id`, made (unknown, zero) if missing.
+    /// Takes bytes removed outside the metered calls (a deleted tree) off
+    /// the file system's figure.
+    pub(crate) fn forget(&self, bytes: u64) {
+        self.total.add(-i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     pub fn ap(&self, id: &str) -> Arc<Figure> {
         lock(&self.aps).entry(id.to_owned()).or_default().clone()
     }

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 
 use openefs_vfs::usage::measure;
 use openefs_vfs::{
-    AccessPoint, CreateMode, CreationInfo, FileHandle, Identity, LocalVfs, OpenAccess, SetAttr,
-    Stability, UsageTarget, Vfs, VfsError,
+    AccessPoint, CreateMode, CreationInfo, DeleteTreeError, FileHandle, Identity, LocalVfs,
+    OpenAccess, SetAttr, Stability, UsageTarget, Vfs, VfsError,
 };
 
 fn caller() -> Identity {
@@ -255,4 +255,57 @@ fn statfs_through_an_access_point_reports_its_usage_and_quota() {
     assert_eq!(st.bytes_avail, volume.bytes_avail);
     assert!(st.bytes_total.abs_diff(used + volume.bytes_free) < 1 << 20);
     assert!(st.bytes_total < volume.bytes_total);
+}
+
+#[test]
+fn a_deleted_access_points_tree_leaves_the_disk_and_the_ledger() {
+    let (dir, vfs, root) = export(None);
+    let id = caller();
+    let sub = vfs.mkdir(&id, &root, b"sub", 0o755).expect("mkdir").handle;
+    for (at, name) in [(&root, "f"), (&sub, "g")] {
+        let f = create(&vfs, at, name).expect("create");
+        let open = vfs.open(&id, &f, RW).expect("open");
+        vfs.write(&open, 0, &[7; 50_000], Stability::Unstable)
+            .expect("write");
+    }
+    create(&vfs, &vfs.root(), "kept").expect("create");
+    assert!(matches!(
+        vfs.delete_tree("/a"),
+        Err(DeleteTreeError::InUse { access_point, .. }) if access_point == "a"
+    ));
+    assert!(matches!(
+        vfs.delete_tree("/"),
+        Err(DeleteTreeError::ExportRoot(_))
+    ));
+    vfs.set_access_points(&[]);
+    let removed = vfs.delete_tree("/a").expect("delete");
+    assert_eq!(removed.objects, 4);
+    assert!(!dir.path().join("a").exists());
+    assert!(dir.path().join("kept").exists());
+    let stop = AtomicBool::new(false);
+    assert_eq!(
+        vfs.usage().stored_bytes,
+        measure(dir.path(), &stop).expect("walk")
+    );
+    assert_eq!(vfs.delete_tree("/a").expect("again").objects, 0);
+}
+
+#[test]
+fn a_tree_above_or_below_a_configured_root_is_in_use() {
+    let (_dir, vfs, _root) = export(None);
+    let id = caller();
+    let a = vfs.lookup(&id, &vfs.root(), b"a").expect("/a").0;
+    vfs.mkdir(&id, &a, b"below", 0o755).expect("mkdir");
+    vfs.set_access_points(&[AccessPoint {
+        id: "below".into(),
+        root_directory: "/a/below".into(),
+        posix_user: None,
+        creation_info: None,
+        max_bytes: None,
+    }]);
+    assert!(matches!(
+        vfs.delete_tree("/a"),
+        Err(DeleteTreeError::InUse { .. })
+    ));
+    assert!(vfs.delete_tree("/a/other").is_ok());
 }

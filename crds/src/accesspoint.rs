@@ -124,6 +124,9 @@ fn secondary_gids(generator: &mut SchemaGenerator) -> Schema {
 /// The root directory of an access point.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.deletionPolicy) || self.deletionPolicy != 'Delete' || self.path != '/'")
+    .message("deletionPolicy Delete needs a path other than \"/\" (it would delete the whole file system)")
+    .field_path(".deletionPolicy"))]
 pub struct RootDirectory {
     /// Absolute, normalised path within the file system: starts with "/",
     /// no "." or ".." components, no "//", no trailing "/" (except "/"
@@ -140,6 +143,34 @@ pub struct RootDirectory {
     /// without it, a missing path is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_info: Option<CreationInfo>,
+
+    /// What deleting this AccessPoint does to path and everything below
+    /// it: Retain keeps the data (as EFS does); Delete removes it (what the
+    /// CSI driver's deleteAccessPointRootDir asks for). The data is kept,
+    /// with a warning Event, while another AccessPoint of the file system
+    /// uses path, a directory above it or one below it.
+    #[serde(default)]
+    pub deletion_policy: RootDirectoryDeletionPolicy,
+}
+
+/// What deleting an AccessPoint does to its root directory.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RootDirectoryDeletionPolicy {
+    /// Keep the directory and its data.
+    #[default]
+    Retain,
+    /// Delete the directory and everything below it.
+    Delete,
+}
+
+impl RootDirectory {
+    /// Whether one of the two directories is the other or below it, so that
+    /// deleting one deletes data the other serves.
+    pub fn overlaps(&self, other: &RootDirectory) -> bool {
+        let a: Vec<&str> = self.path.split('/').filter(|c| !c.is_empty()).collect();
+        let b: Vec<&str> = other.path.split('/').filter(|c| !c.is_empty()).collect();
+        a.starts_with(&b) || b.starts_with(&a)
+    }
 }
 
 fn default_root_path() -> String {
@@ -151,6 +182,7 @@ impl Default for RootDirectory {
         Self {
             path: default_root_path(),
             creation_info: None,
+            deletion_policy: RootDirectoryDeletionPolicy::Retain,
         }
     }
 }
@@ -218,6 +250,10 @@ mod tests {
             serde_json::from_value(json!({"fileSystemRef": {"name": "shared"}})).unwrap();
         assert_eq!(spec.root_directory.path, "/");
         assert_eq!(spec.root_directory.creation_info, None);
+        assert_eq!(
+            spec.root_directory.deletion_policy,
+            RootDirectoryDeletionPolicy::Retain
+        );
         assert_eq!(spec.posix_user, None);
         assert_eq!(spec.quota, None);
     }
@@ -234,7 +270,7 @@ mod tests {
             serde_json::from_value(json!({
                 "fileSystemRef": {"name": "shared"},
                 "posixUser": {"uid": 1000, "gid": 1000, "secondaryGids": [4, 4294967294u32]},
-                "rootDirectory": {"path": "/web", "creationInfo":
+                "rootDirectory": {"path": "/web", "deletionPolicy": "Delete", "creationInfo":
                     {"ownerUid": 1000, "ownerGid": 1000, "permissions": "2750"}},
                 "quota": {"maxBytes": "5Gi"},
             }))
@@ -249,6 +285,20 @@ mod tests {
         assert_eq!(back, ap);
         let info = back.spec.root_directory.creation_info.unwrap();
         assert_eq!(info.permissions.mode(), 0o2750);
+    }
+
+    #[test]
+    fn root_directories_overlap_when_one_holds_the_other() {
+        let dir = |path: &str| RootDirectory {
+            path: path.into(),
+            ..RootDirectory::default()
+        };
+        assert!(dir("/a/b").overlaps(&dir("/a")));
+        assert!(dir("/a").overlaps(&dir("/a/b")));
+        assert!(dir("/a").overlaps(&dir("/a")));
+        assert!(dir("/").overlaps(&dir("/x")));
+        assert!(!dir("/a/b").overlaps(&dir("/a/bc")));
+        assert!(!dir("/a").overlaps(&dir("/b")));
     }
 
     #[test]

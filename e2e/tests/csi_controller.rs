@@ -16,7 +16,9 @@ use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
 };
-use openefs_crds::{AccessPoint, AccessPointId, FileSystem, FileSystemSpec};
+use openefs_crds::{
+    AccessPoint, AccessPointId, FileSystem, FileSystemSpec, RootDirectoryDeletionPolicy,
+};
 use openefs_csi::csi::{
     self, CapacityRange, VolumeCapability,
     controller_client::ControllerClient,
@@ -284,6 +286,40 @@ async fn create_repeat_expand_validate_delete() -> Result<()> {
         .await
         .unwrap_err();
     assert_eq!(other.code(), Code::AlreadyExists, "{}", other.message());
+
+    // deleteAccessPointRootDir=true: the root directory goes with the
+    // AccessPoint; a volume of the same name without it is another volume.
+    let deleting = |name: &str| {
+        let mut r = create_request(name, &ns, GIB);
+        r.parameters
+            .insert("deleteAccessPointRootDir".into(), "true".into());
+        r
+    };
+    let other = ctl.create_volume(deleting("pvc-one")).await.unwrap_err();
+    assert_eq!(other.code(), Code::AlreadyExists, "{}", other.message());
+    let two = ctl
+        .create_volume(deleting("pvc-two"))
+        .await?
+        .into_inner()
+        .volume
+        .context("no volume")?;
+    let policies: Vec<_> = access_points(&client, &ns)
+        .await?
+        .iter()
+        .map(|ap| (ap.name_any(), ap.spec.root_directory.deletion_policy))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            ("pvc-one".to_owned(), RootDirectoryDeletionPolicy::Retain),
+            ("pvc-two".to_owned(), RootDirectoryDeletionPolicy::Delete)
+        ]
+    );
+    ctl.delete_volume(csi::DeleteVolumeRequest {
+        volume_id: two.volume_id,
+        ..Default::default()
+    })
+    .await?;
 
     // Validate.
     let validated = ctl

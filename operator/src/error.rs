@@ -109,6 +109,18 @@ pub enum Error {
         volumes: Vec<String>,
     },
 
+    /// nfsd did not delete a deleted AccessPoint's root directory (still
+    /// served while the FileSystem reconciler catches up, unreachable, or
+    /// a removal error); the finalizer stays and the deletion is retried.
+    #[error("deleting root directory {path} of AccessPoint {namespace}/{name}: {source}")]
+    DeleteRootDirectory {
+        namespace: String,
+        name: String,
+        path: String,
+        #[source]
+        source: Box<tonic::Status>,
+    },
+
     /// Adding or removing a finalizer failed, or the reconcile inside the
     /// finalizer helper failed (the inner error is the source).
     #[error(transparent)]
@@ -139,6 +151,7 @@ impl Error {
             Error::WriteStatus { .. } => "write-status",
             Error::Apply { .. } => "apply",
             Error::DeletionBlocked { .. } => "deletion-blocked",
+            Error::DeleteRootDirectory { .. } => "delete-root-directory",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.category()
@@ -165,7 +178,8 @@ impl Error {
             | Error::Tls(_)
             | Error::Lease { .. }
             | Error::WriteStatus { .. }
-            | Error::Apply { .. } => Retry::Backoff,
+            | Error::Apply { .. }
+            | Error::DeleteRootDirectory { .. } => Retry::Backoff,
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.retry(),
                 finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {

@@ -66,10 +66,26 @@ pub async fn publish_transitions(
 /// A Warning Event for a reconcile that failed before it could write a
 /// status (`reason` is CamelCase).
 pub fn failure(reason: &str, error: &crate::Error) -> Event {
+    warning(reason, error.to_string())
+}
+
+/// A Normal Event for something done (`reason` is CamelCase).
+pub fn normal(reason: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Normal,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: ACTION.to_owned(),
+        secondary: None,
+    }
+}
+
+/// A Warning Event for something left undone on purpose.
+pub fn warning(reason: &str, note: String) -> Event {
     Event {
         type_: EventType::Warning,
         reason: reason.to_owned(),
-        note: Some(error.to_string()),
+        note: Some(note),
         action: ACTION.to_owned(),
         secondary: None,
     }

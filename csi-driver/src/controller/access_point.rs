@@ -11,7 +11,8 @@ use kube::{
 };
 use openefs_crds::{
     AccessPoint, AccessPointId, AccessPointSpec, CreationInfo, FileSystem, FileSystemId,
-    FileSystemRef, FileSystemSpec, LifecyclePhase, PosixUser, Quota, RootDirectory, names,
+    FileSystemRef, FileSystemSpec, LifecyclePhase, PosixUser, Quota, RootDirectory,
+    RootDirectoryDeletionPolicy, names,
 };
 
 use super::{
@@ -84,6 +85,14 @@ fn quota_of(ap: &AccessPoint) -> Option<i64> {
         .quota
         .as_ref()
         .and_then(|q| q.max_bytes.0.parse().ok())
+}
+
+fn deletion_policy(params: &Parameters) -> RootDirectoryDeletionPolicy {
+    if params.delete_access_point_root_dir {
+        RootDirectoryDeletionPolicy::Delete
+    } else {
+        RootDirectoryDeletionPolicy::Retain
+    }
 }
 
 fn labels(fs_name: &str) -> BTreeMap<String, String> {
@@ -212,6 +221,9 @@ impl ControllerService {
             if ap.spec.file_system_ref.name != fs_name {
                 return Err(incompatible("FileSystem"));
             }
+            if ap.spec.root_directory.deletion_policy != deletion_policy(params) {
+                return Err(incompatible("deleteAccessPointRootDir"));
+            }
             if quota_of(ap) != quota {
                 return Err(incompatible("capacity"));
             }
@@ -240,6 +252,7 @@ impl ControllerService {
                                 owner_gid: gid,
                                 permissions: params.directory_perms.clone(),
                             }),
+                            deletion_policy: deletion_policy(params),
                         },
                         quota: quota.map(|bytes| Quota {
                             max_bytes: Quantity(bytes.to_string()),

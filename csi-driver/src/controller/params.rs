@@ -78,7 +78,8 @@ pub struct Parameters {
     /// volume, so a PVC re-created under the same name finds the same one.
     #[serde(default, deserialize_with = "from_str")]
     pub reuse_access_point: bool,
-    /// Remove the data with the volume. Only `false` is supported yet.
+    /// Remove the data with the volume: the AccessPoint's root directory
+    /// gets `deletionPolicy: Delete`.
     #[serde(default, deserialize_with = "from_str")]
     pub delete_access_point_root_dir: bool,
     /// Mount through TLS.
@@ -176,9 +177,6 @@ impl Parameters {
                 start: self.gid_range_start,
                 end: self.gid_range_end,
             });
-        }
-        if self.delete_access_point_root_dir {
-            return Err(ParamsError::Unsupported("deleteAccessPointRootDir=true"));
         }
         if self.encrypted {
             return Err(ParamsError::Unsupported("encrypted=true"));
@@ -346,7 +344,6 @@ mod tests {
         );
         for pairs in [
             &[("gidRangeStart", "10"), ("gidRangeEnd", "9")][..],
-            &[("deleteAccessPointRootDir", "true")],
             &[("basePath", "relative")],
             &[("basePath", "/a/../b")],
             &[("basePath", "/a/")],

@@ -226,7 +226,7 @@ async fn using_volumes(ctx: &Context, namespace: &str, name: &str) -> Result<Vec
 /// by name. A live list, not the watch cache: a cache that has not yet seen
 /// a new AccessPoint would let the FileSystem go from under it, or leave it
 /// out of the server's settings.
-async fn referencing_access_points(
+pub(crate) async fn referencing_access_points(
     ctx: &Context,
     namespace: &str,
     name: &str,

@@ -76,6 +76,15 @@ impl AdminCalls for FakeAdmin {
         };
         Box::pin(async move { answer })
     }
+
+    fn delete_root(
+        &self,
+        _: String,
+        _: String,
+        _: String,
+    ) -> BoxFuture<'static, Result<admin_api::DeleteAccessPointRootResponse, tonic::Status>> {
+        unreachable!("the FileSystem reconciler deletes no root directories")
+    }
 }
 
 fn setup(core: bool) -> (FakeApi, Arc<Context>) {

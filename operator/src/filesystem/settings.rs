@@ -56,6 +56,10 @@ pub const REASON_ADMIN_FAILED: &str = "AdminFailed";
 /// hang on a server that accepts and then stalls.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a root directory's deletion is waited for. nfsd carries on
+/// after a timeout, and the retry finds less to delete.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub fn admin_secret_name(id: &FileSystemId) -> String {
     format!("{}-admin", id.as_str())
 }
@@ -298,6 +302,15 @@ pub trait AdminCalls: Send + Sync {
         token: String,
         settings: api::Settings,
     ) -> BoxFuture<'static, Result<api::Usage, tonic::Status>>;
+
+    /// Deletes a removed access point's root directory (see the admin API's
+    /// DeleteAccessPointRoot).
+    fn delete_root(
+        &self,
+        endpoint: String,
+        token: String,
+        root_directory: String,
+    ) -> BoxFuture<'static, Result<api::DeleteAccessPointRootResponse, tonic::Status>>;
 }
 
 /// The real admin API over gRPC.
@@ -312,17 +325,7 @@ impl AdminCalls for GrpcAdmin {
         settings: api::Settings,
     ) -> BoxFuture<'static, Result<api::Usage, tonic::Status>> {
         Box::pin(async move {
-            let channel = tonic::transport::Endpoint::from_shared(endpoint)
-                .map_err(|e| tonic::Status::invalid_argument(format!("admin endpoint: {e}")))?
-                .connect_timeout(ADMIN_TIMEOUT)
-                .timeout(ADMIN_TIMEOUT)
-                .connect()
-                .await
-                .map_err(|e| tonic::Status::unavailable(format!("connecting: {e}")))?;
-            let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| tonic::Status::invalid_argument("the admin token is not ASCII"))?;
-            let mut client = AdminClient::new(channel);
+            let (mut client, bearer) = connect(endpoint, &token, ADMIN_TIMEOUT).await?;
             client
                 .apply_settings(authorized(
                     &bearer,
@@ -337,6 +340,50 @@ impl AdminCalls for GrpcAdmin {
                 .into_inner())
         })
     }
+
+    fn delete_root(
+        &self,
+        endpoint: String,
+        token: String,
+        root_directory: String,
+    ) -> BoxFuture<'static, Result<api::DeleteAccessPointRootResponse, tonic::Status>> {
+        Box::pin(async move {
+            let (mut client, bearer) = connect(endpoint, &token, DELETE_TIMEOUT).await?;
+            Ok(client
+                .delete_access_point_root(authorized(
+                    &bearer,
+                    api::DeleteAccessPointRootRequest { root_directory },
+                ))
+                .await?
+                .into_inner())
+        })
+    }
+}
+
+/// A client of the admin API at `endpoint` whose calls end after `timeout`,
+/// and the bearer value its calls carry.
+async fn connect(
+    endpoint: String,
+    token: &str,
+    timeout: Duration,
+) -> Result<
+    (
+        AdminClient<tonic::transport::Channel>,
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ),
+    tonic::Status,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+        .map_err(|e| tonic::Status::invalid_argument(format!("admin endpoint: {e}")))?
+        .connect_timeout(ADMIN_TIMEOUT)
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connecting: {e}")))?;
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| tonic::Status::invalid_argument("the admin token is not ASCII"))?;
+    Ok((AdminClient::new(channel), bearer))
 }
 
 fn authorized<T>(

@@ -148,6 +148,7 @@ mod tests {
                 settings: OperatorSettings::new("registry.example/openefs-nfsd:test"),
                 recorder: Recorder::new(client, Reporter::from(names::FIELD_MANAGER)),
                 admin: Arc::new(NoAdmin),
+                monitors: Default::default(),
             }),
         });
         run(&api, &ctx).await;

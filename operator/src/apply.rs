@@ -2,9 +2,10 @@
 //! file systems' core objects, by server-side apply under the openefs field
 //! manager.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, Resource,
-    api::{Patch, PatchParams},
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
 use openefs_crds::names;
 use serde::{Serialize, de::DeserializeOwned};
@@ -98,15 +99,42 @@ where
         + Serialize
         + std::fmt::Debug,
 {
-    let kind = K::kind(&()).into_owned();
-    let meta = object.meta();
-    let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
-        return Err(Error::IncompleteObject {
+    let (namespace, name) = target(object.meta())?;
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    patch(&api, &K::kind(&()), (namespace, name), object).await
+}
+
+/// [`object`] for a kind known only at run time (`resource`, from
+/// discovery).
+pub async fn dynamic(
+    client: &Client,
+    resource: &ApiResource,
+    object: &DynamicObject,
+) -> Result<DynamicObject, Error> {
+    let (namespace, name) = target(&object.metadata)?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    patch(&api, &resource.kind, (namespace, name), object).await
+}
+
+fn target(meta: &ObjectMeta) -> Result<(&str, &str), Error> {
+    match (meta.namespace.as_deref(), meta.name.as_deref()) {
+        (Some(namespace), Some(name)) => Ok((namespace, name)),
+        _ => Err(Error::IncompleteObject {
             kind: "desired object",
             field: "metadata.namespace or metadata.name",
-        });
-    };
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        }),
+    }
+}
+
+async fn patch<K>(
+    api: &Api<K>,
+    kind: &str,
+    (namespace, name): (&str, &str),
+    object: &K,
+) -> Result<K, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
     api.patch(
         name,
         &PatchParams::apply(names::FIELD_MANAGER).force(),
@@ -114,7 +142,7 @@ where
     )
     .await
     .map_err(|source| Error::Apply {
-        kind,
+        kind: kind.to_owned(),
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         source: Box::new(source),

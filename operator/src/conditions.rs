@@ -88,14 +88,25 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
 
 /// The phase of an object that is (or is not) ready now, given its previous
 /// phase: `Creating` until it has been `Available` once, `Error` when it
-/// stops being ready after that.
-pub fn phase(previous: Option<LifecyclePhase>, deleting: bool, ready: bool) -> LifecyclePhase {
+/// stops being ready after that. `rolling_out`: its server is replacing
+/// its pod with a new revision; if the old revision was serving
+/// (`Available`, or already `Updating`), the phase is `Updating`, ready or
+/// not, because a single-pod server is briefly down in every rollout and
+/// that is not an error. A rollout of a server that never served, or had
+/// stopped serving, changes nothing.
+pub fn phase(
+    previous: Option<LifecyclePhase>,
+    deleting: bool,
+    ready: bool,
+    rolling_out: bool,
+) -> LifecyclePhase {
     use LifecyclePhase::*;
-    match (deleting, ready, previous) {
-        (true, _, _) => Deleting,
-        (false, true, _) => Available,
-        (false, false, Some(Available | Updating | Error)) => Error,
-        (false, false, Some(Creating | Deleting) | None) => Creating,
+    match (deleting, rolling_out, ready, previous) {
+        (true, _, _, _) => Deleting,
+        (false, true, _, Some(Available | Updating)) => Updating,
+        (false, _, true, _) => Available,
+        (false, _, false, Some(Available | Updating | Error)) => Error,
+        (false, _, false, Some(Creating | Deleting) | None) => Creating,
     }
 }
 
@@ -207,13 +218,35 @@ pub(crate) mod tests {
     #[test]
     fn phase_is_creating_until_first_available() {
         use LifecyclePhase::*;
-        assert_eq!(phase(None, false, false), Creating);
-        assert_eq!(phase(Some(Creating), false, false), Creating);
-        assert_eq!(phase(Some(Creating), false, true), Available);
-        assert_eq!(phase(Some(Available), false, false), Error);
-        assert_eq!(phase(Some(Error), false, true), Available);
-        assert_eq!(phase(Some(Error), false, false), Error);
-        assert_eq!(phase(Some(Available), true, true), Deleting);
-        assert_eq!(phase(None, true, false), Deleting);
+        let steady = |previous, deleting, ready| phase(previous, deleting, ready, false);
+        assert_eq!(steady(None, false, false), Creating);
+        assert_eq!(steady(Some(Creating), false, false), Creating);
+        assert_eq!(steady(Some(Creating), false, true), Available);
+        assert_eq!(steady(Some(Available), false, false), Error);
+        assert_eq!(steady(Some(Error), false, true), Available);
+        assert_eq!(steady(Some(Error), false, false), Error);
+        assert_eq!(steady(Some(Available), true, true), Deleting);
+        assert_eq!(steady(None, true, false), Deleting);
+    }
+
+    #[test]
+    fn a_rollout_of_a_serving_server_is_updating() {
+        use LifecyclePhase::*;
+        let rolling = |previous, ready| phase(previous, false, ready, true);
+        // The old pod goes before the new one is ready: Updating, not Error.
+        assert_eq!(rolling(Some(Available), true), Updating);
+        assert_eq!(rolling(Some(Available), false), Updating);
+        assert_eq!(rolling(Some(Updating), false), Updating);
+        // Done: back to what readiness says.
+        assert_eq!(phase(Some(Updating), false, true, false), Available);
+        assert_eq!(phase(Some(Updating), false, false, false), Error);
+        // Nothing served before the rollout: it changes nothing.
+        assert_eq!(rolling(None, false), Creating);
+        assert_eq!(rolling(Some(Creating), false), Creating);
+        assert_eq!(rolling(Some(Creating), true), Available);
+        assert_eq!(rolling(Some(Error), false), Error);
+        assert_eq!(rolling(Some(Error), true), Available);
+        // Deletion wins.
+        assert_eq!(phase(Some(Available), true, true, true), Deleting);
     }
 }

@@ -1,8 +1,9 @@
 //! The openefs operator's reconcilers.
 //!
 //! A FileSystem becomes core objects ([`desired`]: backing PVC, Services,
-//! an nfsd StatefulSet, a PodDisruptionBudget), applied by server-side apply
-//! on every reconcile, and a status judged from what they report. Under
+//! an nfsd StatefulSet, a PodDisruptionBudget, a ServiceMonitor where the
+//! kind exists), applied by server-side apply on every reconcile, and a
+//! status judged from what they report; its backing PVC grows as it fills. Under
 //! `--only-custom-resources` (an API server that serves only CRDs) only the
 //! custom-resource side runs: finalizers, ids, endpoint, phase, conditions
 //! and observedGeneration. See docs/operator.md.
@@ -61,6 +62,8 @@ struct CoreObjects {
     recorder: Recorder,
     /// How nfsd's admin API is called (the network, or a test's stand-in).
     admin: Arc<dyn filesystem::settings::AdminCalls>,
+    /// Whether the cluster serves ServiceMonitors, as last discovered.
+    monitors: filesystem::monitoring::Discovery,
 }
 
 /// Settings of [`run`].
@@ -171,6 +174,7 @@ async fn run_controllers(
             settings,
             recorder: Recorder::new(client.clone(), Reporter::from(names::FIELD_MANAGER)),
             admin: Arc::new(filesystem::settings::GrpcAdmin),
+            monitors: Default::default(),
         }),
     });
     fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -1,5 +1,6 @@
 //! The core objects the operator computes for a FileSystem: golden files
-//! (`tests/golden/<case>.objects.yaml`, rewritten with `UPDATE_GOLDEN=1`)
+//! (`tests/golden/<case>.objects.yaml` and `defaults.servicemonitor.yaml`,
+//! rewritten with `UPDATE_GOLDEN=1`)
 //! and validation against the real Kubernetes schemas with
 //! `kubernetes-validate --strict` (installed by `.ci/deps.sh`).
 
@@ -28,12 +29,19 @@ fn settings() -> OperatorSettings {
     OperatorSettings::new("ghcr.io/openefs/openefs-nfsd:0.1.0")
 }
 
-fn desired_for(case: &str) -> Result<DesiredObjects> {
+fn filesystem(case: &str) -> Result<FileSystem> {
     let path = golden_dir().join(format!("{case}.filesystem.yaml"));
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let fs: FileSystem =
-        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(desired::objects(&fs, &[], &settings())?)
+    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn desired_for(case: &str) -> Result<DesiredObjects> {
+    Ok(desired::objects(
+        &filesystem(case)?,
+        &[],
+        &settings(),
+        None,
+    )?)
 }
 
 /// Each object as `(file name, YAML document)`, in apply order.
@@ -51,29 +59,51 @@ fn documents(objects: &DesiredObjects) -> Result<Vec<(String, String)>> {
     ])
 }
 
+/// Compares `rendered` with the golden file `name`, or rewrites it under
+/// `UPDATE_GOLDEN=1`; returns the path when it differs.
+fn check_golden(name: &str, rendered: &str) -> Result<Option<PathBuf>> {
+    let path = golden_dir().join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&path, rendered).with_context(|| format!("{}", path.display()))?;
+        return Ok(None);
+    }
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(rendered) {
+        return Ok(None);
+    }
+    eprintln!(
+        "--- {} differs; the objects now are:\n{rendered}",
+        path.display()
+    );
+    Ok(Some(path))
+}
+
 #[test]
 fn desired_objects_match_the_golden_files() -> Result<()> {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let mut stale = Vec::new();
     for case in CASES {
         let rendered: String = documents(&desired_for(case)?)?
             .into_iter()
             .map(|(_, yaml)| format!("---\n{yaml}"))
             .collect();
-        let path = golden_dir().join(format!("{case}.objects.yaml"));
-        if update {
-            std::fs::write(&path, &rendered).with_context(|| format!("{}", path.display()))?;
-        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(rendered.as_str()) {
-            eprintln!(
-                "--- {} differs; the objects now are:\n{rendered}",
-                path.display()
-            );
-            stale.push(path);
-        }
+        stale.extend(check_golden(&format!("{case}.objects.yaml"), &rendered)?);
     }
     ensure!(
         stale.is_empty(),
         "golden files differ (rerun with UPDATE_GOLDEN=1 and review the diff): {stale:?}"
+    );
+    Ok(())
+}
+
+/// The ServiceMonitor is not in the objects above: it is applied only where
+/// its CRD exists, and kubernetes-validate knows no schema for it.
+#[test]
+fn the_service_monitor_matches_its_golden_file() -> Result<()> {
+    let fs = filesystem("defaults")?;
+    let rendered = serde_yaml::to_string(&desired::service_monitor(&fs)?)?;
+    let stale = check_golden("defaults.servicemonitor.yaml", &rendered)?;
+    ensure!(
+        stale.is_none(),
+        "golden file differs (rerun with UPDATE_GOLDEN=1 and review the diff): {stale:?}"
     );
     Ok(())
 }

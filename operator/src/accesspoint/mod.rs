@@ -245,6 +245,7 @@ mod tests {
                 settings: OperatorSettings::new("registry.example/openefs-nfsd:test"),
                 recorder: Recorder::new(client, Reporter::from(names::FIELD_MANAGER)),
                 admin,
+                monitors: Default::default(),
             }),
         })
     }

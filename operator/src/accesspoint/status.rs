@@ -26,6 +26,7 @@ pub fn desired(
         current.phase,
         ap.metadata.deletion_timestamp.is_some(),
         ready.status == Status::True,
+        false,
     );
     let generation = ap.metadata.generation;
     AccessPointStatus {
@@ -66,8 +67,12 @@ fn ready_verdict(fs_name: &str, fs: Option<&FileSystem>) -> Verdict {
             format!("FileSystem {fs_name} is being deleted"),
         );
     }
-    if status.phase == Some(LifecyclePhase::Available)
-        && conditions::is_true(&status.conditions, READY)
+    // A FileSystem that is Updating while its new pod is already ready
+    // serves; one whose pod is down in the rollout is not Ready.
+    if matches!(
+        status.phase,
+        Some(LifecyclePhase::Available | LifecyclePhase::Updating)
+    ) && conditions::is_true(&status.conditions, READY)
     {
         return Verdict {
             type_: READY,
@@ -209,6 +214,20 @@ mod tests {
         let status = desired(&object, AccessPointId::from_uid("u-1"), None, &at(4));
         assert_eq!(status.phase, Some(LifecyclePhase::Error));
         assert_eq!(status.conditions[0].last_transition_time, at(4));
+    }
+
+    #[test]
+    fn an_updating_file_system_serves_while_its_ready_is_true() {
+        let id = || AccessPointId::from_uid("u-1");
+        let serving = fs(LifecyclePhase::Updating, "True");
+        let status = desired(&ap(), id(), Some(&serving), &at(0));
+        assert_eq!(ready(&status).0, "True");
+        let down = fs(LifecyclePhase::Updating, "False");
+        let status = desired(&ap(), id(), Some(&down), &at(0));
+        assert_eq!(
+            (ready(&status).0, ready(&status).1),
+            ("False", REASON_FILE_SYSTEM_NOT_READY)
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ use k8s_openapi::{
         util::intstr::IntOrString,
     },
 };
-use kube::Resource;
+use kube::{
+    Resource,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+};
 use openefs_crds::{AccessPoint, DeletionPolicy, FileSystem, FileSystemId, PerformanceMode, names};
 
 use super::service_name;
@@ -254,12 +257,15 @@ impl MetaFactory {
 }
 
 /// The core objects that should exist for `fs`, whose AccessPoints are
-/// `access_points`. Fails only for an object that was not read from the API
-/// server (no name, namespace or uid).
+/// `access_points`. `backing_request`: the backing claim's storage request
+/// when it is not `initialSize` (auto-expansion raised it, see
+/// [`super::expansion::request`]). Fails only for an object that was not
+/// read from the API server (no name, namespace or uid).
 pub fn objects(
     fs: &FileSystem,
     access_points: &[AccessPoint],
     settings: &OperatorSettings,
+    backing_request: Option<&Quantity>,
 ) -> Result<DesiredObjects, Error> {
     let factory = MetaFactory::new(fs)?;
     let id = factory.id().clone();
@@ -269,7 +275,7 @@ pub fn objects(
     let pvc_name = backing_pvc_name(&id);
     let headless_name = headless_service_name(&id);
     Ok(DesiredObjects {
-        backing_pvc: backing_pvc(fs, meta(&pvc_name, delete_data)),
+        backing_pvc: backing_pvc(fs, meta(&pvc_name, delete_data), backing_request),
         config_map: super::settings::config_map(
             &factory,
             &super::settings::nfsd_settings(fs, access_points),
@@ -289,7 +295,11 @@ pub fn objects(
     })
 }
 
-fn backing_pvc(fs: &FileSystem, metadata: ObjectMeta) -> PersistentVolumeClaim {
+fn backing_pvc(
+    fs: &FileSystem,
+    metadata: ObjectMeta,
+    request: Option<&Quantity>,
+) -> PersistentVolumeClaim {
     let storage = &fs.spec.backing_storage;
     PersistentVolumeClaim {
         metadata,
@@ -300,7 +310,7 @@ fn backing_pvc(fs: &FileSystem, metadata: ObjectMeta) -> PersistentVolumeClaim {
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([(
                     "storage".to_owned(),
-                    storage.initial_size.clone(),
+                    request.unwrap_or(&storage.initial_size).clone(),
                 )])),
                 ..VolumeResourceRequirements::default()
             }),
@@ -591,6 +601,40 @@ fn stateful_set(
     }
 }
 
+/// API group, version and kind of the Prometheus Operator's ServiceMonitor.
+pub const SERVICE_MONITOR_GVK: (&str, &str, &str) =
+    ("monitoring.coreos.com", "v1", "ServiceMonitor");
+
+/// The ServiceMonitor kind as the client addresses it.
+pub fn service_monitor_resource() -> ApiResource {
+    let (group, version, kind) = SERVICE_MONITOR_GVK;
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        "servicemonitors",
+    )
+}
+
+/// A Prometheus Operator ServiceMonitor that scrapes `fs`'s nfsd: named
+/// after the id like the other objects, owned by the FileSystem, selecting
+/// its Services by the selector labels and scraping the port named
+/// `metrics`, which only the headless Service has (it also publishes a pod
+/// that is not Ready, whose metrics matter most). A `DynamicObject`:
+/// k8s-openapi has no type for it, and whether the kind exists is only
+/// known at run time. Fails as [`objects`] does.
+pub fn service_monitor(fs: &FileSystem) -> Result<DynamicObject, Error> {
+    let factory = MetaFactory::new(fs)?;
+    let id = factory.id();
+    let mut monitor =
+        DynamicObject::new(service_name(id), &service_monitor_resource()).data(serde_json::json!({
+            "spec": {
+                "selector": {"matchLabels": selector_labels(id)},
+                "endpoints": [{"port": "metrics", "path": "/metrics"}],
+            }
+        }));
+    monitor.metadata = factory.meta(service_name(id), true);
+    Ok(monitor)
+}
+
 /// `minAvailable: 1`: the one server is the whole file system, so a drain
 /// waits for an administrator instead of cutting every client off (moving
 /// it on purpose is `kubectl delete pod`, which is not an eviction). A pod
@@ -636,7 +680,7 @@ mod tests {
 
     #[test]
     fn objects_are_named_after_the_id_and_select_the_same_pod() {
-        let objects = objects(&stored("shared", "{}"), &[], &settings()).unwrap();
+        let objects = objects(&stored("shared", "{}"), &[], &settings(), None).unwrap();
         let id = "fs-85629fff8f20c8a89";
         assert_eq!(objects.service.metadata.name.as_deref(), Some(id));
         assert_eq!(
@@ -695,7 +739,7 @@ mod tests {
     #[test]
     fn a_name_too_long_for_a_label_is_left_out_of_the_labels() {
         let long = format!("{}.example", "a".repeat(60));
-        let objects = objects(&stored(&long, "{}"), &[], &settings()).unwrap();
+        let objects = objects(&stored(&long, "{}"), &[], &settings(), None).unwrap();
         let labels = labels_of(&objects.stateful_set.metadata);
         assert!(!labels.contains_key(names::LABEL_FILESYSTEM));
         assert_eq!(labels[names::LABEL_INSTANCE], "fs-85629fff8f20c8a89");
@@ -712,7 +756,7 @@ mod tests {
             assert!(openefs_crds::volume_handle::is_dns_label(name), "{name}");
         }
         let exactly_63 = "b".repeat(63);
-        let fits = super::objects(&stored(&exactly_63, "{}"), &[], &settings()).unwrap();
+        let fits = super::objects(&stored(&exactly_63, "{}"), &[], &settings(), None).unwrap();
         assert_eq!(
             labels_of(&fits.service.metadata)[names::LABEL_FILESYSTEM],
             exactly_63
@@ -721,7 +765,7 @@ mod tests {
 
     #[test]
     fn missing_backing_storage_takes_the_api_defaults() {
-        let objects = objects(&stored("shared", "{}"), &[], &settings()).unwrap();
+        let objects = objects(&stored("shared", "{}"), &[], &settings(), None).unwrap();
         let spec = objects.backing_pvc.spec.unwrap();
         assert_eq!(spec.storage_class_name, None);
         assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
@@ -732,8 +776,47 @@ mod tests {
     }
 
     #[test]
+    fn an_expanded_request_replaces_the_initial_size() {
+        let grown = Quantity("15Gi".into());
+        let objects = objects(&stored("shared", "{}"), &[], &settings(), Some(&grown)).unwrap();
+        let spec = objects.backing_pvc.spec.unwrap();
+        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], grown);
+    }
+
+    #[test]
+    fn the_service_monitor_scrapes_the_port_only_the_headless_service_has() {
+        let fs = stored("shared", "{}");
+        let monitor = service_monitor(&fs).unwrap();
+        let objects = objects(&fs, &[], &settings(), None).unwrap();
+        let port_names = |svc: &Service| -> Vec<String> {
+            svc.spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .as_ref()
+                .unwrap()
+                .iter()
+                .filter_map(|p| p.name.clone())
+                .collect()
+        };
+        let endpoint = &monitor.data["spec"]["endpoints"][0]["port"];
+        assert!(
+            port_names(&objects.headless_service).contains(&endpoint.as_str().unwrap().to_owned())
+        );
+        assert!(!port_names(&objects.service).iter().any(|p| p == endpoint));
+        assert_eq!(
+            monitor.data["spec"]["selector"]["matchLabels"],
+            serde_json::to_value(objects.headless_service.spec.unwrap().selector).unwrap()
+        );
+        assert_eq!(
+            monitor.metadata.owner_references,
+            objects.service.metadata.owner_references
+        );
+    }
+
+    #[test]
     fn the_backing_volume_is_owned_only_when_it_may_be_deleted() {
-        let retained = objects(&stored("shared", "{}"), &[], &settings()).unwrap();
+        let retained = objects(&stored("shared", "{}"), &[], &settings(), None).unwrap();
         assert_eq!(retained.backing_pvc.metadata.owner_references, None);
         let owners = retained.service.metadata.owner_references.unwrap();
         assert_eq!(owners.len(), 1);
@@ -750,6 +833,7 @@ mod tests {
             &stored("shared", r#"{"deletionPolicy":"Delete"}"#),
             &[],
             &settings(),
+            None,
         )
         .unwrap();
         assert_eq!(deleted.backing_pvc.metadata.owner_references, Some(owners));
@@ -758,7 +842,7 @@ mod tests {
     #[test]
     fn the_performance_mode_reaches_nfsd_as_an_argument() {
         let mode_arg = |spec: &str| {
-            let pod = objects(&stored("shared", spec), &[], &settings())
+            let pod = objects(&stored("shared", spec), &[], &settings(), None)
                 .unwrap()
                 .stateful_set
                 .spec
@@ -783,7 +867,7 @@ mod tests {
             r#"{"server":{"image":"mine:2","resources":{"limits":{"memory":"1Gi"}},
                 "priorityClassName":"storage"},"policy":{"rootAccess":"squash"}}"#,
         );
-        let objects = objects(&fs, &[], &settings()).unwrap();
+        let objects = objects(&fs, &[], &settings(), None).unwrap();
         let pod = objects.stateful_set.spec.template.spec.unwrap();
         let nfsd = &pod.containers[0];
         assert_eq!(nfsd.image.as_deref(), Some("mine:2"));
@@ -814,7 +898,7 @@ mod tests {
     }
 
     fn objects_default_pod() -> PodSpec {
-        objects(&stored("shared", "{}"), &[], &settings())
+        objects(&stored("shared", "{}"), &[], &settings(), None)
             .unwrap()
             .stateful_set
             .spec
@@ -827,7 +911,7 @@ mod tests {
     fn objects_not_read_from_the_api_server_are_errors() {
         let mut no_uid = stored("shared", "{}");
         no_uid.metadata.uid = None;
-        let err = objects(&no_uid, &[], &settings()).unwrap_err();
+        let err = objects(&no_uid, &[], &settings(), None).unwrap_err();
         assert!(matches!(
             err,
             Error::IncompleteObject {
@@ -838,7 +922,7 @@ mod tests {
         let mut no_namespace = stored("shared", "{}");
         no_namespace.metadata.namespace = None;
         assert!(matches!(
-            objects(&no_namespace, &[], &settings()),
+            objects(&no_namespace, &[], &settings(), None),
             Err(Error::IncompleteObject {
                 field: "metadata.namespace",
                 ..

@@ -5,6 +5,8 @@
 //! where another writer reports them.
 
 pub mod desired;
+pub mod expansion;
+pub mod monitoring;
 pub mod server;
 pub mod settings;
 pub mod status;
@@ -12,7 +14,7 @@ pub mod tls;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
@@ -66,8 +68,9 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Applies the server's core objects and judges them, then pushes the
-/// runtime settings to a ready server. A failure to apply is also an Event
-/// on the FileSystem: it is what `kubectl describe` shows when the server
+/// runtime settings to a ready server and grows its backing volume when
+/// the server reports it filling. A failure to apply is also an Event on
+/// the FileSystem: it is what `kubectl describe` shows when the server
 /// never appears.
 async fn apply_server(
     fs: &FileSystem,
@@ -85,48 +88,111 @@ async fn apply_server(
         let token = settings::ensure_token(&ctx.client, &factory).await?;
         let (namespace, name) = identity(fs, "FileSystem")?;
         let access_points = referencing_access_points(ctx, &namespace, &name).await?;
-        let objects = desired::objects(fs, &access_points, &core.settings)?;
+        let live_pvc = backing_pvc(&ctx.client, &factory).await?;
+        let request = expansion::request(&fs.spec.backing_storage.initial_size, live_pvc.as_ref());
+        let objects = desired::objects(fs, &access_points, &core.settings, Some(&request))?;
         let applied = server::apply(&ctx.client, &objects).await?;
         let pod = desired::pod_dns_name(factory.id(), factory.namespace(), &ctx.cluster_domain);
         let nfsd = settings::nfsd_settings(fs, &access_points);
         Ok::<_, Error>((applied, pod, token, nfsd, ca_bundle, access_points))
     }
     .await;
-    match applied {
-        Ok((applied, pod, token, nfsd, ca_bundle, access_points)) => {
-            let mut components = server::verdicts(&applied).to_vec();
-            let serving = components.iter().any(|v| {
-                v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True
-            });
-            let mut usage = None;
-            if serving {
-                let pushed = core
-                    .admin
-                    .push(settings::admin_endpoint(&pod), token, nfsd)
-                    .await;
-                if let Err(e) = &pushed {
-                    tracing::warn!(error = %e, "settings not pushed to nfsd");
-                }
-                usage = pushed.as_ref().ok().map(|u| settings::usage(fs, u));
-                if let Ok(u) = &pushed {
-                    write_access_point_sizes(ctx, fs, &access_points, u).await;
-                }
-                components.push(settings::verdict(&pushed));
-            } else {
-                components.push(settings::waiting_verdict());
-            }
-            Ok(Observed {
-                components,
-                usage,
-                ca_bundle: Some(ca_bundle),
-                ..Observed::default()
-            })
-        }
+    let reference = fs.object_ref(&());
+    let (applied, pod, token, nfsd, ca_bundle, access_points) = match applied {
+        Ok(applied) => applied,
         Err(error) => {
             let event = events::failure(REASON_APPLY_FAILED, &error);
-            events::publish(&core.recorder, &fs.object_ref(&()), vec![event]).await;
-            Err(error)
+            events::publish(&core.recorder, &reference, vec![event]).await;
+            return Err(error);
         }
+    };
+    apply_service_monitor(fs, ctx, core).await;
+    let mut components = server::verdicts(&applied).to_vec();
+    let serving = components
+        .iter()
+        .any(|v| v.type_ == status::SERVER_READY && v.status == crate::conditions::Status::True);
+    let mut usage = None;
+    let mut volume = None;
+    if serving {
+        let pushed = core
+            .admin
+            .push(settings::admin_endpoint(&pod), token, nfsd)
+            .await;
+        match &pushed {
+            Ok(u) => {
+                usage = Some(settings::usage(fs, u));
+                volume = Some(expansion::Volume {
+                    bytes_total: u.volume_bytes_total,
+                    bytes_free: u.volume_bytes_free,
+                });
+                write_access_point_sizes(ctx, fs, &access_points, u).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "settings not pushed to nfsd"),
+        }
+        components.push(settings::verdict(&pushed));
+    } else {
+        components.push(settings::waiting_verdict());
+    }
+    let auto_expand = &fs.spec.backing_storage.auto_expand;
+    let plan = expansion::plan(
+        auto_expand,
+        &expansion::Claim::of(&applied.backing_pvc),
+        volume,
+    );
+    let outcome = expansion::expand(&ctx.client, plan, &applied.backing_pvc, |request| {
+        Ok(desired::objects(fs, &access_points, &core.settings, Some(&request))?.backing_pvc)
+    })
+    .await;
+    if let expansion::Outcome::Requested {
+        from,
+        to,
+        used_percent,
+    } = outcome
+    {
+        tracing::info!(from, to, used_percent, "backing volume expansion requested");
+        let event = expansion::expanding_event(from, to, used_percent);
+        events::publish(&core.recorder, &reference, vec![event]).await;
+    }
+    components.push(expansion::verdict(auto_expand, &outcome));
+    Ok(Observed {
+        components,
+        usage,
+        ca_bundle: Some(ca_bundle),
+        rolling_out: server::rolling_out(&applied.stateful_set),
+        ..Observed::default()
+    })
+}
+
+/// The backing claim as stored, if it exists.
+async fn backing_pvc(
+    client: &kube::Client,
+    factory: &desired::MetaFactory,
+) -> Result<Option<PersistentVolumeClaim>, Error> {
+    let name = desired::backing_pvc_name(factory.id());
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), factory.namespace())
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("PersistentVolumeClaim {}/{name}", factory.namespace()),
+            source: Box::new(source),
+        })
+}
+
+/// Applies the server's ServiceMonitor where the kind exists. A failure
+/// (the operator's role may predate the rule for it) is a warning and an
+/// Event, not a failed reconcile: monitoring must not hold up serving.
+async fn apply_service_monitor(fs: &FileSystem, ctx: &Context, core: &CoreObjects) {
+    let Some(resource) = core.monitors.service_monitors(&ctx.client).await else {
+        return;
+    };
+    let applied = match desired::service_monitor(fs) {
+        Ok(monitor) => apply::dynamic(&ctx.client, &resource, &monitor).await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = applied {
+        tracing::warn!(%error, "ServiceMonitor not applied");
+        let event = events::failure(REASON_APPLY_FAILED, &error);
+        events::publish(&core.recorder, &fs.object_ref(&()), vec![event]).await;
     }
 }
 

@@ -36,6 +36,8 @@ const ACCESS_POINTS: &str = "/apis/openefs.io/v1alpha1/namespaces/team-a/accessp
 struct FakeAdmin {
     pushes: Mutex<Vec<(String, String, admin_api::Settings)>>,
     answer: Mutex<Option<tonic::Status>>,
+    /// The backing volume's (total, free) bytes it reports.
+    volume: Mutex<(u64, u64)>,
 }
 
 impl FakeAdmin {
@@ -45,6 +47,11 @@ impl FakeAdmin {
 
     fn fail_with(&self, status: tonic::Status) {
         *self.answer.lock().unwrap() = Some(status);
+    }
+
+    /// Reports a volume of `total` bytes, `used_percent` of it used.
+    fn report_volume(&self, total: u64, used_percent: u64) {
+        *self.volume.lock().unwrap() = (total, total * (100 - used_percent) / 100);
     }
 }
 
@@ -59,9 +66,12 @@ impl AdminCalls for FakeAdmin {
             .lock()
             .unwrap()
             .push((endpoint, token, settings));
+        let (volume_bytes_total, volume_bytes_free) = *self.volume.lock().unwrap();
         let answer = match self.answer.lock().unwrap().clone() {
             Some(status) => Err(status),
             None => Ok(admin_api::Usage {
+                volume_bytes_total,
+                volume_bytes_free,
                 client_connections: 3,
                 stored_bytes: 6 << 30,
                 burst_credit_bytes: 1 << 40,
@@ -112,6 +122,7 @@ fn setup_with_admin(core: bool) -> (FakeApi, Arc<Context>, Arc<FakeAdmin>) {
             settings: OperatorSettings::new("registry.example/openefs-nfsd:test"),
             recorder: Recorder::new(client, Reporter::from(names::FIELD_MANAGER)),
             admin: admin.clone(),
+            monitors: Default::default(),
         }),
     };
     (api, Arc::new(ctx), admin)
@@ -161,7 +172,8 @@ fn set_cluster_state(api: &FakeApi) {
         pvc["status"] = json!({"phase": "Bound", "capacity": {"storage": "10Gi"}});
     });
     api.update(STS, |sts| {
-        sts["status"] = json!({"replicas": 1, "readyReplicas": 1})
+        sts["status"] = json!({"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                               "currentRevision": "rev-1", "updateRevision": "rev-1"})
     });
 }
 
@@ -515,4 +527,214 @@ async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
         3,
         "the last figure stays while nfsd cannot be asked"
     );
+}
+
+const GIB: u64 = 1 << 30;
+const STORAGE_CLASS: &str = "/apis/storage.k8s.io/v1/storageclasses/standard";
+
+/// The claim's `spec.resources.requests.storage`.
+fn requested(api: &FakeApi) -> Value {
+    api.get(PVC).unwrap()["spec"]["resources"]["requests"]["storage"].clone()
+}
+
+/// A serving file system whose claim got the default class `standard`
+/// (as the API server's admission does), which allows expansion or not.
+async fn serving_with_class(
+    allow_expansion: Option<bool>,
+) -> (FakeApi, Arc<Context>, Arc<FakeAdmin>) {
+    let (api, ctx, admin) = setup_with_admin(true);
+    admin.report_volume(10 * GIB, 10);
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    api.update(PVC, |pvc| {
+        pvc["spec"]["storageClassName"] = json!("standard")
+    });
+    let mut class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                           "metadata": {"name": "standard"}, "provisioner": "example.com/disk"});
+    if let Some(allow) = allow_expansion {
+        class["allowVolumeExpansion"] = json!(allow);
+    }
+    api.insert(STORAGE_CLASS, class);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(phase(&api), "Available");
+    assert_eq!(
+        condition(&api, "AutoExpansionReady"),
+        ("True".into(), "WithinThreshold".into())
+    );
+    (api, ctx, admin)
+}
+
+fn count(reasons: &[String], wanted: &str) -> usize {
+    reasons.iter().filter(|r| *r == wanted).count()
+}
+
+#[tokio::test]
+async fn a_filling_volume_grows_its_claim_which_never_shrinks_back() {
+    let (api, ctx, admin) = serving_with_class(Some(true)).await;
+    assert_eq!(requested(&api), "10Gi");
+
+    admin.report_volume(10 * GIB, 85);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(requested(&api), "15Gi", "+50 %, whole GiB");
+    assert_eq!(
+        condition(&api, "AutoExpansionReady"),
+        ("True".into(), "ExpandingStorage".into())
+    );
+    let reasons = event_reasons(&api);
+    assert_eq!(count(&reasons, "Normal:ExpandingStorage"), 1, "{reasons:?}");
+
+    // The driver has not grown the volume yet (capacity 10Gi): the next
+    // reconcile neither applies initialSize again nor grows a second time.
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(requested(&api), "15Gi");
+    assert_eq!(
+        count(&event_reasons(&api), "Normal:ExpandingStorage"),
+        1,
+        "no second expansion while the first is under way"
+    );
+
+    // Grown: the fill is back below the threshold, and the request stays.
+    api.update(PVC, |pvc| {
+        pvc["status"]["capacity"]["storage"] = json!("15Gi")
+    });
+    admin.report_volume(15 * GIB, 57);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(requested(&api), "15Gi");
+    assert_eq!(
+        condition(&api, "AutoExpansionReady"),
+        ("True".into(), "WithinThreshold".into())
+    );
+}
+
+#[tokio::test]
+async fn a_class_that_cannot_expand_is_a_condition_and_an_event_not_a_loop() {
+    let (api, ctx, admin) = serving_with_class(None).await;
+    admin.report_volume(10 * GIB, 90);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(requested(&api), "10Gi", "the claim is left as it is");
+    assert_eq!(
+        condition(&api, "AutoExpansionReady"),
+        ("False".into(), "ExpansionNotSupported".into())
+    );
+    let reasons = event_reasons(&api);
+    assert_eq!(
+        count(&reasons, "Warning:ExpansionNotSupported"),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(count(&reasons, "Normal:ExpandingStorage"), 0);
+    let fs = api.get(FS).unwrap();
+    let message = fs["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "AutoExpansionReady")
+        .unwrap()["message"]
+        .clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("StorageClass standard does not allow volume expansion"),
+        "{message}"
+    );
+
+    // Nothing changed: no status write, no new Event.
+    api.take_requests();
+    let events_before = api.list(EVENTS).len();
+    run(&api, &ctx).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        !requests.iter().any(|r| r.contains("/status")),
+        "{requests:?}"
+    );
+    assert_eq!(api.list(EVENTS).len(), events_before);
+    assert_eq!(requested(&api), "10Gi");
+
+    // At maxSize: its own reason.
+    api.update(FS, |fs| {
+        fs["spec"]["backingStorage"] = json!({"autoExpand": {"maxSize": "10Gi"}})
+    });
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(
+        condition(&api, "AutoExpansionReady"),
+        ("False".into(), "MaxSizeReached".into())
+    );
+}
+
+const MONITOR: &str =
+    "/apis/monitoring.coreos.com/v1/namespaces/team-a/servicemonitors/fs-85629fff8f20c8a89";
+const MONITORING_DISCOVERY: &str = "/apis/monitoring.coreos.com/v1";
+
+#[tokio::test]
+async fn a_service_monitor_is_applied_only_where_the_kind_is_served() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+    assert!(api.get(MONITOR).is_none());
+    let asked = |requests: &[String]| {
+        requests
+            .iter()
+            .filter(|r| r.starts_with(&format!("GET {MONITORING_DISCOVERY}?")))
+            .count()
+    };
+    assert_eq!(asked(&api.take_requests()), 1);
+    // The answer is remembered: no discovery request per reconcile.
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(asked(&api.take_requests()), 0);
+
+    let (api, ctx) = setup(true);
+    api.insert(
+        MONITORING_DISCOVERY,
+        json!({"kind": "APIResourceList", "apiVersion": "v1",
+               "groupVersion": "monitoring.coreos.com/v1",
+               "resources": [{"name": "servicemonitors", "singularName": "servicemonitor",
+                              "namespaced": true, "kind": "ServiceMonitor",
+                              "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]}),
+    );
+    run(&api, &ctx).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("PATCH {MONITOR}?"))
+                && r.contains("fieldManager=openefs")
+                && r.contains("force=true")),
+        "{requests:?}"
+    );
+    let monitor = api.get(MONITOR).expect("ServiceMonitor applied");
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["ownerReferences"][0]["uid"], UID);
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        api.get(HEADLESS).unwrap()["spec"]["selector"]
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_of_a_serving_server_is_updating() {
+    let (api, ctx) = setup(true);
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(phase(&api), "Available");
+    // A new revision: the old pod is gone, the new one not ready yet.
+    api.update(STS, |sts| {
+        sts["status"]["updateRevision"] = json!("rev-2");
+        sts["status"]["updatedReplicas"] = json!(0);
+        sts["status"]["readyReplicas"] = json!(0);
+    });
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(phase(&api), "Updating");
+    assert_eq!(
+        condition(&api, "Degraded"),
+        ("False".into(), "AsExpected".into())
+    );
+    api.update(STS, |sts| {
+        sts["status"]["currentRevision"] = json!("rev-2");
+        sts["status"]["updatedReplicas"] = json!(1);
+        sts["status"]["readyReplicas"] = json!(1);
+    });
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(phase(&api), "Available");
 }

@@ -105,6 +105,27 @@ fn backing_storage(pvc: &PersistentVolumeClaim) -> Verdict {
     }
 }
 
+/// Whether the StatefulSet is replacing its pod with a new revision: the
+/// controller has not yet seen the latest spec, or some replica still runs
+/// the old revision. A StatefulSet without a status (just created) is not
+/// rolling out; `updatedReplicas` is omitted by the API when 0.
+pub fn rolling_out(stateful_set: &StatefulSet) -> bool {
+    let Some(status) = stateful_set.status.as_ref() else {
+        return false;
+    };
+    let unseen_spec = matches!(
+        (status.observed_generation, stateful_set.metadata.generation),
+        (Some(observed), Some(generation)) if observed < generation
+    );
+    let revisions_differ = matches!(
+        (&status.current_revision, &status.update_revision),
+        (Some(current), Some(update)) if current != update
+    );
+    let wanted = stateful_set.spec.replicas.unwrap_or(1);
+    let not_updated = status.updated_replicas.unwrap_or(0) < wanted;
+    unseen_spec || revisions_differ || not_updated
+}
+
 fn server(stateful_set: &StatefulSet) -> Verdict {
     let wanted = stateful_set.spec.replicas.unwrap_or(1);
     let ready = stateful_set
@@ -194,6 +215,36 @@ mod tests {
             (lost.status, lost.reason),
             (Status::False, REASON_VOLUME_LOST)
         );
+    }
+
+    #[test]
+    fn a_new_revision_or_an_unseen_spec_is_a_rollout() {
+        let settled = || {
+            let mut sts = stateful_set(Some(1));
+            sts.metadata.generation = Some(3);
+            sts.status = Some(StatefulSetStatus {
+                observed_generation: Some(3),
+                replicas: 1,
+                ready_replicas: Some(1),
+                updated_replicas: Some(1),
+                current_revision: Some("fs-1-aaa".into()),
+                update_revision: Some("fs-1-aaa".into()),
+                ..Default::default()
+            });
+            sts
+        };
+        assert!(!rolling_out(&settled()));
+        assert!(!rolling_out(&stateful_set(None)), "no status yet");
+
+        let mut unseen = settled();
+        unseen.metadata.generation = Some(4);
+        assert!(rolling_out(&unseen));
+        let mut new_revision = settled();
+        new_revision.status.as_mut().unwrap().update_revision = Some("fs-1-bbb".into());
+        assert!(rolling_out(&new_revision));
+        let mut old_pod = settled();
+        old_pod.status.as_mut().unwrap().updated_replicas = None;
+        assert!(rolling_out(&old_pod), "0 updated replicas is omitted");
     }
 
     #[test]

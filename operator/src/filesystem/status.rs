@@ -59,6 +59,9 @@ pub struct Observed {
     /// The CA certificate of the server's TLS material; `None` when the
     /// material was not looked at (the last one stays).
     pub ca_bundle: Option<String>,
+    /// The server's StatefulSet is rolling out a new revision
+    /// ([`super::server::rolling_out`]).
+    pub rolling_out: bool,
 }
 
 /// A server's figures for the status.
@@ -88,7 +91,7 @@ pub fn desired(
     let deleting = fs.metadata.deletion_timestamp.is_some();
     let ready = ready_verdict(&current.conditions, deleting, observed);
     let is_ready = ready.status == Status::True;
-    let phase = conditions::phase(current.phase, deleting, is_ready);
+    let phase = conditions::phase(current.phase, deleting, is_ready, observed.rolling_out);
     let degraded = if phase == LifecyclePhase::Error {
         Verdict {
             type_: DEGRADED,
@@ -357,6 +360,37 @@ mod tests {
         assert_eq!(ready(&status).reason, REASON_SERVER_NOT_READY);
         let server = conditions::find(&status.conditions, SERVER_READY).unwrap();
         assert_eq!(server.last_transition_time, at(5));
+    }
+
+    #[test]
+    fn a_rollout_after_available_is_updating_not_error() {
+        let component = |type_, ok| Verdict {
+            type_,
+            status: Status::from_bool(ok),
+            reason: if ok { "Ready" } else { "Pending" },
+            message: String::new(),
+        };
+        let observed = |serving, rolling_out| Observed {
+            components: vec![
+                component(BACKING_STORAGE_READY, true),
+                component(SERVER_READY, serving),
+            ],
+            rolling_out,
+            ..Observed::default()
+        };
+        let mut object = fs(1);
+        object.status = Some(reconcile(&object, &observed(true, false), 0));
+        // The old pod is gone, the new one not ready yet.
+        let status = reconcile(&object, &observed(false, true), 1);
+        assert_eq!(status.phase, Some(LifecyclePhase::Updating));
+        assert_eq!(ready(&status).reason, REASON_SERVER_NOT_READY);
+        assert!(!conditions::is_true(&status.conditions, DEGRADED));
+        object.status = Some(status);
+        let status = reconcile(&object, &observed(true, false), 2);
+        assert_eq!(status.phase, Some(LifecyclePhase::Available));
+        // A rollout of a server that never served is still Creating.
+        let status = reconcile(&fs(1), &observed(false, true), 0);
+        assert_eq!(status.phase, Some(LifecyclePhase::Creating));
     }
 
     #[test]

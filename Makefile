@@ -7,10 +7,13 @@ EXPORT ?= $(CURDIR)/.cache/export
 STATE ?= $(CURDIR)/.cache/state
 LISTEN ?= 127.0.0.1:2049
 
-.PHONY: help run test deps lint crds validate-crds unit build bench bench-quick
+.PHONY: help demo run test deps lint crds validate-crds unit build bench bench-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+demo: ## openefs end to end without a cluster: nfsd (TLS, access point), CSI node plugin + tls-proxy in a qemu guest, two pods writing and cross-checking (flags via DEMO_ARGS)
+	bash e2e/scripts/demo.sh $(DEMO_ARGS)
 
 run: ## serve $(EXPORT) over NFS on $(LISTEN) with openefs-nfsd (release build), client records in $(STATE)
 	mkdir -p $(EXPORT)

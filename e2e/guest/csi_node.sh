@@ -1,32 +1,8 @@
 # The CSI node plugin in the guest (e2e/tests/csi_node.rs): the guest boots
-# without mounting anything, runs `openefs-csi node` on a unix socket, and
-# socat bridges a TCP port (forwarded from the host) to it. The host drives
-# the plugin over gRPC at each pause; between pauses this script checks, as
-# pods would, what the plugin mounted.
-mkdir -p /csi "$TLS_DIR"
-# The tls-proxy sidecar: TLS volumes are mounted through its loopback ports.
-/openefs/bin/openefs-csi --log openefs_csi=debug,info tls-proxy --state-dir "$TLS_DIR" \
-  --poll-interval 200ms >/tmp/proxy.log 2>&1 &
-/openefs/bin/openefs-csi --endpoint unix:///csi/csi.sock --log openefs_csi=debug,info \
-  node --node-id "$NODE_ID" --mount-timeout "$MOUNT_TIMEOUT" --unmount-timeout "$UNMOUNT_TIMEOUT" \
-  --stat-timeout 5s --tls-proxy-dir "$TLS_DIR" --tls-ca /openefs/run/ca.crt >/tmp/csi.log 2>&1 &
-/openefs/bin/socat "TCP-LISTEN:$CSI_PORT,fork,reuseaddr" UNIX-CONNECT:/csi/csi.sock 2>/tmp/socat.log &
-
-# wait_socket PATH -- until PATH is a socket, at most 30 s.
-wait_socket() {
-  _i=0
-  while [ ! -S "$1" ] && [ "$_i" -lt 300 ]; do usleep 100000; _i=$((_i + 1)); done
-  [ -S "$1" ]
-}
-# field N PATH -- field N of the mountinfo line of the topmost mount on PATH.
-field() { awk -v p="$2" -v n="$1" '$5 == p { f = $n } END { print f }' /proc/self/mountinfo; }
-# super_options PATH -- what follows the fstype and source.
-super_options() { awk -v p="$1" '$5 == p { for (i = 7; $i != "-"; i++); s = $(i + 3) } END { print s }' /proc/self/mountinfo; }
-has_option() { case ",$(super_options "$1")," in *",$2,"*) echo yes ;; *) echo "no: $(super_options "$1")" ;; esac; }
-source_of() { awk -v p="$1" '$5 == p { for (i = 7; $i != "-"; i++); s = $(i + 2) } END { print s }' /proc/self/mountinfo; }
-nfs_mounts() { awk '{ for (i = 7; $i != "-"; i++); if ($(i + 1) == "nfs4") n++ } END { print n + 0 }' /proc/self/mountinfo; }
-
-step node-socket wait_socket /csi/csi.sock
+# without mounting anything and runs the plugin, the tls-proxy and socat
+# (e2e/guest/csi_start.sh, which comes first); the host drives the plugin
+# over gRPC at each pause; between pauses this script checks, as pods
+# would, what the plugin mounted.
 pause node-ready
 section two-pods
 expect_eq nfs-mounts 8 "$(nfs_mounts)"
@@ -48,10 +24,9 @@ expect_err c-cannot-write "Read-only file system" sh -c "echo x >$POD_C/c.txt"
 section tls
 # The TLS volume: mounted through the proxy's loopback port (the server
 # accepts nothing but TLS), the mount table still naming the real server.
-tunnel_port=$(sed -n 's/.*"localPort": *\([0-9]*\).*/\1/p' "$TLS_DIR"/*.json)
 expect_eq tls-staging-source "$TLS_SERVER:/vol5" "$(source_of "$STAGE5")"
 expect_eq tls-mount-addr yes "$(has_option "$STAGE5" addr=127.0.0.1)"
-expect_eq tls-mount-port yes "$(has_option "$STAGE5" "port=$tunnel_port")"
+expect_eq tls-mount-port yes "$(has_option "$STAGE5" "port=$(tunnel_port)")"
 step tls-writes sh -c "echo through-tls >$POD_F/tls.txt && sync"
 echo 3 >/proc/sys/vm/drop_caches
 expect_eq tls-reads through-tls "$(cat "$POD_F/tls.txt" 2>&1)"

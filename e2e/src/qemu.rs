@@ -225,6 +225,32 @@ fn kernel_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kernel.sh")
 }
 
+/// Runs `kernel.sh prepare`: installs qemu and the tools when missing,
+/// fetches and unpacks Debian's kernel, builds the base initramfs (all
+/// cached, so quick after the first time). Returns the kernel's version.
+/// [`KernelClient::run`] prepares too; this lets a caller time it apart.
+pub fn prepare_kernel() -> Result<String> {
+    let script = kernel_script();
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg("prepare")
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    ensure!(
+        output.status.success(),
+        "{} prepare failed: {}\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("KERNEL_VERSION="))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("kernel.sh printed no KERNEL_VERSION: {stdout}"))
+}
+
 /// Runs `kernel.sh initrd` (which prepares first) and reads the paths it prints.
 fn build_initrd(overlay: &Path, out: &Path) -> Result<Artefacts> {
     let script = kernel_script();

@@ -152,10 +152,32 @@ fn chart_lints_and_renders_valid_objects() -> Result<()> {
     ] {
         ensure!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
     }
-    let kinds = validate("all on", &render(&helm, &["-f", all_on])?)?;
+    let rendered = render(&helm, &["-f", all_on])?;
+    let kinds = validate("all on", &rendered)?;
     ensure!(
         kinds.iter().any(|k| k == "ServiceMonitor"),
         "no ServiceMonitor in {kinds:?}"
+    );
+    // The dashboard's ConfigMap carries the file unchanged, with the label
+    // Grafana's sidecar selects on.
+    let dashboard = documents(&rendered)?
+        .into_iter()
+        .find(|d| d.kind == "ConfigMap" && d.yaml.contains("grafana_dashboard"))
+        .context("no dashboard ConfigMap")?;
+    let dashboard: serde_yaml::Value = serde_yaml::from_str(&dashboard.yaml)?;
+    ensure!(dashboard["metadata"]["labels"]["grafana_dashboard"].as_str() == Some("1"));
+    ensure!(dashboard["metadata"]["namespace"].as_str() == Some("monitoring"));
+    let shipped: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["openefs.json"]
+            .as_str()
+            .context("no openefs.json in the ConfigMap")?,
+    )?;
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        chart_dir().join("dashboards/openefs.json"),
+    )?)?;
+    ensure!(
+        shipped == file,
+        "the ConfigMap's dashboard differs from the file"
     );
     Ok(())
 }
@@ -215,6 +237,7 @@ fn values_outside_the_schema_are_refused() -> Result<()> {
         ("csi.controller.replicas=0", "replicas"),
         ("storageClass.reclaimPolicy=Recycle", "reclaimPolicy"),
         ("operator.httpPort=99999", "httpPort"),
+        ("grafanaDashboard.namespace=Not_A_Name", "namespace"),
     ] {
         let out = Command::new(&helm)
             .args(["template", "openefs"])

@@ -1,20 +1,20 @@
 //! `openefs-csi node` with the real Linux kernel NFS client: the plugin runs
 //! in the qemu guest (Debian's kernel), the test drives it over gRPC through
 //! a forwarded port (socat bridges it to the plugin's unix socket in the
-//! guest), and the guest mounts `openefs-nfsd` on the host. Between the
-//! pauses of `e2e/guest/csi_node.sh` the guest plays the pods: two pods see
-//! each other's writes, a read-only pod cannot write. The host checks the
-//! export, NodeGetVolumeStats against the export's own statvfs, the repair of
-//! a stale mount (the volume's directory replaced on the server), that a
-//! server that never answers costs a stage DEADLINE_EXCEEDED, not the plugin,
-//! and that unpublish and unstage finish in bounded time when the server of
-//! a mounted volume stops answering (nfsd stopped with SIGSTOP). A TLS volume
+//! guest; `openefs_e2e::csi_guest`), and the guest mounts `openefs-nfsd`
+//! on the host. Between the pauses of `e2e/guest/csi_node.sh` the guest
+//! plays the pods: two pods see each other's writes, a read-only pod cannot
+//! write. The host checks the export, NodeGetVolumeStats against the
+//! export's own statvfs, the repair of a stale mount (the volume's directory
+//! replaced on the server), that a server that never answers costs a stage
+//! DEADLINE_EXCEEDED, not the plugin, and that unpublish and unstage finish
+//! in bounded time when the server of a mounted volume stops answering
+//! (nfsd stopped with SIGSTOP). A TLS volume
 //! (encryptInTransit) goes through `openefs-csi tls-proxy`, also in the
 //! guest, to a second nfsd that accepts nothing but TLS: the plugin writes
 //! the tunnel file, mounts the proxy's loopback port, and removes the
 //! tunnel at unstage.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,27 +23,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use openefs_csi::csi::{
-    self, VolumeCapability,
-    identity_client::IdentityClient,
-    node_client::NodeClient,
-    node_service_capability::rpc::Type as NodeRpc,
-    volume_capability::{AccessMode, AccessType, MountVolume, access_mode::Mode},
+    self, identity_client::IdentityClient, node_client::NodeClient,
+    node_service_capability::rpc::Type as NodeRpc, volume_capability::access_mode::Mode,
     volume_usage::Unit,
 };
-use openefs_e2e::binaries::workspace_binary;
+use openefs_e2e::csi_guest::{GuestPlugin, NODE_ID, Volume, cap, context};
 use openefs_e2e::nfsd::{Nfsd, TlsFiles};
-use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
+use openefs_e2e::qemu::{KernelClient, RunOptions};
 use tokio::runtime::Runtime;
 use tonic::{Code, transport::Channel};
 
 const WORKLOAD: &str = include_str!("../guest/csi_node.sh");
-const NODE_ID: &str = "guest-node";
 /// The guest's address of the TLS-only nfsd; its certificate names it.
 const TLS_SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 102);
-/// The tls-proxy's state directory in the guest.
-const TLS_DIR: &str = "/var/lib/openefs/tls-tunnels";
-/// The guest port socat listens on.
-const GUEST_CSI_PORT: u16 = 10000;
 /// The plugin's mount timeout in the guest, short so the hung-server step
 /// is quick.
 const MOUNT_TIMEOUT_S: u64 = 8;
@@ -72,78 +64,6 @@ const VOL3: &str = "storage/hung";
 const VOL4: &str = "storage/shared:vol4";
 /// A sub-path volume of a file system reached through TLS.
 const VOL5: &str = "storage/secure:vol5";
-
-fn context(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn cap(mode: Mode, mount_flags: &[&str]) -> VolumeCapability {
-    VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: "nfs4".into(),
-            mount_flags: mount_flags.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })),
-        access_mode: Some(AccessMode { mode: mode.into() }),
-    }
-}
-
-/// The volumes the test stages.
-struct Volume {
-    id: &'static str,
-    staging: &'static str,
-    context: HashMap<String, String>,
-    flags: &'static [&'static str],
-}
-
-impl Volume {
-    fn stage(&self) -> csi::NodeStageVolumeRequest {
-        csi::NodeStageVolumeRequest {
-            volume_id: self.id.into(),
-            staging_target_path: self.staging.into(),
-            volume_capability: Some(cap(Mode::MultiNodeMultiWriter, self.flags)),
-            volume_context: self.context.clone(),
-            ..Default::default()
-        }
-    }
-
-    fn publish(&self, target: &str, readonly: bool) -> csi::NodePublishVolumeRequest {
-        csi::NodePublishVolumeRequest {
-            volume_id: self.id.into(),
-            staging_target_path: self.staging.into(),
-            target_path: target.into(),
-            volume_capability: Some(cap(Mode::MultiNodeMultiWriter, self.flags)),
-            readonly,
-            volume_context: self.context.clone(),
-            ..Default::default()
-        }
-    }
-
-    fn unpublish(&self, target: &str) -> csi::NodeUnpublishVolumeRequest {
-        csi::NodeUnpublishVolumeRequest {
-            volume_id: self.id.into(),
-            target_path: target.into(),
-        }
-    }
-
-    fn unstage(&self) -> csi::NodeUnstageVolumeRequest {
-        csi::NodeUnstageVolumeRequest {
-            volume_id: self.id.into(),
-            staging_target_path: self.staging.into(),
-        }
-    }
-
-    fn stats(&self, path: &str) -> csi::NodeGetVolumeStatsRequest {
-        csi::NodeGetVolumeStatsRequest {
-            volume_id: self.id.into(),
-            volume_path: path.into(),
-            staging_target_path: self.staging.into(),
-        }
-    }
-}
 
 /// `kill -SIG pid`.
 fn signal(pid: u32, sig: &str) -> Result<()> {
@@ -196,7 +116,7 @@ fn within(a: i64, b: i64, fraction: f64) -> bool {
 /// The host's side of the run: a client to the plugin in the guest.
 struct Host {
     rt: Runtime,
-    port: u16,
+    plugin: GuestPlugin,
     export: PathBuf,
     channel: Option<Channel>,
     vol1: Volume,
@@ -216,33 +136,7 @@ impl Host {
     }
 
     fn connect(&mut self) -> Result<()> {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(120));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let channel = loop {
-            match self.rt.block_on(endpoint.connect()) {
-                Ok(channel) => {
-                    let probe = self
-                        .rt
-                        .block_on(IdentityClient::new(channel.clone()).probe(csi::ProbeRequest {}));
-                    if probe.is_ok_and(|r| r.into_inner().ready == Some(true)) {
-                        break channel;
-                    }
-                }
-                Err(e) if Instant::now() > deadline => {
-                    bail!("connecting to the guest's plugin: {e}")
-                }
-                Err(_) => {}
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the guest's plugin never became ready"
-            );
-            thread::sleep(Duration::from_millis(300));
-        };
-        self.channel = Some(channel);
+        self.channel = Some(self.plugin.connect(&self.rt)?);
         Ok(())
     }
 
@@ -578,7 +472,11 @@ fn csi_node_in_the_guest() -> Result<()> {
         rt: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
-        port: free_loopback_port()?,
+        plugin: GuestPlugin {
+            mount_timeout: Duration::from_secs(MOUNT_TIMEOUT_S),
+            unmount_timeout: Duration::from_secs(UNMOUNT_TIMEOUT_S),
+            ..GuestPlugin::new()?
+        },
         export: export.clone(),
         channel: None,
         vol1: Volume {
@@ -623,8 +521,25 @@ fn csi_node_in_the_guest() -> Result<()> {
         nfsd_pid: nfsd.pid(),
         figures: Vec::new(),
     };
-    let csi = workspace_binary("openefs-csi", "openefs-csi")?;
-    let port = host.port;
+    let mut opts = RunOptions {
+        timeout: Duration::from_secs(300),
+        extra_servers: vec![(HUNG_SERVER, hung_port), (TLS_SERVER, tls_nfsd.port())],
+        files: vec![("ca.crt".into(), tls.ca.pem.clone().into_bytes())],
+        ..Default::default()
+    };
+    host.plugin.configure(&mut opts)?;
+    for (key, value) in [
+        ("STAGE1", STAGE1.to_owned()),
+        ("STAGE5", STAGE5.to_owned()),
+        ("POD_F", POD_F.to_owned()),
+        ("TLS_SERVER", TLS_SERVER.to_string()),
+        ("POD_A", POD_A.to_owned()),
+        ("POD_B", POD_B.to_owned()),
+        ("POD_C", POD_C.to_owned()),
+        ("POD_D", POD_D.to_owned()),
+    ] {
+        opts.env.insert(key.into(), value);
+    }
     let mut on_pause = |name: &str| -> Result<()> {
         println!("pause {name}");
         match name {
@@ -636,34 +551,9 @@ fn csi_node_in_the_guest() -> Result<()> {
             other => bail!("unexpected pause {other}"),
         }
     };
-    let mut opts = RunOptions {
-        timeout: Duration::from_secs(300),
-        skip_mount: true,
-        binaries: vec![csi, PathBuf::from("socat")],
-        host_forwards: vec![(port, GUEST_CSI_PORT)],
-        extra_servers: vec![(HUNG_SERVER, hung_port), (TLS_SERVER, tls_nfsd.port())],
-        files: vec![("ca.crt".into(), tls.ca.pem.clone().into_bytes())],
-        on_pause: Some(&mut on_pause),
-        ..Default::default()
-    };
-    for (key, value) in [
-        ("NODE_ID", NODE_ID.to_owned()),
-        ("CSI_PORT", GUEST_CSI_PORT.to_string()),
-        ("MOUNT_TIMEOUT", format!("{MOUNT_TIMEOUT_S}s")),
-        ("UNMOUNT_TIMEOUT", format!("{UNMOUNT_TIMEOUT_S}s")),
-        ("STAGE1", STAGE1.to_owned()),
-        ("STAGE5", STAGE5.to_owned()),
-        ("POD_F", POD_F.to_owned()),
-        ("TLS_DIR", TLS_DIR.to_owned()),
-        ("TLS_SERVER", TLS_SERVER.to_string()),
-        ("POD_A", POD_A.to_owned()),
-        ("POD_B", POD_B.to_owned()),
-        ("POD_C", POD_C.to_owned()),
-        ("POD_D", POD_D.to_owned()),
-    ] {
-        opts.env.insert(key.into(), value);
-    }
-    let out = KernelClient::run(nfsd.port(), WORKLOAD, opts)
+    opts.on_pause = Some(&mut on_pause);
+    let workload = GuestPlugin::workload(WORKLOAD);
+    let out = KernelClient::run(nfsd.port(), &workload, opts)
         .with_context(|| format!("{}\n{}", nfsd.log_tail(), tls_nfsd.log_tail()))?;
     for figure in &host.figures {
         println!("{figure}");

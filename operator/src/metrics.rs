@@ -95,7 +95,8 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The OpenMetrics text of every metric (also read by the dashboard test).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

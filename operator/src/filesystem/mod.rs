@@ -54,6 +54,7 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
         match event {
             Event::Apply(fs) => {
                 let observed = match &ctx.core {
+                    Some(_) if fs.spec.encrypted => status::encryption_not_supported(),
                     Some(core) => apply_server(&fs, &ctx, core).await?,
                     None => Observed::default(),
                 };

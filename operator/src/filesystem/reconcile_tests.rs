@@ -356,6 +356,35 @@ async fn a_failed_apply_is_an_error_and_an_event() {
 }
 
 #[tokio::test]
+async fn an_encrypted_file_system_gets_no_server_that_would_store_plaintext() {
+    let (api, ctx) = setup(true);
+    let mut fs = api.get(FS).unwrap();
+    fs["spec"] = json!({"encrypted": true,
+        "kmsKey": {"secretKeyRef": {"name": "kek", "key": "key"}}});
+    api.insert(FS, fs);
+    run(&api, &ctx).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.contains("/apis/openefs.io/") || r.contains("/events")),
+        "{requests:?}"
+    );
+    for type_ in ["BackingStorageReady", "ServerReady"] {
+        assert_eq!(
+            condition(&api, type_),
+            ("False".into(), "EncryptionNotSupported".into())
+        );
+    }
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("False".into(), "BackingStorageNotReady".into())
+    );
+    assert_eq!(phase(&api), "Creating");
+    assert!(event_reasons(&api).contains(&"Warning:EncryptionNotSupported".to_owned()));
+}
+
+#[tokio::test]
 async fn only_custom_resources_touches_no_core_kind() {
     let (api, ctx) = setup(false);
     run(&api, &ctx).await.unwrap();

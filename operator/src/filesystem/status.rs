@@ -39,6 +39,27 @@ pub const REASON_VOLUMES_EXIST: &str = "VolumesExist";
 /// Degraded reason when nothing is wrong.
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 
+/// Reason of both component conditions of an encrypted FileSystem.
+pub const REASON_ENCRYPTION_NOT_SUPPORTED: &str = "EncryptionNotSupported";
+
+/// What an encrypted FileSystem gets while nfsd cannot encrypt at rest: no
+/// backing volume and no server, rather than a server that would store its
+/// data in plaintext; both components say why.
+pub fn encryption_not_supported() -> Observed {
+    let verdict = |type_| Verdict {
+        type_,
+        status: Status::False,
+        reason: REASON_ENCRYPTION_NOT_SUPPORTED,
+        message: "encryption at rest is not implemented yet: an encrypted FileSystem gets no \
+                  backing volume and no server, so that no data is stored unencrypted"
+            .to_owned(),
+    };
+    Observed {
+        components: vec![verdict(BACKING_STORAGE_READY), verdict(SERVER_READY)],
+        ..Observed::default()
+    }
+}
+
 /// What the reconciler saw besides the object itself.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {

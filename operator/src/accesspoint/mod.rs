@@ -66,15 +66,7 @@ async fn delete_root_directory(ap: &AccessPoint, ctx: &Context) -> Result<(), Er
         return Ok(());
     };
     let fs_name = &ap.spec.file_system_ref.name;
-    let Some(fs) = Api::<FileSystem>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(fs_name)
-        .await
-        .map_err(|source| Error::GetFileSystem {
-            namespace: namespace.clone(),
-            name: fs_name.clone(),
-            source: Box::new(source),
-        })?
-    else {
+    let Some(fs) = file_system(ctx, &namespace, fs_name).await? else {
         tracing::info!(%path, file_system = %fs_name, "root directory not deleted: the FileSystem is gone");
         return Ok(());
     };
@@ -138,6 +130,22 @@ async fn delete_root_directory(ap: &AccessPoint, ctx: &Context) -> Result<(), Er
     }
 }
 
+/// The FileSystem an AccessPoint references; `None` when it does not exist.
+async fn file_system(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<FileSystem>, Error> {
+    Api::<FileSystem>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::GetFileSystem {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source: Box::new(source),
+        })
+}
+
 async fn write_status(
     api: &Api<AccessPoint>,
     ap: &AccessPoint,
@@ -148,15 +156,7 @@ async fn write_status(
         kind: "AccessPoint",
         field: "metadata.uid",
     })?;
-    let fs_name = &ap.spec.file_system_ref.name;
-    let fs = Api::<FileSystem>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(fs_name)
-        .await
-        .map_err(|source| Error::GetFileSystem {
-            namespace: namespace.clone(),
-            name: fs_name.clone(),
-            source: Box::new(source),
-        })?;
+    let fs = file_system(ctx, &namespace, &ap.spec.file_system_ref.name).await?;
     let desired = status::desired(ap, id, fs.as_ref(), &Time(Timestamp::now()));
     let patched = status_if_changed(
         api,

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod ap;
+mod crypt;
 mod error;
 mod handle;
 mod local;
@@ -17,6 +18,7 @@ pub mod usage;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use crypt::ContentKey;
 pub use error::VfsError;
 pub use local::{LocalVfs, LocalVfsOptions};
 pub use purge::Removed;

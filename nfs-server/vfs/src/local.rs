@@ -63,6 +63,8 @@ pub struct LocalVfsOptions {
     /// (fsync of the changed directory or object) before returning, as NFS
     /// requires of a server that may crash (knfsd's `sync` export option).
     pub sync_metadata: bool,
+    /// Encrypt file contents with this data key; `None`: store plaintext.
+    pub content_key: Option<crate::ContentKey>,
 }
 
 impl Default for LocalVfsOptions {
@@ -70,6 +72,7 @@ impl Default for LocalVfsOptions {
         Self {
             cache_capacity: 4096,
             sync_metadata: true,
+            content_key: None,
         }
     }
 }
@@ -304,6 +307,14 @@ impl LocalVfs {
     }
 
     pub fn with_options(export_dir: impl AsRef<Path>, options: LocalVfsOptions) -> VfsResult<Self> {
+        // Refused rather than ignored until contents are encrypted: never
+        // store plaintext for a caller that asked for encryption.
+        if options.content_key.is_some() {
+            return Err(VfsError::Io {
+                context: "content encryption is not implemented",
+                errno: libc::ENOTSUP,
+            });
+        }
         let mount_fd = rustix::fs::open(
             export_dir.as_ref(),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

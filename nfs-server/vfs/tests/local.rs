@@ -663,6 +663,7 @@ fn small_cache_still_serves_everything() {
         LocalVfsOptions {
             cache_capacity: 1,
             sync_metadata: false,
+            content_key: None,
         },
     )
     .expect("vfs");

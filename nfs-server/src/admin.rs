@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::encryption::{KeyError, KeyRecord};
 use crate::server::Server;
 use crate::settings::{AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
 use crate::stable::replace_file;
@@ -288,6 +289,71 @@ impl Admin for AdminService {
             nfs4_clients,
             nfs3_mounts,
         }))
+    }
+
+    async fn get_encryption(
+        &self,
+        _: Request<api::GetEncryptionRequest>,
+    ) -> Result<Response<api::Encryption>, Status> {
+        let Some(keys) = self.server.encryption() else {
+            return Ok(Response::new(api::Encryption::default()));
+        };
+        let current = keys.source().current_key_id().await;
+        Ok(Response::new(encryption_to_api(
+            &keys.record().await,
+            current,
+        )))
+    }
+
+    async fn rewrap_data_key(
+        &self,
+        _: Request<api::RewrapDataKeyRequest>,
+    ) -> Result<Response<api::Encryption>, Status> {
+        let keys = self
+            .server
+            .encryption()
+            .ok_or_else(|| Status::failed_precondition("the file system is not encrypted"))?;
+        let record = keys.rewrap().await.map_err(|e| {
+            warn!(error = %e, "admin API: data key not re-wrapped");
+            match e {
+                KeyError::ReadKek { .. } | KeyError::KekLength { .. } | KeyError::Kms(_) => {
+                    Status::unavailable(e.to_string())
+                }
+                KeyError::Record(_)
+                | KeyError::StateDir { .. }
+                | KeyError::ExportHasData { .. }
+                | KeyError::ScanExport { .. }
+                | KeyError::Algorithm { .. }
+                | KeyError::Unwrap { .. } => Status::internal(e.to_string()),
+            }
+        })?;
+        info!(
+            key_source = record.key_source.name(),
+            key_id = %record.wrapping_key_id,
+            "admin API: data key re-wrapped"
+        );
+        let current = Ok(record.wrapping_key_id.clone());
+        Ok(Response::new(encryption_to_api(&record, current)))
+    }
+}
+
+/// The record and the source's current key id (or why it is unknown).
+fn encryption_to_api(record: &KeyRecord, current: Result<String, KeyError>) -> api::Encryption {
+    let (current_key_id, current_key_error) = match current {
+        Ok(id) => (id, String::new()),
+        Err(e) => (String::new(), e.to_string()),
+    };
+    api::Encryption {
+        enabled: true,
+        algorithm: record.algorithm.clone(),
+        key_source: record.key_source.name().to_owned(),
+        wrapping_key_id: record.wrapping_key_id.clone(),
+        current_key_id,
+        current_key_error,
+        // Serialising owned plain data cannot fail; an empty copy would only
+        // cost the operator its backup until the next poll.
+        wrapped_data_key: serde_json::to_vec(record).unwrap_or_default(),
+        wrapped_at: record.wrapped_at.clone(),
     }
 }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use openefs_kms::{KmsError, socket_path};
+
 use crate::admin::AdminSettings;
+use crate::encryption::{EncryptionSettings, KeySource};
 use crate::performance::PerformanceMode;
 use crate::settings::{AccessPointError, AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
 use crate::tls::TlsSettings;
@@ -109,6 +112,22 @@ pub struct ServeArgs {
     /// (max-io); fixed at start [default: general-purpose].
     #[arg(long, env = "OPENEFS_PERFORMANCE_MODE", value_enum)]
     pub performance_mode: Option<PerformanceMode>,
+    /// Encrypt file contents at rest, with a data key wrapped by the
+    /// 32-byte key-encryption key in this file (e.g. a mounted Secret's
+    /// key); re-read when it is needed, so a changed file is a rotation.
+    /// Needs --state-dir; excludes --kms-endpoint.
+    #[arg(long, env = "OPENEFS_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// Encrypt file contents at rest, with a data key wrapped by a
+    /// Kubernetes KMS v2 plugin on this unix socket (unix:///path or
+    /// /path). Needs --state-dir; excludes --kek-file.
+    #[arg(long, env = "OPENEFS_KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
+    /// A 32-byte KEK file the stored data key may still be wrapped with
+    /// (the Secret or its key changed, or the source moved to KMS); it is
+    /// unwrapped with it and re-wrapped with the current source at start.
+    #[arg(long, env = "OPENEFS_PREVIOUS_KEK_FILE")]
+    pub previous_kek_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +154,9 @@ struct FileConfig {
     throughput_mode: Option<ThroughputModeName>,
     provisioned_throughput_mibps: Option<u32>,
     performance_mode: Option<PerformanceMode>,
+    kek_file: Option<PathBuf>,
+    kms_endpoint: Option<String>,
+    previous_kek_file: Option<PathBuf>,
     /// `[[access-point]]` tables.
     #[serde(default)]
     access_point: Vec<FileAccessPoint>,
@@ -241,6 +263,16 @@ pub enum ConfigError {
     RateNotProvisioned,
     #[error(transparent)]
     AccessPoint(#[from] AccessPointError),
+    #[error("kek-file and kms-endpoint exclude each other: the data key has one key source")]
+    TwoKeySources,
+    #[error("invalid kms-endpoint: {0}")]
+    KmsEndpoint(#[from] KmsError),
+    #[error("previous-kek-file needs kek-file or kms-endpoint (the key source to re-wrap with)")]
+    PreviousWithoutSource,
+    #[error(
+        "encryption at rest (kek-file, kms-endpoint) needs state-dir, where the wrapped data key is kept"
+    )]
+    EncryptionWithoutStateDir,
 }
 
 /// Validated server settings.
@@ -266,6 +298,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// Where blocking vfs calls run; only read at start.
     pub performance_mode: PerformanceMode,
+    /// Encryption at rest; `None`: file contents are stored as written.
+    pub encryption: Option<EncryptionSettings>,
 }
 
 /// Largest READ/WRITE payload we negotiate.
@@ -304,6 +338,7 @@ impl Config {
             tls: None,
             admin: None,
             performance_mode: PerformanceMode::default(),
+            encryption: None,
         }
     }
 }
@@ -392,13 +427,36 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err(ConfigError::AdminIncomplete),
         };
+        let state_dir = self.state_dir.or(file.state_dir);
+        let previous_kek_file = self.previous_kek_file.or(file.previous_kek_file);
+        let source = match (
+            self.kek_file.or(file.kek_file),
+            self.kms_endpoint.or(file.kms_endpoint),
+        ) {
+            (Some(_), Some(_)) => return Err(ConfigError::TwoKeySources),
+            (Some(kek_file), None) => Some(KeySource::Secret { kek_file }),
+            (None, Some(endpoint)) => Some(KeySource::Kms {
+                socket: socket_path(&endpoint)?,
+            }),
+            (None, None) if previous_kek_file.is_some() => {
+                return Err(ConfigError::PreviousWithoutSource);
+            }
+            (None, None) => None,
+        };
+        if source.is_some() && state_dir.is_none() {
+            return Err(ConfigError::EncryptionWithoutStateDir);
+        }
+        let encryption = source.map(|source| EncryptionSettings {
+            source,
+            previous_kek_file,
+        });
         Ok(Config {
             export,
             listen,
             settings,
             settings_source,
             lease,
-            state_dir: self.state_dir.or(file.state_dir),
+            state_dir,
             grace,
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
             max_connections,
@@ -409,6 +467,7 @@ impl ServeArgs {
                 .performance_mode
                 .or(file.performance_mode)
                 .unwrap_or_default(),
+            encryption,
         })
     }
 }
@@ -506,7 +565,8 @@ mod tests {
             &cfg,
             format!(
                 "export = {:?}\nlisten = \"127.0.0.1:2049\"\nlease-time = \"30s\"\nroot-squash = true\n\
-                 performance-mode = \"max-io\"\n",
+                 performance-mode = \"max-io\"\nstate-dir = \"/data/state\"\n\
+                 kek-file = \"/etc/openefs/kek/kek\"\n",
                 dir.path()
             ),
         )
@@ -521,7 +581,13 @@ mod tests {
         assert_eq!(c.lease, Duration::from_secs(30));
         // The grace period follows the lease unless set.
         assert_eq!(c.grace, Duration::from_secs(30));
-        assert_eq!(c.state_dir, None);
+        assert_eq!(c.state_dir, Some("/data/state".into()));
+        assert_eq!(
+            c.encryption.map(|e| e.source),
+            Some(KeySource::Secret {
+                kek_file: "/etc/openefs/kek/kek".into()
+            })
+        );
         assert!(c.settings.policy.root_squash);
         assert_eq!(c.performance_mode, PerformanceMode::MaxIo);
         assert_eq!(
@@ -729,6 +795,60 @@ mod tests {
             .into_config(),
             Err(ConfigError::AdminOnNfsPort(_))
         ));
+        assert!(matches!(
+            ServeArgs {
+                kek_file: Some("/etc/openefs/kek/kek".into()),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::EncryptionWithoutStateDir)
+        ));
+        let state_dir = Some(dir.path().join("state"));
+        assert!(matches!(
+            ServeArgs {
+                kek_file: Some("/etc/openefs/kek/kek".into()),
+                kms_endpoint: Some("unix:///run/kms.sock".into()),
+                state_dir: state_dir.clone(),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::TwoKeySources)
+        ));
+        assert!(matches!(
+            ServeArgs {
+                previous_kek_file: Some("/etc/openefs/kek/old".into()),
+                state_dir: state_dir.clone(),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::PreviousWithoutSource)
+        ));
+        assert!(matches!(
+            ServeArgs {
+                kms_endpoint: Some("run/kms.sock".into()),
+                state_dir: state_dir.clone(),
+                ..base()
+            }
+            .into_config(),
+            Err(ConfigError::KmsEndpoint(_))
+        ));
+        let c = ServeArgs {
+            kms_endpoint: Some("unix:///run/kms.sock".into()),
+            previous_kek_file: Some("/etc/openefs/kek/old".into()),
+            state_dir: state_dir.clone(),
+            ..base()
+        }
+        .into_config()
+        .unwrap();
+        assert_eq!(
+            c.encryption,
+            Some(EncryptionSettings {
+                source: KeySource::Kms {
+                    socket: "/run/kms.sock".into()
+                },
+                previous_kek_file: Some("/etc/openefs/kek/old".into()),
+            })
+        );
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "no-such-key = 1\n").unwrap();
         assert!(matches!(

@@ -14,7 +14,8 @@
 //! [`throughput`] meters READ/WRITE data and metadata operations and delays
 //! replies to keep to the throughput mode's rate; [`usage`] keeps the vfs's
 //! stored-bytes ledger across restarts. [`performance`] is the performance
-//! mode: where blocking vfs calls run.
+//! mode: where blocking vfs calls run. [`encryption`] keeps the data key
+//! the vfs encrypts file contents with, wrapped by a key-encryption key.
 
 pub mod admin;
 pub mod attrs;
@@ -22,6 +23,7 @@ pub mod client;
 pub mod compound;
 pub mod config;
 pub mod dirwalk;
+pub mod encryption;
 mod errors;
 pub mod metrics;
 pub mod mount;
@@ -39,4 +41,4 @@ pub mod usage;
 pub mod v3;
 
 pub use config::{Config, ServeArgs};
-pub use server::{Server, run, serve_on};
+pub use server::{Server, run, run_with_keys, serve_on};

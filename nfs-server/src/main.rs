@@ -1,14 +1,17 @@
 //! `openefs-nfsd`: serves a local directory over NFSv4.1, NFSv4.0 and NFSv3.
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use openefs_nfsd::ServeArgs;
 use openefs_nfsd::config::LogFormat;
-use openefs_vfs::LocalVfs;
+use openefs_nfsd::encryption::{DataKeys, TERMINATION_LOG, write_termination_message};
+use openefs_nfsd::{Config, ServeArgs};
+use openefs_vfs::{LocalVfs, LocalVfsOptions};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 /// The openefs NFS server.
 #[derive(Debug, Parser)]
@@ -65,18 +68,50 @@ fn raise_open_file_limit() {
     }
 }
 
+/// The data key, when the file system is encrypted. `Err` carries the one
+/// line that says why nfsd does not start (the error is already logged and
+/// written as the termination message).
+async fn open_data_key(config: &Config) -> Result<Option<Arc<DataKeys>>, String> {
+    let Some(settings) = &config.encryption else {
+        return Ok(None);
+    };
+    // Config validation requires it; never fall back to serving unencrypted.
+    let opened = match &config.state_dir {
+        Some(state_dir) => DataKeys::open(settings, state_dir, &config.export)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("it needs --state-dir, where the wrapped data key is kept".to_owned()),
+    };
+    match opened {
+        Ok(keys) => Ok(Some(Arc::new(keys))),
+        Err(e) => {
+            let message = format!("encryption at rest: {e}");
+            error!("not serving: {message}");
+            write_termination_message(Path::new(TERMINATION_LOG), &message);
+            Err(message)
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let Command::Serve(args) = Cli::parse().command;
     let config = args.into_config()?;
     init_tracing(config.log_format);
     raise_open_file_limit();
-    let vfs = LocalVfs::new(&config.export)
+    let Ok(keys) = open_data_key(&config).await else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let options = LocalVfsOptions {
+        content_key: keys.as_ref().map(|k| k.content_key()),
+        ..Default::default()
+    };
+    let vfs = LocalVfs::with_options(&config.export, options)
         .with_context(|| format!("opening export {}", config.export.display()))?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
-    openefs_nfsd::run(config, Arc::new(vfs), shutdown).await?;
+    openefs_nfsd::run_with_keys(config, Arc::new(vfs), keys, shutdown).await?;
     signals.abort();
     info!("stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

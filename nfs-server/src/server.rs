@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::admin::{AdminError, load_applied, read_token, serve_admin};
 use crate::config::Config;
+use crate::encryption::DataKeys;
 use crate::metrics::{Metrics, serve_metrics};
 use crate::mount::Mounts;
 use crate::settings::{Settings, SettingsCell};
@@ -45,6 +46,8 @@ pub struct Server {
     settings: SettingsCell,
     /// Meters I/O and delays replies to keep to the throughput mode.
     throttle: Throttle,
+    /// Encryption at rest: the data key and its wrapping; `None`: off.
+    encryption: Option<Arc<DataKeys>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -138,7 +141,19 @@ impl Server {
             special_opens: SpecialOpens::default(),
             mounts: Mounts::default(),
             tls: None,
+            encryption: None,
         }
+    }
+
+    /// Reports and rotates the wrapping of `keys` (the data key the vfs
+    /// encrypts with) through the admin API.
+    pub fn with_encryption(mut self, keys: Arc<DataKeys>) -> Self {
+        self.encryption = Some(keys);
+        self
+    }
+
+    pub fn encryption(&self) -> Option<&Arc<DataKeys>> {
+        self.encryption.as_ref()
     }
 
     /// Serves TLS (and RFC 9289 STARTTLS) on the NFS port too.
@@ -434,6 +449,17 @@ pub async fn run(
     vfs: Arc<dyn Vfs>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_with_keys(config, vfs, None, shutdown).await
+}
+
+/// As [`run`], for a file system encrypted at rest: `encryption` is the
+/// data key `vfs` encrypts with, reported and re-wrapped by the admin API.
+pub async fn run_with_keys(
+    config: Config,
+    vfs: Arc<dyn Vfs>,
+    encryption: Option<Arc<DataKeys>>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -490,6 +516,10 @@ pub async fn run(
             );
             Server::new(config, vfs, clock)
         }
+    };
+    let server = match encryption {
+        Some(keys) => server.with_encryption(keys),
+        None => server,
     };
     let server = match tls {
         Some(tls) => {

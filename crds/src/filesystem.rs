@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{ResourceRequirements, Toleration},
-    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition},
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{Condition, Time},
+    },
 };
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -435,6 +438,46 @@ pub struct FileSystemStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub client_connections: Option<i32>,
+
+    /// Encryption at rest, as the server last reported it (encrypted file
+    /// systems only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionStatus>,
+}
+
+/// The data key of an encrypted file system, as its server reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionStatus {
+    /// Kind of the key-encryption key that wraps the stored data key.
+    pub key_source: KeySource,
+
+    /// Id of the key-encryption key that wraps the stored data key: for a
+    /// Secret a fingerprint of the key ("sha256:" and 16 hex digits), for a
+    /// KMS plugin the key_id the plugin reported.
+    #[schemars(length(max = 1024))]
+    pub key_id: String,
+
+    /// When the data key was last wrapped: at creation, then at every
+    /// rotation of the key-encryption key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+
+    /// The spec.kmsKey the stored data key was last seen wrapped with. When
+    /// spec.kmsKey names another Secret key, the server is also given this
+    /// one, to unwrap the data key with and rewrap it with the new key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<KmsKey>,
+}
+
+/// Kind of a key-encryption key.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeySource {
+    /// 32 bytes from a key of a Secret (spec.kmsKey.secretKeyRef).
+    Secret,
+    /// A Kubernetes KMS v2 plugin (spec.kmsKey.kmsPlugin).
+    Kms,
 }
 
 /// Throughput figures of a file system.
@@ -454,7 +497,6 @@ pub struct ThroughputStatus {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::json;
 
     use super::*;
@@ -532,11 +574,18 @@ mod tests {
                 burst_credit_balance_bytes: None,
             }),
             client_connections: Some(2),
+            encryption: Some(EncryptionStatus {
+                key_source: KeySource::Kms,
+                key_id: "key-2".into(),
+                last_rotation_time: Some(Time(Default::default())),
+                kms_key: fs.spec.kms_key.clone(),
+            }),
         });
         let text = serde_json::to_string(&fs).unwrap();
         let back: FileSystem = serde_json::from_str(&text).unwrap();
         assert_eq!(back, fs);
         assert!(text.contains(r#""fileSystemId":"fs-"#));
         assert!(text.contains(r#""permittedMiBps":256.0"#));
+        assert!(text.contains(r#""keySource":"kms""#), "{text}");
     }
 }

@@ -99,9 +99,23 @@ where
         + Serialize
         + std::fmt::Debug,
 {
+    object_as(client, object, names::FIELD_MANAGER).await
+}
+
+/// [`object`] under field manager `manager`: for fields of an object that
+/// another apply of it (under the operator's manager) leaves out and must
+/// not remove.
+pub async fn object_as<K>(client: &Client, object: &K, manager: &str) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
     let (namespace, name) = target(object.meta())?;
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    patch(&api, &K::kind(&()), (namespace, name), object).await
+    patch(&api, &K::kind(&()), (namespace, name), manager, object).await
 }
 
 /// [`object`] for a kind known only at run time (`resource`, from
@@ -113,7 +127,14 @@ pub async fn dynamic(
 ) -> Result<DynamicObject, Error> {
     let (namespace, name) = target(&object.metadata)?;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
-    patch(&api, &resource.kind, (namespace, name), object).await
+    patch(
+        &api,
+        &resource.kind,
+        (namespace, name),
+        names::FIELD_MANAGER,
+        object,
+    )
+    .await
 }
 
 fn target(meta: &ObjectMeta) -> Result<(&str, &str), Error> {
@@ -130,6 +151,7 @@ async fn patch<K>(
     api: &Api<K>,
     kind: &str,
     (namespace, name): (&str, &str),
+    manager: &str,
     object: &K,
 ) -> Result<K, Error>
 where
@@ -137,7 +159,7 @@ where
 {
     api.patch(
         name,
-        &PatchParams::apply(names::FIELD_MANAGER).force(),
+        &PatchParams::apply(manager).force(),
         &Patch::Apply(object),
     )
     .await

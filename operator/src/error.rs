@@ -121,6 +121,23 @@ pub enum Error {
         source: Box<tonic::Status>,
     },
 
+    /// An encrypted FileSystem's kmsKey cannot be given to its server (the
+    /// schema admits it, the pod cannot use it): nothing to retry until the
+    /// spec changes.
+    #[error("spec.kmsKey: {reason}")]
+    InvalidKmsKey { reason: String },
+
+    /// The key source offers a new key-encryption key and nfsd did not
+    /// rewrap the data key with it (the stored key stays as it was).
+    #[error("rotating the key-encryption key of FileSystem {namespace}/{name} to {to}: {}", source.message())]
+    RotateDataKey {
+        namespace: String,
+        name: String,
+        to: String,
+        #[source]
+        source: Box<tonic::Status>,
+    },
+
     /// Adding or removing a finalizer failed, or the reconcile inside the
     /// finalizer helper failed (the inner error is the source).
     #[error(transparent)]
@@ -152,6 +169,8 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::DeletionBlocked { .. } => "deletion-blocked",
             Error::DeleteRootDirectory { .. } => "delete-root-directory",
+            Error::InvalidKmsKey { .. } => "invalid-kms-key",
+            Error::RotateDataKey { .. } => "rotate-data-key",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.category()
@@ -171,7 +190,8 @@ impl Error {
         match self {
             Error::IncompleteObject { .. }
             | Error::DeletionBlocked { .. }
-            | Error::RenderConfig(_) => Retry::WaitForChange,
+            | Error::RenderConfig(_)
+            | Error::InvalidKmsKey { .. } => Retry::WaitForChange,
             Error::ListAccessPoints { .. }
             | Error::GetFileSystem { .. }
             | Error::Read { .. }
@@ -179,7 +199,8 @@ impl Error {
             | Error::Lease { .. }
             | Error::WriteStatus { .. }
             | Error::Apply { .. }
-            | Error::DeleteRootDirectory { .. } => Retry::Backoff,
+            | Error::DeleteRootDirectory { .. }
+            | Error::RotateDataKey { .. } => Retry::Backoff,
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.retry(),
                 finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_) => {

@@ -19,7 +19,12 @@ use serde::Serialize;
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
 /// The golden cases: `<case>.filesystem.yaml` in, `<case>.objects.yaml` out.
-const CASES: [&str; 2] = ["defaults", "provisioned"];
+const CASES: [&str; 4] = [
+    "defaults",
+    "provisioned",
+    "encrypted-secret",
+    "encrypted-kms",
+];
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")

@@ -234,6 +234,22 @@ mod tests {
             };
             Box::pin(async move { answer })
         }
+
+        fn encryption(
+            &self,
+            _: String,
+            _: String,
+        ) -> BoxFuture<'static, Result<api::Encryption, tonic::Status>> {
+            unreachable!("the AccessPoint reconciler does not look at encryption")
+        }
+
+        fn rewrap(
+            &self,
+            _: String,
+            _: String,
+        ) -> BoxFuture<'static, Result<api::Encryption, tonic::Status>> {
+            unreachable!("the AccessPoint reconciler does not rotate keys")
+        }
     }
 
     fn context(client: kube::Client, admin: Arc<FakeAdmin>) -> Arc<Context> {

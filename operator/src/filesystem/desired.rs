@@ -274,6 +274,7 @@ pub fn objects(
     let delete_data = fs.spec.deletion_policy == DeletionPolicy::Delete;
     let pvc_name = backing_pvc_name(&id);
     let headless_name = headless_service_name(&id);
+    let encryption = super::encryption::pod_parts(fs)?;
     Ok(DesiredObjects {
         backing_pvc: backing_pvc(fs, meta(&pvc_name, delete_data), backing_request),
         config_map: super::settings::config_map(
@@ -287,9 +288,8 @@ pub fn objects(
             settings,
             &id,
             &labels,
-            &pvc_name,
-            &headless_name,
             meta(stateful_set_name(&id), true),
+            encryption,
         ),
         pod_disruption_budget: pod_disruption_budget(&id, meta(stateful_set_name(&id), true)),
     })
@@ -412,7 +412,11 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
     ]
 }
 
-fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
+fn nfsd_container(
+    fs: &FileSystem,
+    settings: &OperatorSettings,
+    encryption: &super::encryption::PodParts,
+) -> Container {
     let server = fs.spec.server.clone().unwrap_or_default();
     let port = |name: &str, port| ContainerPort {
         name: Some(name.to_owned()),
@@ -424,45 +428,54 @@ fn nfsd_container(fs: &FileSystem, settings: &OperatorSettings) -> Container {
         name: NFSD_CONTAINER.to_owned(),
         image: Some(server.image.unwrap_or_else(|| settings.nfsd_image.clone())),
         command: Some(vec!["openefs-nfsd".to_owned()]),
-        args: Some(nfsd_args(fs)),
+        args: Some([nfsd_args(fs), encryption.args.clone()].concat()),
         ports: Some(vec![
             port("nfs", NFS_PORT),
             port("metrics", METRICS_PORT),
             port("admin", ADMIN_PORT),
         ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".to_owned(),
-                mount_path: EXPORT_PATH.to_owned(),
-                sub_path: Some(EXPORT_SUBPATH.to_owned()),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "data".to_owned(),
-                mount_path: STATE_PATH.to_owned(),
-                sub_path: Some(STATE_SUBPATH.to_owned()),
-                ..VolumeMount::default()
-            },
-            // Not subPath mounts: those never see a Secret's updates.
-            VolumeMount {
-                name: "tls".to_owned(),
-                mount_path: TLS_PATH.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "admin".to_owned(),
-                mount_path: ADMIN_PATH.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".to_owned(),
-                mount_path: CONFIG_PATH.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "data".to_owned(),
+                    mount_path: EXPORT_PATH.to_owned(),
+                    sub_path: Some(EXPORT_SUBPATH.to_owned()),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "data".to_owned(),
+                    mount_path: STATE_PATH.to_owned(),
+                    sub_path: Some(STATE_SUBPATH.to_owned()),
+                    ..VolumeMount::default()
+                },
+                // Not subPath mounts: those never see a Secret's updates.
+                VolumeMount {
+                    name: "tls".to_owned(),
+                    mount_path: TLS_PATH.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "admin".to_owned(),
+                    mount_path: ADMIN_PATH.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "config".to_owned(),
+                    mount_path: CONFIG_PATH.to_owned(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(encryption.mounts.iter().cloned())
+            .collect(),
+        ),
+        // nfsd writes why it refused to start (e.g. its data key cannot be
+        // unwrapped) to /dev/termination-log; other crashes are explained by
+        // the end of their log. The operator reports the message.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         // Ready once nfsd accepts NFS connections: it listens only after the
         // export has been opened and its handles checked.
         readiness_probe: Some(Probe {
@@ -518,16 +531,16 @@ fn stateful_set(
     settings: &OperatorSettings,
     id: &FileSystemId,
     labels: &BTreeMap<String, String>,
-    pvc_name: &str,
-    headless_name: &str,
     metadata: ObjectMeta,
+    encryption: super::encryption::PodParts,
 ) -> StatefulSet {
     let server = fs.spec.server.clone().unwrap_or_default();
+    let (pvc_name, headless_name) = (backing_pvc_name(id), headless_service_name(id));
     StatefulSet {
         metadata,
         spec: StatefulSetSpec {
             replicas: Some(1),
-            service_name: Some(headless_name.to_owned()),
+            service_name: Some(headless_name),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(id)),
                 ..LabelSelector::default()
@@ -538,44 +551,49 @@ fn stateful_set(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![nfsd_container(fs, settings)],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "data".to_owned(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: pvc_name.to_owned(),
-                                ..PersistentVolumeClaimVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "tls".to_owned(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(super::tls::tls_secret_name(id)),
-                                // Readable by nfsd only (it runs as root).
-                                default_mode: Some(0o400),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "admin".to_owned(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(admin_secret_name(id)),
-                                default_mode: Some(0o400),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "config".to_owned(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: config_map_name(id),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
+                    containers: vec![nfsd_container(fs, settings, &encryption)],
+                    volumes: Some(
+                        vec![
+                            Volume {
+                                name: "data".to_owned(),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: pvc_name,
+                                    ..PersistentVolumeClaimVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            Volume {
+                                name: "tls".to_owned(),
+                                secret: Some(SecretVolumeSource {
+                                    secret_name: Some(super::tls::tls_secret_name(id)),
+                                    // Readable by nfsd only (it runs as root).
+                                    default_mode: Some(0o400),
+                                    ..SecretVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            Volume {
+                                name: "admin".to_owned(),
+                                secret: Some(SecretVolumeSource {
+                                    secret_name: Some(admin_secret_name(id)),
+                                    default_mode: Some(0o400),
+                                    ..SecretVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            Volume {
+                                name: "config".to_owned(),
+                                config_map: Some(ConfigMapVolumeSource {
+                                    name: config_map_name(id),
+                                    ..ConfigMapVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                        ]
+                        .into_iter()
+                        .chain(encryption.volumes)
+                        .collect(),
+                    ),
                     // nfsd never calls the Kubernetes API.
                     automount_service_account_token: Some(false),
                     // Namespaces with many Services would otherwise fill the

@@ -1,10 +1,12 @@
 //! FileSystem reconciler: finalizer, ids, endpoint, the NFS server's core
 //! objects ([`desired`], applied by [`server`]), phase, conditions and
 //! Events. Under `--only-custom-resources` the core objects are left out
-//! and `BackingStorageReady` and `ServerReady` are read from the status,
-//! where another writer reports them.
+//! and `BackingStorageReady`, `ServerReady` (and for an encrypted file
+//! system `EncryptionReady`) are read from the status, where another writer
+//! reports them.
 
 pub mod desired;
+pub mod encryption;
 pub mod expansion;
 pub mod monitoring;
 pub mod server;
@@ -53,13 +55,16 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
     finalizer(&api, names::FILESYSTEM_FINALIZER, fs, |event| async {
         match event {
             Event::Apply(fs) => {
-                let observed = match &ctx.core {
-                    Some(_) if fs.spec.encrypted => status::encryption_not_supported(),
+                let (observed, deferred) = match &ctx.core {
                     Some(core) => apply_server(&fs, &ctx, core).await?,
-                    None => Observed::default(),
+                    None => (Observed::default(), None),
                 };
                 write_status(&api, &fs, &ctx, &observed).await?;
-                Ok(Action::requeue(RESYNC))
+                // After the status: it tells what failed.
+                match deferred {
+                    Some(error) => Err(error),
+                    None => Ok(Action::requeue(RESYNC)),
+                }
             }
             Event::Cleanup(fs) => cleanup(&api, &fs, &ctx).await,
         }
@@ -69,15 +74,17 @@ pub async fn reconcile(fs: Arc<FileSystem>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Applies the server's core objects and judges them, then pushes the
-/// runtime settings to a ready server and grows its backing volume when
-/// the server reports it filling. A failure to apply is also an Event on
-/// the FileSystem: it is what `kubectl describe` shows when the server
-/// never appears.
+/// runtime settings to a ready server, looks after its data key (when
+/// encrypted) and grows its backing volume when the server reports it
+/// filling. A failure to apply is also an Event on the FileSystem: it is
+/// what `kubectl describe` shows when the server never appears. Besides
+/// what was observed, returns an error to report after the status is
+/// written (a failed key rotation, retried with backoff).
 async fn apply_server(
     fs: &FileSystem,
     ctx: &Context,
     core: &CoreObjects,
-) -> Result<Observed, Error> {
+) -> Result<(Observed, Option<Error>), Error> {
     let applied = async {
         let factory = desired::MetaFactory::new(fs)?;
         let dns_names = tls::dns_names(
@@ -95,11 +102,11 @@ async fn apply_server(
         let applied = server::apply(&ctx.client, &objects).await?;
         let pod = desired::pod_dns_name(factory.id(), factory.namespace(), &ctx.cluster_domain);
         let nfsd = settings::nfsd_settings(fs, &access_points);
-        Ok::<_, Error>((applied, pod, token, nfsd, ca_bundle, access_points))
+        Ok::<_, Error>((applied, pod, token, nfsd, ca_bundle, access_points, factory))
     }
     .await;
     let reference = fs.object_ref(&());
-    let (applied, pod, token, nfsd, ca_bundle, access_points) = match applied {
+    let (applied, pod, token, nfsd, ca_bundle, access_points, factory) = match applied {
         Ok(applied) => applied,
         Err(error) => {
             let event = events::failure(REASON_APPLY_FAILED, &error);
@@ -117,7 +124,7 @@ async fn apply_server(
     if serving {
         let pushed = core
             .admin
-            .push(settings::admin_endpoint(&pod), token, nfsd)
+            .push(settings::admin_endpoint(&pod), token.clone(), nfsd)
             .await;
         match &pushed {
             Ok(u) => {
@@ -134,6 +141,21 @@ async fn apply_server(
     } else {
         components.push(settings::waiting_verdict());
     }
+    let rolling_out = server::rolling_out(&applied.stateful_set);
+    let (encryption, deferred) = if fs.spec.encrypted {
+        let observation = encryption::observe(
+            &ctx.client,
+            core.admin.as_ref(),
+            &factory,
+            (settings::admin_endpoint(&pod), token),
+            serving,
+        )
+        .await;
+        components.push(encryption::verdict(&observation));
+        observe_encryption(fs, core, &reference, observation, rolling_out).await
+    } else {
+        (None, None)
+    };
     let auto_expand = &fs.spec.backing_storage.auto_expand;
     let plan = expansion::plan(
         auto_expand,
@@ -155,13 +177,56 @@ async fn apply_server(
         events::publish(&core.recorder, &reference, vec![event]).await;
     }
     components.push(expansion::verdict(auto_expand, &outcome));
-    Ok(Observed {
+    let observed = Observed {
         components,
         usage,
         ca_bundle: Some(ca_bundle),
-        rolling_out: server::rolling_out(&applied.stateful_set),
+        rolling_out,
+        encryption,
         ..Observed::default()
-    })
+    };
+    Ok((observed, deferred))
+}
+
+/// `status.encryption` from what nfsd reported, the rotation's Events, and
+/// a failed rotation as an error. The data key is known to be wrapped by
+/// the spec's kmsKey only when the pod runs the current template (no
+/// rollout): an old pod still has the old key source.
+async fn observe_encryption(
+    fs: &FileSystem,
+    core: &CoreObjects,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    observation: encryption::Observation,
+    rolling_out: bool,
+) -> (Option<openefs_crds::EncryptionStatus>, Option<Error>) {
+    let encryption::Observation::Reported {
+        encryption: reported,
+        rotation,
+    } = observation
+    else {
+        return (None, None);
+    };
+    events::publish(
+        &core.recorder,
+        reference,
+        encryption::rotation_events(&rotation),
+    )
+    .await;
+    let status = encryption::status(fs, &reported, !rolling_out);
+    let error = match rotation {
+        encryption::Rotation::Failed { to, error } => {
+            identity(fs, "FileSystem")
+                .ok()
+                .map(|(namespace, name)| Error::RotateDataKey {
+                    namespace,
+                    name,
+                    to,
+                    source: Box::new(error),
+                })
+        }
+        encryption::Rotation::NotNeeded | encryption::Rotation::Rotated { .. } => None,
+    };
+    (status, error)
 }
 
 /// The backing claim as stored, if it exists.

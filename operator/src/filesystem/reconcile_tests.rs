@@ -38,6 +38,11 @@ struct FakeAdmin {
     answer: Mutex<Option<tonic::Status>>,
     /// The backing volume's (total, free) bytes it reports.
     volume: Mutex<(u64, u64)>,
+    /// What GetEncryption answers; RewrapDataKey wraps with its current key.
+    encryption: Mutex<admin_api::Encryption>,
+    /// RewrapDataKey fails with this.
+    rewrap_failure: Mutex<Option<tonic::Status>>,
+    rewraps: Mutex<u32>,
 }
 
 impl FakeAdmin {
@@ -47,6 +52,25 @@ impl FakeAdmin {
 
     fn fail_with(&self, status: tonic::Status) {
         *self.answer.lock().unwrap() = Some(status);
+    }
+
+    /// An encrypted nfsd whose data key is wrapped by `wrapping` while its
+    /// key source offers `current`.
+    fn report_keys(&self, wrapping: &str, current: &str) {
+        *self.encryption.lock().unwrap() = admin_api::Encryption {
+            enabled: true,
+            algorithm: "AES-256-XTS".into(),
+            key_source: "secret".into(),
+            wrapping_key_id: wrapping.into(),
+            current_key_id: current.into(),
+            current_key_error: String::new(),
+            wrapped_data_key: format!(r#"{{"wrapping_key_id":"{wrapping}"}}"#).into_bytes(),
+            wrapped_at: "2026-11-30T10:00:00Z".into(),
+        };
+    }
+
+    fn rewraps(&self) -> u32 {
+        *self.rewraps.lock().unwrap()
     }
 
     /// Reports a volume of `total` bytes, `used_percent` of it used.
@@ -94,6 +118,38 @@ impl AdminCalls for FakeAdmin {
         _: String,
     ) -> BoxFuture<'static, Result<admin_api::DeleteAccessPointRootResponse, tonic::Status>> {
         unreachable!("the FileSystem reconciler deletes no root directories")
+    }
+
+    fn encryption(
+        &self,
+        _: String,
+        _: String,
+    ) -> BoxFuture<'static, Result<admin_api::Encryption, tonic::Status>> {
+        let answer = match self.answer.lock().unwrap().clone() {
+            Some(status) => Err(status),
+            None => Ok(self.encryption.lock().unwrap().clone()),
+        };
+        Box::pin(async move { answer })
+    }
+
+    fn rewrap(
+        &self,
+        _: String,
+        _: String,
+    ) -> BoxFuture<'static, Result<admin_api::Encryption, tonic::Status>> {
+        *self.rewraps.lock().unwrap() += 1;
+        let answer = match self.rewrap_failure.lock().unwrap().clone() {
+            Some(status) => Err(status),
+            None => {
+                let mut e = self.encryption.lock().unwrap();
+                let current = e.current_key_id.clone();
+                e.wrapping_key_id = current.clone();
+                e.wrapped_data_key = format!(r#"{{"wrapping_key_id":"{current}"}}"#).into_bytes();
+                e.wrapped_at = "2026-11-30T11:00:00Z".into();
+                Ok(e.clone())
+            }
+        };
+        Box::pin(async move { answer })
     }
 }
 
@@ -355,33 +411,278 @@ async fn a_failed_apply_is_an_error_and_an_event() {
     assert!(api.get(FS).unwrap()["status"].is_null());
 }
 
+const POD: &str = "/api/v1/namespaces/team-a/pods/fs-85629fff8f20c8a89-0";
+
+/// An encrypted FileSystem whose data key is wrapped by Secret `kek`'s key.
+fn encrypt(api: &FakeApi, secret: &str) {
+    api.update(FS, |fs| {
+        fs["spec"] = json!({"encrypted": true,
+            "kmsKey": {"secretKeyRef": {"name": secret, "key": "key"}}})
+    });
+}
+
+fn nfsd_args(api: &FakeApi) -> Vec<String> {
+    let sts = api.get(STS).unwrap();
+    serde_json::from_value(sts["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+        .unwrap()
+}
+
+/// The Secrets the server pod mounts, by volume name.
+fn secret_volumes(api: &FakeApi) -> Vec<(String, String)> {
+    let sts = api.get(STS).unwrap();
+    sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| {
+            let secret = v["secret"]["secretName"].as_str()?;
+            Some((v["name"].as_str()?.to_owned(), secret.to_owned()))
+        })
+        .filter(|(name, _)| name.contains("kek"))
+        .collect()
+}
+
+/// The copy of the wrapped data key in the CA Secret.
+fn kept_copy(api: &FakeApi) -> Option<String> {
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(api.get(CA_SECRET)?).unwrap();
+    let bytes = secret.data?.get("wrapped-data-key.json")?.0.clone();
+    Some(String::from_utf8(bytes).unwrap())
+}
+
+fn encryption_message(api: &FakeApi) -> String {
+    let fs = api.get(FS).unwrap();
+    let c = fs["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "EncryptionReady")
+        .unwrap();
+    c["message"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
-async fn an_encrypted_file_system_gets_no_server_that_would_store_plaintext() {
-    let (api, ctx) = setup(true);
-    let mut fs = api.get(FS).unwrap();
-    fs["spec"] = json!({"encrypted": true,
-        "kmsKey": {"secretKeyRef": {"name": "kek", "key": "key"}}});
-    api.insert(FS, fs);
+async fn an_encrypted_file_system_is_served_with_its_kek_and_its_data_key_kept() {
+    let (api, ctx, admin) = setup_with_admin(true);
+    encrypt(&api, "kek");
     run(&api, &ctx).await.unwrap();
+    let args = nfsd_args(&api);
+    let at = args
+        .iter()
+        .position(|a| a == "--kek-file")
+        .expect("--kek-file");
+    assert_eq!(args[at + 1], "/etc/openefs/kek/kek");
+    assert!(!args.contains(&"--previous-kek-file".to_owned()));
+    assert_eq!(secret_volumes(&api), [("kek".into(), "kek".into())]);
+    assert_eq!(
+        condition(&api, "EncryptionReady"),
+        ("Unknown".into(), "WaitingForServer".into())
+    );
+
+    set_cluster_state(&api);
+    admin.report_keys("sha256:aaaa", "sha256:aaaa");
+    api.take_requests();
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(
+        condition(&api, "EncryptionReady"),
+        ("True".into(), "DataKeyCurrent".into())
+    );
+    assert_eq!(
+        condition(&api, "Ready"),
+        ("True".into(), "Available".into())
+    );
+    // Under a field manager of its own: the TLS material's applies, which
+    // leave the copy out, must not remove it.
     let requests = api.take_requests();
     assert!(
         requests
             .iter()
-            .all(|r| r.contains("/apis/openefs.io/") || r.contains("/events")),
+            .any(|r| r.starts_with(&format!("PATCH {CA_SECRET}?"))
+                && r.contains("fieldManager=openefs-data-key")),
         "{requests:?}"
     );
-    for type_ in ["BackingStorageReady", "ServerReady"] {
-        assert_eq!(
-            condition(&api, type_),
-            ("False".into(), "EncryptionNotSupported".into())
+    let encryption = &api.get(FS).unwrap()["status"]["encryption"];
+    assert_eq!(
+        *encryption,
+        json!({"keySource": "secret", "keyId": "sha256:aaaa",
+               "lastRotationTime": "2026-11-30T10:00:00Z",
+               "kmsKey": {"secretKeyRef": {"name": "kek", "key": "key"}}})
+    );
+    assert_eq!(admin.rewraps(), 0, "nothing to rotate");
+    assert_eq!(
+        kept_copy(&api).as_deref(),
+        Some(r#"{"wrapping_key_id":"sha256:aaaa"}"#)
+    );
+    // The copy was written beside the TLS material, which stays.
+    assert!(api.get(CA_SECRET).unwrap()["data"]["ca.key"].is_string());
+
+    // Nothing changed: no rotation, no write of the copy, no status write.
+    api.take_requests();
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(admin.rewraps(), 0);
+    let requests = api.take_requests();
+    for unchanged in [CA_SECRET.to_owned(), format!("{FS}/status")] {
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with(&format!("PATCH {unchanged}?"))),
+            "{unchanged}: {requests:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_new_kek_at_the_source_is_rotated_with_an_event() {
+    let (api, ctx, admin) = setup_with_admin(true);
+    encrypt(&api, "kek");
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    admin.report_keys("sha256:aaaa", "sha256:aaaa");
+    run(&api, &ctx).await.unwrap();
+
+    // The Secret's value changed: the source offers another key.
+    admin.report_keys("sha256:aaaa", "sha256:bbbb");
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(admin.rewraps(), 1);
+    assert!(
+        event_reasons(&api).contains(&"Normal:KeyRotated".to_owned()),
+        "{:?}",
+        event_reasons(&api)
+    );
+    let encryption = &api.get(FS).unwrap()["status"]["encryption"];
+    assert_eq!(encryption["keyId"], "sha256:bbbb");
+    assert_eq!(encryption["lastRotationTime"], "2026-11-30T11:00:00Z");
+    assert_eq!(
+        condition(&api, "EncryptionReady"),
+        ("True".into(), "DataKeyCurrent".into())
+    );
+    assert_eq!(
+        kept_copy(&api).as_deref(),
+        Some(r#"{"wrapping_key_id":"sha256:bbbb"}"#)
+    );
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(admin.rewraps(), 1, "rotated once");
+}
+
+#[tokio::test]
+async fn a_failed_rotation_is_a_condition_an_event_and_a_retry() {
+    let (api, ctx, admin) = setup_with_admin(true);
+    encrypt(&api, "kek");
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    admin.report_keys("sha256:aaaa", "sha256:bbbb");
+    *admin.rewrap_failure.lock().unwrap() = Some(tonic::Status::unavailable("KMS plugin down"));
+    let err = run(&api, &ctx).await.unwrap_err();
+    assert_eq!(err.category(), "rotate-data-key", "{err}");
+    assert_eq!(err.retry(), crate::Retry::Backoff);
+    assert_eq!(
+        condition(&api, "EncryptionReady"),
+        ("False".into(), "RotationFailed".into())
+    );
+    assert!(
+        encryption_message(&api).contains("KMS plugin down"),
+        "{}",
+        encryption_message(&api)
+    );
     assert_eq!(
         condition(&api, "Ready"),
-        ("False".into(), "BackingStorageNotReady".into())
+        ("False".into(), "EncryptionNotReady".into())
     );
+    assert!(event_reasons(&api).contains(&"Warning:RotationFailed".to_owned()));
+    // Still wrapped by the old key, as nfsd says.
+    assert_eq!(
+        api.get(FS).unwrap()["status"]["encryption"]["keyId"],
+        "sha256:aaaa"
+    );
+
+    *admin.rewrap_failure.lock().unwrap() = None;
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(admin.rewraps(), 2);
+    assert_eq!(
+        condition(&api, "EncryptionReady"),
+        ("True".into(), "DataKeyCurrent".into())
+    );
+}
+
+#[tokio::test]
+async fn nfsd_refusing_its_data_key_is_data_key_unavailable() {
+    let (api, ctx) = setup(true);
+    encrypt(&api, "kek");
+    // As nfsd words it.
+    let message = "encryption at rest: cannot unwrap the data key in /data/state: it is wrapped \
+                   by secret key sha256:0123456789abcdef, the configured key is \
+                   sha256:fedcba9876543210: aead::Error";
+    api.insert(
+        POD,
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "fs-85629fff8f20c8a89-0", "namespace": NS},
+               "status": {"containerStatuses": [{
+                   "name": "nfsd", "ready": false, "restartCount": 3, "image": "x", "imageID": "",
+                   "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                   "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                "message": message}}}]}}),
+    );
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(
+        condition(&api, "EncryptionReady"),
+        ("False".into(), "DataKeyUnavailable".into())
+    );
+    assert!(
+        encryption_message(&api).ends_with(message),
+        "{}",
+        encryption_message(&api)
+    );
+    assert!(event_reasons(&api).contains(&"Warning:DataKeyUnavailable".to_owned()));
     assert_eq!(phase(&api), "Creating");
-    assert!(event_reasons(&api).contains(&"Warning:EncryptionNotSupported".to_owned()));
+}
+
+#[tokio::test]
+async fn pointing_kms_key_at_another_secret_mounts_the_previous_one_until_rewrapped() {
+    let (api, ctx, admin) = setup_with_admin(true);
+    encrypt(&api, "kek");
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    admin.report_keys("sha256:aaaa", "sha256:aaaa");
+    run(&api, &ctx).await.unwrap();
+
+    encrypt(&api, "kek-2");
+    // The server rolls out the new template; the old pod still serves.
+    api.update(STS, |sts| sts["status"]["updateRevision"] = json!("rev-2"));
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(
+        secret_volumes(&api),
+        [
+            ("kek".into(), "kek-2".into()),
+            ("previous-kek".into(), "kek".into())
+        ]
+    );
+    let sts = api.get(STS).unwrap();
+    let previous = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "previous-kek")
+        .unwrap()
+        .clone();
+    assert_eq!(previous["secret"]["optional"], true);
+    assert!(nfsd_args(&api).contains(&"/etc/openefs/previous-kek/kek".to_owned()));
+    assert_eq!(
+        api.get(FS).unwrap()["status"]["encryption"]["kmsKey"]["secretKeyRef"]["name"],
+        "kek",
+        "not confirmed during the rollout"
+    );
+
+    // The new pod unwrapped with the previous key and rewrapped.
+    api.update(STS, |sts| sts["status"]["currentRevision"] = json!("rev-2"));
+    admin.report_keys("sha256:cccc", "sha256:cccc");
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(
+        api.get(FS).unwrap()["status"]["encryption"]["kmsKey"]["secretKeyRef"]["name"],
+        "kek-2"
+    );
+    run(&api, &ctx).await.unwrap();
+    assert_eq!(secret_volumes(&api), [("kek".into(), "kek-2".into())]);
+    assert!(!nfsd_args(&api).contains(&"--previous-kek-file".to_owned()));
 }
 
 #[tokio::test]

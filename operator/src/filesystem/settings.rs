@@ -56,6 +56,9 @@ pub const REASON_ADMIN_FAILED: &str = "AdminFailed";
 /// hang on a server that accepts and then stalls.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a rewrap may take: a KMS plugin may call a remote KMS.
+const REWRAP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a root directory's deletion is waited for. nfsd carries on
 /// after a timeout, and the retry finds less to delete.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -311,6 +314,22 @@ pub trait AdminCalls: Send + Sync {
         token: String,
         root_directory: String,
     ) -> BoxFuture<'static, Result<api::DeleteAccessPointRootResponse, tonic::Status>>;
+
+    /// The file system's encryption at rest (see the admin API's
+    /// GetEncryption).
+    fn encryption(
+        &self,
+        endpoint: String,
+        token: String,
+    ) -> BoxFuture<'static, Result<api::Encryption, tonic::Status>>;
+
+    /// Wraps the data key with the key source's current key-encryption key
+    /// (see the admin API's RewrapDataKey).
+    fn rewrap(
+        &self,
+        endpoint: String,
+        token: String,
+    ) -> BoxFuture<'static, Result<api::Encryption, tonic::Status>>;
 }
 
 /// The real admin API over gRPC.
@@ -354,6 +373,34 @@ impl AdminCalls for GrpcAdmin {
                     &bearer,
                     api::DeleteAccessPointRootRequest { root_directory },
                 ))
+                .await?
+                .into_inner())
+        })
+    }
+
+    fn encryption(
+        &self,
+        endpoint: String,
+        token: String,
+    ) -> BoxFuture<'static, Result<api::Encryption, tonic::Status>> {
+        Box::pin(async move {
+            let (mut client, bearer) = connect(endpoint, &token, ADMIN_TIMEOUT).await?;
+            Ok(client
+                .get_encryption(authorized(&bearer, api::GetEncryptionRequest {}))
+                .await?
+                .into_inner())
+        })
+    }
+
+    fn rewrap(
+        &self,
+        endpoint: String,
+        token: String,
+    ) -> BoxFuture<'static, Result<api::Encryption, tonic::Status>> {
+        Box::pin(async move {
+            let (mut client, bearer) = connect(endpoint, &token, REWRAP_TIMEOUT).await?;
+            Ok(client
+                .rewrap_data_key(authorized(&bearer, api::RewrapDataKeyRequest {}))
                 .await?
                 .into_inner())
         })

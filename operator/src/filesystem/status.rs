@@ -3,7 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use openefs_crds::{
-    FileSystem, FileSystemId, FileSystemStatus, LifecyclePhase, SizeInBytes, ThroughputStatus,
+    EncryptionStatus, FileSystem, FileSystemId, FileSystemStatus, LifecyclePhase, SizeInBytes,
+    ThroughputStatus,
 };
 
 use crate::conditions::{self, READY, Status, Verdict};
@@ -16,6 +17,11 @@ pub const BACKING_STORAGE_READY: &str = "BackingStorageReady";
 /// `True` when the NFS server pod is ready. Written or read as
 /// [`BACKING_STORAGE_READY`].
 pub const SERVER_READY: &str = "ServerReady";
+
+/// `True` when an encrypted file system's server holds its data key and the
+/// key is wrapped by the key source's current key-encryption key (see
+/// [`super::encryption`]). Written or read as [`BACKING_STORAGE_READY`].
+pub const ENCRYPTION_READY: &str = "EncryptionReady";
 
 /// `True` when a file system that was Available stopped serving.
 pub const DEGRADED: &str = "Degraded";
@@ -30,6 +36,8 @@ pub const REASON_AVAILABLE: &str = "Available";
 pub const REASON_BACKING_STORAGE_NOT_READY: &str = "BackingStorageNotReady";
 /// Ready reason while the server is not ready.
 pub const REASON_SERVER_NOT_READY: &str = "ServerNotReady";
+/// Ready reason while an encrypted file system's data key is not ready.
+pub const REASON_ENCRYPTION_NOT_READY: &str = "EncryptionNotReady";
 /// Ready reason while the FileSystem is being deleted.
 pub const REASON_DELETING: &str = "Deleting";
 /// Ready reason while deletion waits for AccessPoints that reference it.
@@ -38,27 +46,6 @@ pub const REASON_ACCESS_POINTS_EXIST: &str = "AccessPointsExist";
 pub const REASON_VOLUMES_EXIST: &str = "VolumesExist";
 /// Degraded reason when nothing is wrong.
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
-
-/// Reason of both component conditions of an encrypted FileSystem.
-pub const REASON_ENCRYPTION_NOT_SUPPORTED: &str = "EncryptionNotSupported";
-
-/// What an encrypted FileSystem gets while nfsd cannot encrypt at rest: no
-/// backing volume and no server, rather than a server that would store its
-/// data in plaintext; both components say why.
-pub fn encryption_not_supported() -> Observed {
-    let verdict = |type_| Verdict {
-        type_,
-        status: Status::False,
-        reason: REASON_ENCRYPTION_NOT_SUPPORTED,
-        message: "encryption at rest is not implemented yet: an encrypted FileSystem gets no \
-                  backing volume and no server, so that no data is stored unencrypted"
-            .to_owned(),
-    };
-    Observed {
-        components: vec![verdict(BACKING_STORAGE_READY), verdict(SERVER_READY)],
-        ..Observed::default()
-    }
-}
 
 /// What the reconciler saw besides the object itself.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,7 +57,7 @@ pub struct Observed {
     /// looked up while it is being deleted, when the operator manages core
     /// objects.
     pub blocking_volumes: Vec<String>,
-    /// `BackingStorageReady` and `ServerReady` as judged from the core
+    /// `BackingStorageReady`, `ServerReady` (and more) as judged from the core
     /// objects; empty under `--only-custom-resources`, where another writer
     /// reports them and they are only read.
     pub components: Vec<Verdict>,
@@ -83,6 +70,9 @@ pub struct Observed {
     /// The server's StatefulSet is rolling out a new revision
     /// ([`super::server::rolling_out`]).
     pub rolling_out: bool,
+    /// The encryption the server reported just now; `None` when it was not
+    /// asked or said nothing usable (the last one stays).
+    pub encryption: Option<EncryptionStatus>,
 }
 
 /// A server's figures for the status.
@@ -110,7 +100,7 @@ pub fn desired(
     current.conditions =
         conditions::merge(&current.conditions, &observed.components, generation, now);
     let deleting = fs.metadata.deletion_timestamp.is_some();
-    let ready = ready_verdict(&current.conditions, deleting, observed);
+    let ready = ready_verdict(&current.conditions, deleting, fs.spec.encrypted, observed);
     let is_ready = ready.status == Status::True;
     let phase = conditions::phase(current.phase, deleting, is_ready, observed.rolling_out);
     let degraded = if phase == LifecyclePhase::Error {
@@ -158,6 +148,7 @@ pub fn desired(
             }),
             None => current.throughput.clone(),
         },
+        encryption: observed.encryption.clone().or(current.encryption),
     }
 }
 
@@ -184,10 +175,16 @@ pub fn owned(status: &FileSystemStatus, observed: &Observed) -> FileSystemStatus
         client_connections: observed.usage.as_ref().and(status.client_connections),
         size_in_bytes: observed.usage.as_ref().and(status.size_in_bytes.clone()),
         throughput: observed.usage.as_ref().and(status.throughput.clone()),
+        encryption: observed.encryption.as_ref().and(status.encryption.clone()),
     }
 }
 
-fn ready_verdict(current: &[Condition], deleting: bool, observed: &Observed) -> Verdict {
+fn ready_verdict(
+    current: &[Condition],
+    deleting: bool,
+    encrypted: bool,
+    observed: &Observed,
+) -> Verdict {
     let not_ready = |reason, message| Verdict {
         type_: READY,
         status: Status::False,
@@ -216,10 +213,13 @@ fn ready_verdict(current: &[Condition], deleting: bool, observed: &Observed) -> 
             ),
         };
     }
-    for (type_, reason) in [
+    let components = [
         (BACKING_STORAGE_READY, REASON_BACKING_STORAGE_NOT_READY),
         (SERVER_READY, REASON_SERVER_NOT_READY),
-    ] {
+    ];
+    // An encrypted file system is mountable only once its data key is.
+    let encryption = encrypted.then_some((ENCRYPTION_READY, REASON_ENCRYPTION_NOT_READY));
+    for (type_, reason) in components.into_iter().chain(encryption) {
         if !conditions::is_true(current, type_) {
             return not_ready(reason, component_message(current, type_));
         }
@@ -412,6 +412,40 @@ mod tests {
         // A rollout of a server that never served is still Creating.
         let status = reconcile(&fs(1), &observed(false, true), 0);
         assert_eq!(status.phase, Some(LifecyclePhase::Creating));
+    }
+
+    #[test]
+    fn an_encrypted_file_system_is_ready_only_with_its_data_key() {
+        let component = |type_, ok| Verdict {
+            type_,
+            status: Status::from_bool(ok),
+            reason: if ok { "Ready" } else { "DataKeyUnavailable" },
+            message: String::new(),
+        };
+        let observed = |key_ok| Observed {
+            components: vec![
+                component(BACKING_STORAGE_READY, true),
+                component(SERVER_READY, true),
+                component(ENCRYPTION_READY, key_ok),
+            ],
+            ..Observed::default()
+        };
+        let mut object = fs(1);
+        object.spec = serde_json::from_value(serde_json::json!({
+            "encrypted": true, "kmsKey": {"secretKeyRef": {"name": "kek", "key": "k"}}}))
+        .unwrap();
+        let status = reconcile(&object, &observed(false), 0);
+        assert_eq!(ready(&status).reason, REASON_ENCRYPTION_NOT_READY);
+        assert_eq!(
+            ready(&status).message,
+            "EncryptionReady is False (DataKeyUnavailable)"
+        );
+        assert_eq!(status.phase, Some(LifecyclePhase::Creating));
+        let status = reconcile(&object, &observed(true), 1);
+        assert_eq!(status.phase, Some(LifecyclePhase::Available));
+        // Unencrypted: the condition is not looked at.
+        let status = reconcile(&fs(1), &observed(false), 0);
+        assert_eq!(status.phase, Some(LifecyclePhase::Available));
     }
 
     #[test]

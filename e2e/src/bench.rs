@@ -198,6 +198,9 @@ pub struct Row {
     pub tls_proxy: Vec<f64>,
     /// nfsd through stunnel4 ([`run_tls`] only).
     pub stunnel: Vec<f64>,
+    /// nfsd encrypting at rest ([`run_encryption`] only; `nfsd` is the
+    /// same server without encryption).
+    pub nfsd_encrypted: Vec<f64>,
 }
 
 impl Row {
@@ -208,6 +211,7 @@ impl Row {
             Side::Ganesha => &self.ganesha,
             Side::TlsProxy => &self.tls_proxy,
             Side::Stunnel => &self.stunnel,
+            Side::NfsdEncrypted => &self.nfsd_encrypted,
         }
     }
 }
@@ -224,6 +228,8 @@ pub enum Side {
     TlsProxy,
     /// openefs-nfsd through stunnel4 in client mode (TLS 1.3).
     Stunnel,
+    /// openefs-nfsd encrypting file contents at rest (`--kek-file`).
+    NfsdEncrypted,
 }
 
 impl Side {
@@ -234,6 +240,7 @@ impl Side {
             Side::Ganesha => "nfs-ganesha",
             Side::TlsProxy => "nfsd via tls-proxy",
             Side::Stunnel => "nfsd via stunnel",
+            Side::NfsdEncrypted => "openefs-nfsd encrypted",
         }
     }
 }
@@ -260,6 +267,7 @@ impl Table {
                     nfsd_max_io: Vec::new(),
                     tls_proxy: Vec::new(),
                     stunnel: Vec::new(),
+                    nfsd_encrypted: Vec::new(),
                 });
                 self.rows.last_mut().expect("just pushed")
             }
@@ -270,6 +278,7 @@ impl Table {
             Side::Ganesha => row.ganesha.push(v),
             Side::TlsProxy => row.tls_proxy.push(v),
             Side::Stunnel => row.stunnel.push(v),
+            Side::NfsdEncrypted => row.nfsd_encrypted.push(v),
         }
     }
 
@@ -353,6 +362,37 @@ impl Table {
         out
     }
 
+    /// The encryption-at-rest report ([`run_encryption`]): per figure the
+    /// medians of plain and encrypted nfsd, encrypted ÷ plain, and for
+    /// throughput figures (MB/s, IOPS) whether issue #11's target is met:
+    /// encrypted at least [`ENCRYPTION_TARGET_VS_PLAIN`] × plain.
+    pub fn markdown_encryption(&self) -> String {
+        let mut out = String::from(
+            "| figure | unit | plain | encrypted | encrypted ÷ plain | target |\n\
+             |---|---|--:|--:|--:|---|\n",
+        );
+        for row in &self.rows {
+            let [plain, encrypted] =
+                [Side::Nfsd, Side::NfsdEncrypted].map(|side| median(row.values(side)));
+            let vs_plain = ratio(encrypted, plain);
+            let target = match (row.unit, vs_plain) {
+                ("MB/s" | "IOPS", Some(r)) if r >= ENCRYPTION_TARGET_VS_PLAIN => "met",
+                ("MB/s" | "IOPS", Some(_)) => "not met",
+                _ => "",
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {target} |",
+                row.name,
+                row.unit,
+                fmt_opt(plain),
+                fmt_opt(encrypted),
+                vs_plain.map_or("–".into(), |r| format!("{r:.2}×")),
+            );
+        }
+        out
+    }
+
     /// The markdown report: one row per figure (medians, nfsd ÷ ganesha and
     /// who wins), then the ceilings and how close each server came to them.
     pub fn markdown(&self) -> String {
@@ -407,6 +447,9 @@ impl Table {
 }
 
 const LOOPBACK_TCP: &str = "loopback TCP (iperf3, 1 stream)";
+
+/// Issue #11: encrypted throughput at least 70 % of plain.
+pub const ENCRYPTION_TARGET_VS_PLAIN: f64 = 0.70;
 
 /// Issue #9: the proxy's throughput at least 1.5 × stunnel's …
 pub const TLS_TARGET_VS_STUNNEL: f64 = 1.5;
@@ -1016,10 +1059,114 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
     })
 }
 
+/// The encryption-at-rest comparison (`openefs-bench --encryption`, issue
+/// #11): two nfsd, one storing plaintext and one encrypting contents with a
+/// data key wrapped by a KEK file, each with its own export on the same
+/// disk. 1 MiB sequential write and read (1 job), 4 KiB random write and
+/// read of 1 job and of `params.jobs` jobs, taking turns as in [`run`]; the
+/// CPU per GiB is nfsd's. The encrypted server's data file is laid out
+/// through NFS: a file written beside nfsd would be plaintext, which it
+/// refuses to serve.
+pub fn run_encryption(opts: &Options) -> Result<Outcome> {
+    let params = &opts.params;
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
+    let fio_binary = fio::binary()?;
+    eprintln!("bench: fio {}", fio_binary.display());
+    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
+    let work = scratch.path();
+
+    let plain_export = work.join("plain-export");
+    std::fs::create_dir(&plain_export)?;
+    lay_out(&plain_export.join(DATA_FILE), params.file_size, work)?;
+    let plain = Nfsd::start(&plain_export, work.join("nfsd-plain.log"))?;
+
+    let encrypted_export = work.join("encrypted-export");
+    std::fs::create_dir(&encrypted_export)?;
+    let kek = work.join("kek");
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    std::fs::write(&kek, key)?;
+    let state = work.join("encrypted-state");
+    let encrypted = Nfsd::start_with_args(
+        &encrypted_export,
+        work.join("nfsd-encrypted.log"),
+        &[
+            "--kek-file",
+            &kek.to_string_lossy(),
+            "--state-dir",
+            &state.to_string_lossy(),
+        ],
+    )?;
+    let via = |nfsd: &Nfsd| Server::v3(nfsd.port(), nfsd.port());
+    let layout = [
+        "--name=layout".to_owned(),
+        "--ioengine=nfs".into(),
+        format!("--nfs_url={}", via(&encrypted).root_url()),
+        format!("--filename={DATA_FILE}"),
+        "--rw=write".into(),
+        "--bs=1m".into(),
+        format!("--size={}", params.file_size),
+    ];
+    fio::run(&layout, work, Duration::from_secs(900))?
+        .ensure_ok()
+        .with_context(|| encrypted.log_tail())?;
+
+    let mut targets = [
+        Target::new(Side::Nfsd, plain.pid(), via(&plain), plain_export),
+        Target::new(
+            Side::NfsdEncrypted,
+            encrypted.pid(),
+            via(&encrypted),
+            encrypted_export,
+        ),
+    ];
+    let log = |side| match side {
+        Side::NfsdEncrypted => encrypted.log_tail(),
+        _ => plain.log_tail(),
+    };
+    let lone = Params {
+        jobs: 1,
+        ..params.clone()
+    };
+    let mut table = Table::default();
+    for repeat in 0..params.repeats {
+        let order: Vec<usize> = (0..2).map(|i| (i + repeat) % 2).collect();
+        for (scenario, p) in [
+            (Scenario::SeqWrite, params),
+            (Scenario::SeqRead, params),
+            (Scenario::RandWrite, &lone),
+            (Scenario::RandWrite, params),
+            (Scenario::RandRead, &lone),
+            (Scenario::RandRead, params),
+        ] {
+            for &i in &order {
+                let side = targets[i].side;
+                fio_phase(&mut targets[i], scenario, p, work, |dir| {
+                    record_per_jobs(&mut table, side, scenario, p.jobs, dir)
+                })
+                .with_context(|| format!("{} against {}", scenario.name(), side.label()))
+                .with_context(|| log(side))?;
+            }
+        }
+    }
+    for target in targets {
+        record_costs(target, &mut table)?;
+    }
+    drop((plain, encrypted));
+    Ok(Outcome {
+        table,
+        ganesha_config: String::new(),
+        stunnel_config: String::new(),
+    })
+}
+
 /// The log of the server a failed step ran against, for its error.
 fn server_log(side: Side, nfsd: &Nfsd, ganesha: &Ganesha) -> String {
     match side {
-        Side::Nfsd | Side::NfsdMaxIo | Side::TlsProxy | Side::Stunnel => nfsd.log_tail(),
+        Side::Nfsd | Side::NfsdMaxIo | Side::TlsProxy | Side::Stunnel | Side::NfsdEncrypted => {
+            nfsd.log_tail()
+        }
         Side::Ganesha => format!(
             "--- ganesha log ---\n{}",
             std::fs::read_to_string(ganesha.log_path()).unwrap_or_default()

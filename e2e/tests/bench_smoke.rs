@@ -23,8 +23,8 @@ const FIGURES: [&str; 8] = [
     "peak RSS (VmHWM)",
 ];
 
-/// The nfsd and ganesha figures of table row `name` (`| name | unit | nfsd |
-/// ganesha | ratio | better |`), if both are numbers.
+/// The two compared figures of table row `name` (`| name | unit | nfsd |
+/// ganesha | …`, or plain and encrypted nfsd), if both are numbers.
 fn figures(report: &str, name: &str) -> Option<(f64, f64)> {
     report.lines().find_map(|line| {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -35,8 +35,8 @@ fn figures(report: &str, name: &str) -> Option<(f64, f64)> {
     })
 }
 
-#[test]
-fn bench_driver_reports_every_figure() -> Result<()> {
+/// Runs the driver with tiny parameters and `extra` flags; its report.
+fn smoke_run(extra: &[&str]) -> Result<String> {
     // The work disk rather than a possibly-tmpfs /tmp, as the driver's default.
     let parent = repo_root().join(".cache");
     std::fs::create_dir_all(&parent)?;
@@ -45,6 +45,7 @@ fn bench_driver_reports_every_figure() -> Result<()> {
     let run = Command::new(env!("CARGO_BIN_EXE_openefs-bench"))
         .args(["--quick", "--runtime", "1", "--repeats", "1"])
         .args(["--file-mib", "8", "--meta-files", "20"])
+        .args(extra)
         .arg("--dir")
         .arg(dir.path())
         .arg("--output")
@@ -58,14 +59,40 @@ fn bench_driver_reports_every_figure() -> Result<()> {
         run.status
     );
     let report = std::fs::read_to_string(&output).context("reading the report")?;
-    for name in FIGURES {
-        let (nfsd, ganesha) = figures(&report, name)
-            .with_context(|| format!("no figures for {name:?} in the report:\n{report}"))?;
-        ensure!(
-            nfsd > 0.0 && ganesha > 0.0,
-            "{name}: nfsd {nfsd}, ganesha {ganesha}"
-        );
-    }
     println!("{report}");
+    Ok(report)
+}
+
+/// Every row of `names` has a positive number in both compared columns.
+fn ensure_figures(report: &str, names: &[&str]) -> Result<()> {
+    for &name in names {
+        let (a, b) = figures(report, name)
+            .with_context(|| format!("no figures for {name:?} in the report:\n{report}"))?;
+        ensure!(a > 0.0 && b > 0.0, "{name}: {a}, {b}");
+    }
     Ok(())
+}
+
+#[test]
+fn bench_driver_reports_every_figure() -> Result<()> {
+    ensure_figures(&smoke_run(&[])?, &FIGURES)
+}
+
+/// `--encryption`: plain and encrypted nfsd side by side (the encrypted
+/// one's data file laid out through NFS, as it must be).
+#[test]
+fn encryption_bench_reports_every_figure() -> Result<()> {
+    ensure_figures(
+        &smoke_run(&["--encryption"])?,
+        &[
+            "seq write 1 MiB",
+            "seq read 1 MiB",
+            "rand write 4 KiB (1 job)",
+            "rand write 4 KiB (4 jobs)",
+            "rand read 4 KiB (1 job)",
+            "rand read 4 KiB (4 jobs)",
+            "CPU per GiB moved (data scenarios)",
+            "peak RSS (VmHWM)",
+        ],
+    )
 }

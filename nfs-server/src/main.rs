@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use openefs_admin_api::KEY_ERROR_PREFIX;
 use openefs_nfsd::config::LogFormat;
 use openefs_nfsd::encryption::{DataKeys, TERMINATION_LOG, write_termination_message};
 use openefs_nfsd::{Config, ServeArgs};
@@ -85,7 +86,7 @@ async fn open_data_key(config: &Config) -> Result<Option<Arc<DataKeys>>, String>
     match opened {
         Ok(keys) => Ok(Some(Arc::new(keys))),
         Err(e) => {
-            let message = format!("encryption at rest: {e}");
+            let message = format!("{KEY_ERROR_PREFIX} {e}");
             error!("not serving: {message}");
             write_termination_message(Path::new(TERMINATION_LOG), &message);
             Err(message)

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::Event;
 use kube::{Api, Client};
+use openefs_admin_api::KEY_ERROR_PREFIX;
 use openefs_admin_api::v1 as api;
 use openefs_crds::{EncryptionStatus, FileSystem, KeySource, KmsKey};
 
@@ -212,10 +213,6 @@ fn socket_location(endpoint: &str) -> Result<(String, String), Error> {
         )),
     }
 }
-
-/// How nfsd's termination message starts when it refuses to serve over its
-/// keys (wrong, missing or unreachable KEK, a record it cannot use).
-pub const KEY_ERROR_PREFIX: &str = "encryption at rest:";
 
 /// Why the nfsd container of `pod` last stopped, when it stopped over its
 /// data key: nfsd then writes one line ([`KEY_ERROR_PREFIX`], the record's

@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# One Dockerfile for the three openefs images; BIN picks the binary:
+# One Dockerfile for the openefs images; BIN picks the binary:
 #   docker build --build-arg BIN=openefs-nfsd      -t <registry>/openefs-nfsd:<tag> .
 #   docker build --build-arg BIN=openefs-operator  -t <registry>/openefs-operator:<tag> .
 #   docker build --build-arg BIN=openefs-csi       -t <registry>/openefs-csi:<tag> .
+#   docker build --build-arg BIN=openefs-kms-plugin -t <registry>/openefs-kms-plugin:<tag> .   (the reference KMS v2 plugin)
 # Multi-stage: the workspace is compiled in the Rust image, and only the
 # binary goes into a distroless base (glibc, CA certificates, no shell).
 # The base runs as root because nfsd and the CSI node plugin must; the chart

@@ -16,6 +16,7 @@ demo: ## openefs end to end without a cluster: nfsd (TLS, access point), CSI nod
 	bash e2e/scripts/demo.sh $(DEMO_ARGS)
 
 run: ## serve $(EXPORT) over NFS on $(LISTEN) with openefs-nfsd (release build), client records in $(STATE)
+	bash .ci/apt-install.sh libssl-dev pkg-config
 	mkdir -p $(EXPORT)
 	$(CARGO) run --release -p openefs-nfsd -- serve --export $(EXPORT) --listen $(LISTEN) --state-dir $(STATE)
 

@@ -14,16 +14,9 @@ apt_packages=(qemu-system-x86 busybox-static socat cpio kmod openssl patch pytho
 apt_packages+=(libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind)
 # The loopback ceiling of the benchmark's CI smoke run (e2e/tests/bench_smoke.rs).
 apt_packages+=(iperf3)
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "deps: installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# To build nfsd: OpenSSL's AES-256-XTS encrypts contents at rest (openssl crate).
+apt_packages+=(libssl-dev pkg-config)
+bash "$root/.ci/apt-install.sh" "${apt_packages[@]}"
 
 # kubernetes-validate (PyPI) in a private venv, so the system Python stays untouched.
 venv="$cache/venv"

@@ -14,17 +14,8 @@ cd "$root"
 cargo="${CARGO:-cargo}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-packages=(iperf3 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils stunnel4)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "bench: installing Debian packages: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+packages=(iperf3 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils stunnel4 libssl-dev pkg-config)
+bash .ci/apt-install.sh "${packages[@]}"
 
 "$cargo" build --release -q -p openefs-nfsd --bin openefs-nfsd -p openefs-csi --bin openefs-csi
 # The driver only orchestrates (fio and the servers do the work): a debug

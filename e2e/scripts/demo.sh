@@ -18,6 +18,8 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 
 # nfsd resolves file handles and acts as each caller; apt installs qemu.
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (make demo needs what make run and make test need)" >&2; exit 1; }
+# nfsd's content cipher links the system's OpenSSL.
+bash .ci/apt-install.sh libssl-dev pkg-config
 echo "demo: building openefs-nfsd and openefs-csi (release) and openefs-demo" >&2
 "$cargo" build --release -p openefs-nfsd --bin openefs-nfsd -p openefs-csi --bin openefs-csi
 "$cargo" build -p openefs-e2e --bin openefs-demo

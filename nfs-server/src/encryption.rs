@@ -427,7 +427,7 @@ impl DataKeys {
         Ok(Self {
             source,
             state_dir: state_dir.to_owned(),
-            key: ContentKey::from_bytes(*dek),
+            key: ContentKey::from_bytes(&dek),
             record: tokio::sync::Mutex::new(record),
         })
     }
@@ -558,7 +558,7 @@ pub async fn unwrap_data_key(
             .await);
         }
     };
-    let Ok(key) = <[u8; ContentKey::LEN]>::try_from(plain.as_slice()) else {
+    let Ok(key) = <&[u8; ContentKey::LEN]>::try_from(plain.as_slice()) else {
         return Err(failed(format!(
             "the unwrapped key has {} bytes, not {}",
             plain.len(),

@@ -92,6 +92,15 @@ const COOKIE_BIAS: u64 = 3;
 const READDIR_BUF: usize = 32 << 10;
 const VERIFIER_XATTR: &CStr = c"trusted.openefs.create-verifier";
 const CACHE_SHARDS: usize = 16;
+/// OpenSSL failing is not the client's doing: logged here, EIO to it.
+fn cipher_error(e: crypt::CipherError) -> VfsError {
+    tracing::error!(error = %e, "encryption at rest: the content cipher failed");
+    VfsError::Io {
+        context: "the content cipher",
+        errno: libc::EIO,
+    }
+}
+
 /// Per-file locks of encrypted contents, striped by inode number.
 const LOCK_STRIPES: usize = 256;
 
@@ -105,11 +114,11 @@ struct Crypt {
 }
 
 impl Crypt {
-    fn new(key: &crate::ContentKey) -> Self {
-        Self {
-            cipher: ContentCipher::new(key),
+    fn new(key: &crate::ContentKey) -> VfsResult<Self> {
+        Ok(Self {
+            cipher: ContentCipher::new(key).map_err(cipher_error)?,
             locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
-        }
+        })
     }
 
     /// The lock of the file with inode `ino`. Nothing a holder does can leave
@@ -415,7 +424,7 @@ impl LocalVfs {
             sync_metadata: options.sync_metadata,
             aps: RwLock::new(Arc::new(ApTable::default())),
             ledger: Ledger::default(),
-            crypt: options.content_key.as_ref().map(Crypt::new),
+            crypt: options.content_key.as_ref().map(Crypt::new).transpose()?,
         };
         vfs.nodes.insert(root_handle, vfs.new_node(root_fd));
         Ok(vfs)
@@ -1287,7 +1296,10 @@ impl LocalVfs {
         block.fill(0);
         let len = crypt::unit_len(index, size);
         pread_exact(fd, &mut block[..len], index * BLOCK_U64)?;
-        crypt.cipher.decrypt(nonce, index, &mut block[..len]);
+        crypt
+            .cipher
+            .decrypt(nonce, index, &mut block[..len])
+            .map_err(cipher_error)?;
         Ok(())
     }
 
@@ -1308,7 +1320,10 @@ impl LocalVfs {
         let mut block = [0u8; BLOCK];
         self.read_block(crypt, reader, nonce, index, old, &mut block)?;
         let len = crypt::unit_len(index, new);
-        crypt.cipher.encrypt(nonce, index, &mut block[..len]);
+        crypt
+            .cipher
+            .encrypt(nonce, index, &mut block[..len])
+            .map_err(cipher_error)?;
         pwrite_all(writer, &block[..len], index * BLOCK_U64)
     }
 
@@ -1342,7 +1357,10 @@ impl LocalVfs {
         };
         // Outside the lock: the bytes and the size they were read with are
         // consistent, and other writers need not wait for the cipher.
-        crypt.cipher.decrypt(&nonce, first, &mut buf);
+        crypt
+            .cipher
+            .decrypt(&nonce, first, &mut buf)
+            .map_err(cipher_error)?;
         let head = span(start, offset);
         if head > 0 {
             buf.drain(..head);
@@ -1375,7 +1393,10 @@ impl LocalVfs {
         // (a client's parallel WRITEs) use the cipher in parallel.
         if offset.is_multiple_of(BLOCK_U64) && end.is_multiple_of(BLOCK_U64) {
             let mut buf = data.to_vec();
-            crypt.cipher.encrypt(&nonce, first, &mut buf);
+            crypt
+                .cipher
+                .encrypt(&nonce, first, &mut buf)
+                .map_err(cipher_error)?;
             let _lock = crypt.write(st.stx_ino);
             let old = statx_fd(fd)?.stx_size;
             if old % BLOCK_U64 != 0 && old < offset {
@@ -1419,8 +1440,11 @@ impl LocalVfs {
             let base = last * BLOCK_U64;
             buf.extend_from_slice(&block[span(base, end)..span(base, stop)]);
         }
-        crypt.cipher.encrypt(&nonce, first, &mut buf);
-        let written = pwrite_all(fd, &buf, start);
+        let written = crypt
+            .cipher
+            .encrypt(&nonce, first, &mut buf)
+            .map_err(cipher_error)
+            .and_then(|()| pwrite_all(fd, &buf, start));
         if recut {
             return self.undo_failed_growth(crypt, reader, fd, &nonce, old, written);
         }
@@ -1488,9 +1512,12 @@ impl LocalVfs {
                 let index = new / BLOCK_U64;
                 let mut block = [0u8; BLOCK];
                 self.read_block(crypt, reader, nonce, index, old, &mut block)?;
-                rustix::fs::ftruncate(fd, new).context("truncating")?;
                 let len = crypt::unit_len(index, new);
-                crypt.cipher.encrypt(nonce, index, &mut block[..len]);
+                crypt
+                    .cipher
+                    .encrypt(nonce, index, &mut block[..len])
+                    .map_err(cipher_error)?;
+                rustix::fs::ftruncate(fd, new).context("truncating")?;
                 return pwrite_all(fd, &block[..len], index * BLOCK_U64);
             }
         } else if new > old {

@@ -26,7 +26,7 @@ fn key(seed: u8) -> ContentKey {
     for (i, b) in k.iter_mut().enumerate() {
         *b = seed.wrapping_mul(31).wrapping_add(i as u8);
     }
-    ContentKey::from_bytes(k)
+    ContentKey::from_bytes(&k)
 }
 
 fn open_vfs(dir: &Path, seed: u8) -> LocalVfs {

@@ -1024,25 +1024,13 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
         jobs: 1,
         ..params.clone()
     };
-    let mut table = Table::default();
-    for repeat in 0..params.repeats {
-        let order: Vec<usize> = (0..3).map(|i| (i + repeat) % 3).collect();
-        for (scenario, p) in [
-            (Scenario::SeqWrite, params),
-            (Scenario::SeqRead, params),
-            (Scenario::RandRead, &lone),
-            (Scenario::RandRead, params),
-        ] {
-            for &i in &order {
-                let side = targets[i].side;
-                fio_phase(&mut targets[i], scenario, p, work, |dir| {
-                    record_per_jobs(&mut table, side, scenario, p.jobs, dir)
-                })
-                .with_context(|| format!("{} against {}", scenario.name(), side.label()))
-                .with_context(|| log(side))?;
-            }
-        }
-    }
+    let runs = [
+        (Scenario::SeqWrite, params),
+        (Scenario::SeqRead, params),
+        (Scenario::RandRead, &lone),
+        (Scenario::RandRead, params),
+    ];
+    let mut table = take_turns(&mut targets, &runs, params.repeats, work, log)?;
     // Plaintext has no tunnel process: its CPU and memory (nfsd's) would
     // not compare with the tunnels'.
     let [plain, via_proxy, via_stunnel] = targets;
@@ -1129,17 +1117,41 @@ pub fn run_encryption(opts: &Options) -> Result<Outcome> {
         jobs: 1,
         ..params.clone()
     };
+    let runs = [
+        (Scenario::SeqWrite, params),
+        (Scenario::SeqRead, params),
+        (Scenario::RandWrite, &lone),
+        (Scenario::RandWrite, params),
+        (Scenario::RandRead, &lone),
+        (Scenario::RandRead, params),
+    ];
+    let mut table = take_turns(&mut targets, &runs, params.repeats, work, log)?;
+    for target in targets {
+        record_costs(target, &mut table)?;
+    }
+    drop((plain, encrypted));
+    Ok(Outcome {
+        table,
+        ganesha_config: String::new(),
+        stunnel_config: String::new(),
+    })
+}
+
+/// Runs each `(scenario, params)` of `runs` against every target,
+/// `repeats` times, the targets taking turns at going first (so all see the
+/// same background load); each run recorded by [`record_per_jobs`].
+fn take_turns(
+    targets: &mut [Target],
+    runs: &[(Scenario, &Params)],
+    repeats: usize,
+    work: &Path,
+    log: impl Fn(Side) -> String,
+) -> Result<Table> {
     let mut table = Table::default();
-    for repeat in 0..params.repeats {
-        let order: Vec<usize> = (0..2).map(|i| (i + repeat) % 2).collect();
-        for (scenario, p) in [
-            (Scenario::SeqWrite, params),
-            (Scenario::SeqRead, params),
-            (Scenario::RandWrite, &lone),
-            (Scenario::RandWrite, params),
-            (Scenario::RandRead, &lone),
-            (Scenario::RandRead, params),
-        ] {
+    let n = targets.len();
+    for repeat in 0..repeats {
+        let order: Vec<usize> = (0..n).map(|i| (i + repeat) % n).collect();
+        for &(scenario, p) in runs {
             for &i in &order {
                 let side = targets[i].side;
                 fio_phase(&mut targets[i], scenario, p, work, |dir| {
@@ -1150,15 +1162,7 @@ pub fn run_encryption(opts: &Options) -> Result<Outcome> {
             }
         }
     }
-    for target in targets {
-        record_costs(target, &mut table)?;
-    }
-    drop((plain, encrypted));
-    Ok(Outcome {
-        table,
-        ganesha_config: String::new(),
-        stunnel_config: String::new(),
-    })
+    Ok(table)
 }
 
 /// The log of the server a failed step ran against, for its error.

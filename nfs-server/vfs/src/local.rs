@@ -1303,6 +1303,27 @@ impl LocalVfs {
         Ok(())
     }
 
+    /// Block `index` of a file of `old` bytes, re-encrypted as the unit it
+    /// is in a file of `new` bytes: the block, and that unit's length.
+    fn recut(
+        &self,
+        crypt: &Crypt,
+        reader: BorrowedFd<'_>,
+        nonce: &Nonce,
+        index: u64,
+        old: u64,
+        new: u64,
+    ) -> VfsResult<([u8; BLOCK], usize)> {
+        let mut block = [0u8; BLOCK];
+        self.read_block(crypt, reader, nonce, index, old, &mut block)?;
+        let len = crypt::unit_len(index, new);
+        crypt
+            .cipher
+            .encrypt(nonce, index, &mut block[..len])
+            .map_err(cipher_error)?;
+        Ok((block, len))
+    }
+
     /// Re-encrypts block `index` for a change of the file's size from `old`
     /// to `new` (its unit's length changes, or a new short tail must not be
     /// left a hole). A write past the end extends the file to the unit's end.
@@ -1317,13 +1338,7 @@ impl LocalVfs {
         old: u64,
         new: u64,
     ) -> VfsResult<()> {
-        let mut block = [0u8; BLOCK];
-        self.read_block(crypt, reader, nonce, index, old, &mut block)?;
-        let len = crypt::unit_len(index, new);
-        crypt
-            .cipher
-            .encrypt(nonce, index, &mut block[..len])
-            .map_err(cipher_error)?;
+        let (block, len) = self.recut(crypt, reader, nonce, index, old, new)?;
         pwrite_all(writer, &block[..len], index * BLOCK_U64)
     }
 
@@ -1510,13 +1525,7 @@ impl LocalVfs {
                 // A crash between the truncation and the write loses this
                 // block (see docs/encryption.md, crash consistency).
                 let index = new / BLOCK_U64;
-                let mut block = [0u8; BLOCK];
-                self.read_block(crypt, reader, nonce, index, old, &mut block)?;
-                let len = crypt::unit_len(index, new);
-                crypt
-                    .cipher
-                    .encrypt(nonce, index, &mut block[..len])
-                    .map_err(cipher_error)?;
+                let (block, len) = self.recut(crypt, reader, nonce, index, old, new)?;
                 rustix::fs::ftruncate(fd, new).context("truncating")?;
                 return pwrite_all(fd, &block[..len], index * BLOCK_U64);
             }

@@ -461,6 +461,21 @@ fn encryption_message(api: &FakeApi) -> String {
     c["message"].as_str().unwrap().to_owned()
 }
 
+/// An encrypted FileSystem (its KEK in the Secret `kek`) reconciled once,
+/// its server now running, and nfsd reporting its data key wrapped by
+/// `wrapping` while the source offers `current`.
+async fn running_encrypted(
+    wrapping: &str,
+    current: &str,
+) -> (FakeApi, Arc<Context>, Arc<FakeAdmin>) {
+    let (api, ctx, admin) = setup_with_admin(true);
+    encrypt(&api, "kek");
+    run(&api, &ctx).await.unwrap();
+    set_cluster_state(&api);
+    admin.report_keys(wrapping, current);
+    (api, ctx, admin)
+}
+
 #[tokio::test]
 async fn an_encrypted_file_system_is_served_with_its_kek_and_its_data_key_kept() {
     let (api, ctx, admin) = setup_with_admin(true);
@@ -533,11 +548,7 @@ async fn an_encrypted_file_system_is_served_with_its_kek_and_its_data_key_kept()
 
 #[tokio::test]
 async fn a_new_kek_at_the_source_is_rotated_with_an_event() {
-    let (api, ctx, admin) = setup_with_admin(true);
-    encrypt(&api, "kek");
-    run(&api, &ctx).await.unwrap();
-    set_cluster_state(&api);
-    admin.report_keys("sha256:aaaa", "sha256:aaaa");
+    let (api, ctx, admin) = running_encrypted("sha256:aaaa", "sha256:aaaa").await;
     run(&api, &ctx).await.unwrap();
 
     // The Secret's value changed: the source offers another key.
@@ -566,11 +577,7 @@ async fn a_new_kek_at_the_source_is_rotated_with_an_event() {
 
 #[tokio::test]
 async fn a_failed_rotation_is_a_condition_an_event_and_a_retry() {
-    let (api, ctx, admin) = setup_with_admin(true);
-    encrypt(&api, "kek");
-    run(&api, &ctx).await.unwrap();
-    set_cluster_state(&api);
-    admin.report_keys("sha256:aaaa", "sha256:bbbb");
+    let (api, ctx, admin) = running_encrypted("sha256:aaaa", "sha256:bbbb").await;
     *admin.rewrap_failure.lock().unwrap() = Some(tonic::Status::unavailable("KMS plugin down"));
     let err = run(&api, &ctx).await.unwrap_err();
     assert_eq!(err.category(), "rotate-data-key", "{err}");
@@ -638,11 +645,7 @@ async fn nfsd_refusing_its_data_key_is_data_key_unavailable() {
 
 #[tokio::test]
 async fn pointing_kms_key_at_another_secret_mounts_the_previous_one_until_rewrapped() {
-    let (api, ctx, admin) = setup_with_admin(true);
-    encrypt(&api, "kek");
-    run(&api, &ctx).await.unwrap();
-    set_cluster_state(&api);
-    admin.report_keys("sha256:aaaa", "sha256:aaaa");
+    let (api, ctx, admin) = running_encrypted("sha256:aaaa", "sha256:aaaa").await;
     run(&api, &ctx).await.unwrap();
 
     encrypt(&api, "kek-2");

@@ -681,6 +681,19 @@ pub struct Options {
     pub dir: PathBuf,
 }
 
+impl Options {
+    /// Creates [`Options::dir`], builds fio (with libnfs-dev installed)
+    /// before anything is measured, and makes the run's scratch directory in
+    /// `dir`, removed with everything in it when dropped.
+    fn scratch(&self) -> Result<tempfile::TempDir> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let fio_binary = fio::binary()?;
+        eprintln!("bench: fio {}", fio_binary.display());
+        tempfile::tempdir_in(&self.dir).context("creating the scratch dir")
+    }
+}
+
 /// The whole run's outcome.
 pub struct Outcome {
     pub table: Table,
@@ -694,15 +707,9 @@ pub struct Outcome {
 /// servers (so both see the same background load), metadata, memory and CPU.
 pub fn run(opts: &Options) -> Result<Outcome> {
     let params = &opts.params;
-    std::fs::create_dir_all(&opts.dir)
-        .with_context(|| format!("creating {}", opts.dir.display()))?;
-    // Built (with libnfs-dev installed) before anything is measured.
-    let fio_binary = fio::binary()?;
-    eprintln!("bench: fio {}", fio_binary.display());
+    let scratch = opts.scratch()?;
     let meta_tool = build_meta_tool(&opts.dir)?;
     let mut table = Table::default();
-
-    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
     table.ceilings.push((
         LOOPBACK_TCP.into(),
         "MB/s",
@@ -820,12 +827,8 @@ fn record_costs(target: Target, table: &mut Table) -> Result<()> {
 /// namespace call). The three take turns as in [`run`].
 pub fn run_modes(opts: &Options) -> Result<Outcome> {
     let params = &opts.params;
-    std::fs::create_dir_all(&opts.dir)
-        .with_context(|| format!("creating {}", opts.dir.display()))?;
-    let fio_binary = fio::binary()?;
-    eprintln!("bench: fio {}", fio_binary.display());
+    let scratch = opts.scratch()?;
     let meta_tool = build_meta_tool(&opts.dir)?;
-    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
     let export = |name: &str| -> Result<PathBuf> {
         let dir = scratch.path().join(name);
         std::fs::create_dir(&dir)?;
@@ -964,11 +967,7 @@ const TLS_SERVER_NAME: &str = "fs-bench.openefs.test";
 /// memory figures are the tunnel process's (proxy or stunnel), not nfsd's.
 pub fn run_tls(opts: &Options) -> Result<Outcome> {
     let params = &opts.params;
-    std::fs::create_dir_all(&opts.dir)
-        .with_context(|| format!("creating {}", opts.dir.display()))?;
-    let fio_binary = fio::binary()?;
-    eprintln!("bench: fio {}", fio_binary.display());
-    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
+    let scratch = opts.scratch()?;
     let work = scratch.path();
 
     let pki_dir = work.join("tls");
@@ -1057,11 +1056,7 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
 /// refuses to serve.
 pub fn run_encryption(opts: &Options) -> Result<Outcome> {
     let params = &opts.params;
-    std::fs::create_dir_all(&opts.dir)
-        .with_context(|| format!("creating {}", opts.dir.display()))?;
-    let fio_binary = fio::binary()?;
-    eprintln!("bench: fio {}", fio_binary.display());
-    let scratch = tempfile::tempdir_in(&opts.dir).context("creating the scratch dir")?;
+    let scratch = opts.scratch()?;
     let work = scratch.path();
 
     let plain_export = work.join("plain-export");

@@ -101,6 +101,12 @@ fn cipher_error(e: crypt::CipherError) -> VfsError {
     }
 }
 
+impl From<crypt::CipherError> for VfsError {
+    fn from(e: crypt::CipherError) -> Self {
+        cipher_error(e)
+    }
+}
+
 /// Per-file locks of encrypted contents, striped by inode number.
 const LOCK_STRIPES: usize = 256;
 
@@ -1352,30 +1358,30 @@ impl LocalVfs {
         let ino = statx_fd(&file.file)?.stx_ino;
         let first = offset / BLOCK_U64;
         let start = first * BLOCK_U64;
-        let (mut buf, nonce, end, size) = {
-            let _lock = crypt.read(ino);
-            let size = statx_fd(&file.file)?.stx_size;
-            if offset >= size {
-                return Ok((Vec::new(), true));
-            }
-            let end = offset.saturating_add(want as u64).min(size);
-            // Whole units: from the block of `offset` to the end of the
-            // block of `end`, or of the file.
-            let stop = end.div_ceil(BLOCK_U64).saturating_mul(BLOCK_U64).min(size);
-            let nonce = self.content_nonce(file.file.as_fd(), size)?;
-            let mut buf = Vec::new();
-            pread_vec(&file.file, &mut buf, span(start, stop), start)?;
-            if buf.len() != span(start, stop) {
-                return Err(CHANGED_BENEATH);
-            }
-            (buf, nonce, end, size)
-        };
-        // Outside the lock: the bytes and the size they were read with are
-        // consistent, and other writers need not wait for the cipher.
-        crypt
-            .cipher
-            .decrypt(&nonce, first, &mut buf)
-            .map_err(cipher_error)?;
+        let _lock = crypt.read(ino);
+        let size = statx_fd(&file.file)?.stx_size;
+        if offset >= size {
+            return Ok((Vec::new(), true));
+        }
+        let end = offset.saturating_add(want as u64).min(size);
+        // Whole units: from the block of `offset` to the end of the block of
+        // `end`, or of the file.
+        let stop = end.div_ceil(BLOCK_U64).saturating_mul(BLOCK_U64).min(size);
+        let nonce = self.content_nonce(file.file.as_fd(), size)?;
+        // Each piece read and deciphered by one thread, under the lock: the
+        // bytes and the size they are read with stay consistent.
+        let mut buf = sys::pread_in_pieces(
+            file.file.as_fd(),
+            span(start, stop),
+            start,
+            || CHANGED_BENEATH,
+            |at, piece| {
+                crypt
+                    .cipher
+                    .decrypt(&nonce, first + (at / BLOCK) as u64, piece)
+                    .map_err(cipher_error)
+            },
+        )?;
         let head = span(start, offset);
         if head > 0 {
             buf.drain(..head);
@@ -1403,25 +1409,24 @@ impl LocalVfs {
         let nonce = self.content_nonce(fd, st.stx_size)?;
         let first = offset / BLOCK_U64;
         let reopened;
-        // Whole blocks are whole units whatever the file's size, so they are
-        // encrypted before taking the lock: concurrent writers of one file
-        // (a client's parallel WRITEs) use the cipher in parallel.
+        // Whole blocks are whole units whatever the file's size: written
+        // piece by piece as each is encrypted, over the cores.
         if offset.is_multiple_of(BLOCK_U64) && end.is_multiple_of(BLOCK_U64) {
-            let mut buf = data.to_vec();
-            crypt
-                .cipher
-                .encrypt(&nonce, first, &mut buf)
-                .map_err(cipher_error)?;
+            let write_encrypted = || {
+                crypt.cipher.encrypt_each(&nonce, first, data, |at, piece| {
+                    pwrite_all(fd, piece, offset + at as u64)
+                })
+            };
             let _lock = crypt.write(st.stx_ino);
             let old = statx_fd(fd)?.stx_size;
             if old % BLOCK_U64 != 0 && old < offset {
                 reopened = self.readable(file)?;
                 let reader = reopened.as_ref().map_or(fd, AsFd::as_fd);
                 self.recut_block(crypt, reader, fd, &nonce, old / BLOCK_U64, old, end)?;
-                let written = pwrite_all(fd, &buf, offset);
+                let written = write_encrypted();
                 return self.undo_failed_growth(crypt, reader, fd, &nonce, old, written);
             }
-            return pwrite_all(fd, &buf, offset);
+            return write_encrypted();
         }
         reopened = self.readable(file)?;
         let reader = reopened.as_ref().map_or(fd, AsFd::as_fd);

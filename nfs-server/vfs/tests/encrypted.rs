@@ -173,6 +173,41 @@ fn unaligned_writes_and_reads_across_block_boundaries() {
     assert!(past.is_empty() && eof);
 }
 
+/// Large writes and reads (more than one cipher piece, spread over threads)
+/// agree with a model at piece boundaries, whole-block or not, and the disk
+/// holds no plaintext.
+#[test]
+fn large_ranges_split_over_threads_round_trip() {
+    const PIECE: usize = 128 * 1024;
+    let (dir, vfs) = export();
+    let f = new_file(dir.path(), &vfs, "f");
+    let mut model = Vec::new();
+    let writes: &[(usize, usize)] = &[
+        (0, 1 << 20),
+        (3 * PIECE, 2 * PIECE),
+        (PIECE - BLOCK, PIECE + 2 * BLOCK),
+        (100, 3 * PIECE + 5),
+        ((1 << 20) - BLOCK, 2 * PIECE + 17),
+        (5 * PIECE, 3 * PIECE),
+    ];
+    for (i, &(offset, len)) in writes.iter().enumerate() {
+        // Not periodic, so that a piece in the wrong place shows.
+        let data: Vec<u8> = (0..len)
+            .map(|j| (j.wrapping_mul(2_654_435_761) >> 11) as u8 ^ i as u8)
+            .collect();
+        write(&vfs, &f, offset as u64, &data);
+        apply_write(&mut model, offset, &data);
+        assert_eq!(read_all(&vfs, &f), model, "after write {i}");
+    }
+    for (offset, count) in [(0, 1 << 20), (PIECE - 1, 2 * PIECE + 2), (7, 5 * PIECE)] {
+        let (data, eof) = read(&vfs, &f, offset as u64, count as u32);
+        let end = (offset + count).min(model.len());
+        assert_eq!(data, model[offset..end], "read {offset}+{count}");
+        assert_eq!(eof, end == model.len());
+    }
+    assert!(!contains_window(&raw(&f), &model, 32), "plaintext on disk");
+}
+
 #[test]
 fn tails_of_every_length_round_trip_and_are_ciphertext() {
     let (dir, vfs) = export();

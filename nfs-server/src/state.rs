@@ -1271,11 +1271,11 @@ mod tests {
     }
 
     fn open_file(fh: &[u8], write: bool) -> Arc<OpenFile> {
-        Arc::new(OpenFile {
-            handle: FileHandle(fh.to_vec()),
-            access: OpenAccess { read: true, write },
-            file: tempfile::tempfile().unwrap(),
-        })
+        Arc::new(OpenFile::new(
+            FileHandle(fh.to_vec()),
+            OpenAccess { read: true, write },
+            tempfile::tempfile().unwrap(),
+        ))
     }
 
     #[test]

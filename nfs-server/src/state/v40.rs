@@ -515,14 +515,14 @@ mod tests {
     }
 
     fn open_file(fh: &[u8]) -> Arc<OpenFile> {
-        Arc::new(OpenFile {
-            handle: FileHandle(fh.to_vec()),
-            access: OpenAccess {
+        Arc::new(OpenFile::new(
+            FileHandle(fh.to_vec()),
+            OpenAccess {
                 read: true,
                 write: true,
             },
-            file: tempfile::tempfile().unwrap(),
-        })
+            tempfile::tempfile().unwrap(),
+        ))
     }
 
     #[test]

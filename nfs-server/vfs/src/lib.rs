@@ -219,6 +219,21 @@ pub struct OpenFile {
     pub handle: FileHandle,
     pub access: OpenAccess,
     pub file: std::fs::File,
+    /// The file's content nonce once read (encrypted exports): it never
+    /// changes, and reading its xattr per call cost as much as the `pread`
+    /// of a 4 KiB READ.
+    content_nonce: std::sync::OnceLock<[u8; 8]>,
+}
+
+impl OpenFile {
+    pub fn new(handle: FileHandle, access: OpenAccess, file: std::fs::File) -> Self {
+        Self {
+            handle,
+            access,
+            file,
+            content_nonce: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

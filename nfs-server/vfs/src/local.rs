@@ -1267,6 +1267,15 @@ impl LocalVfs {
         }
     }
 
+    /// [`Self::content_nonce`] of an open file, read once per open.
+    fn file_nonce(&self, file: &OpenFile, size: u64) -> VfsResult<Nonce> {
+        if let Some(nonce) = file.content_nonce.get() {
+            return Ok(*nonce);
+        }
+        let nonce = self.content_nonce(file.file.as_fd(), size)?;
+        Ok(*file.content_nonce.get_or_init(|| nonce))
+    }
+
     /// Gives a newly created file its content nonce. No fsync: a nonce lost
     /// in a crash belonged to a file without data, which gets a new one, and
     /// the fsync that makes data durable makes the xattr durable with it.
@@ -1367,7 +1376,7 @@ impl LocalVfs {
         // Whole units: from the block of `offset` to the end of the block of
         // `end`, or of the file.
         let stop = end.div_ceil(BLOCK_U64).saturating_mul(BLOCK_U64).min(size);
-        let nonce = self.content_nonce(file.file.as_fd(), size)?;
+        let nonce = self.file_nonce(file, size)?;
         // Each piece read and deciphered by one thread, under the lock: the
         // bytes and the size they are read with stay consistent.
         let mut buf = sys::pread_in_pieces(
@@ -1406,7 +1415,7 @@ impl LocalVfs {
             .checked_add(data.len() as u64)
             .ok_or(VfsError::FileTooLarge)?;
         let fd = file.file.as_fd();
-        let nonce = self.content_nonce(fd, st.stx_size)?;
+        let nonce = self.file_nonce(file, st.stx_size)?;
         let first = offset / BLOCK_U64;
         let reopened;
         // Whole blocks are whole units whatever the file's size: written
@@ -1728,11 +1737,7 @@ impl Vfs for LocalVfs {
             (false, false) => return Err(VfsError::Inval),
         };
         let fd = self.open_as(id, &node, &st, flags)?;
-        Ok(Arc::new(OpenFile {
-            handle: fh.clone(),
-            access,
-            file: File::from(fd),
-        }))
+        Ok(Arc::new(OpenFile::new(fh.clone(), access, File::from(fd))))
     }
 
     fn read(&self, file: &OpenFile, offset: u64, count: u32) -> VfsResult<(Vec<u8>, bool)> {

@@ -132,7 +132,7 @@ impl ContentCipher {
         first_block: u64,
         buf: &mut [u8],
     ) -> Result<(), CipherError> {
-        self.apply(nonce, first_block, None, buf, Dir::Encrypt)
+        self.apply(nonce, first_block, buf, Dir::Encrypt)
     }
 
     /// Encrypts `plain` (as [`Self::encrypt`] would) piece by piece, each
@@ -182,25 +182,25 @@ impl ContentCipher {
         first_block: u64,
         buf: &mut [u8],
     ) -> Result<(), CipherError> {
-        self.apply(nonce, first_block, None, buf, Dir::Decrypt)
+        self.apply(nonce, first_block, buf, Dir::Decrypt)
     }
 
-    /// Runs the cipher over `out` (or from `input` into `out`), a large
-    /// range in pieces over the cores ([`in_pieces`]).
+    /// Runs the cipher over `buf` in place, a large range in pieces over
+    /// the cores ([`in_pieces`]).
     fn apply(
         &self,
         nonce: &Nonce,
         first_block: u64,
-        input: Option<&[u8]>,
-        out: &mut [u8],
+        buf: &mut [u8],
         dir: Dir,
     ) -> Result<(), CipherError> {
-        in_pieces(out, |at, piece| {
-            let input = input.map(|all| &all[at..at + piece.len()]);
-            self.apply_units(nonce, first_block + (at / BLOCK) as u64, input, piece, dir)
+        in_pieces(buf, |at, piece| {
+            self.apply_units(nonce, first_block + (at / BLOCK) as u64, None, piece, dir)
         })
     }
 
+    /// The cipher over the units of `out`, on this thread: in place, or
+    /// from `input` (as long as `out`).
     fn apply_units(
         &self,
         nonce: &Nonce,

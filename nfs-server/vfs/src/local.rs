@@ -93,17 +93,13 @@ const READDIR_BUF: usize = 32 << 10;
 const VERIFIER_XATTR: &CStr = c"trusted.openefs.create-verifier";
 const CACHE_SHARDS: usize = 16;
 /// OpenSSL failing is not the client's doing: logged here, EIO to it.
-fn cipher_error(e: crypt::CipherError) -> VfsError {
-    tracing::error!(error = %e, "encryption at rest: the content cipher failed");
-    VfsError::Io {
-        context: "the content cipher",
-        errno: libc::EIO,
-    }
-}
-
 impl From<crypt::CipherError> for VfsError {
     fn from(e: crypt::CipherError) -> Self {
-        cipher_error(e)
+        tracing::error!(error = %e, "encryption at rest: the content cipher failed");
+        VfsError::Io {
+            context: "the content cipher",
+            errno: libc::EIO,
+        }
     }
 }
 
@@ -122,7 +118,7 @@ struct Crypt {
 impl Crypt {
     fn new(key: &crate::ContentKey) -> VfsResult<Self> {
         Ok(Self {
-            cipher: ContentCipher::new(key).map_err(cipher_error)?,
+            cipher: ContentCipher::new(key)?,
             locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
         })
     }
@@ -1311,10 +1307,7 @@ impl LocalVfs {
         block.fill(0);
         let len = crypt::unit_len(index, size);
         pread_exact(fd, &mut block[..len], index * BLOCK_U64)?;
-        crypt
-            .cipher
-            .decrypt(nonce, index, &mut block[..len])
-            .map_err(cipher_error)?;
+        crypt.cipher.decrypt(nonce, index, &mut block[..len])?;
         Ok(())
     }
 
@@ -1332,10 +1325,7 @@ impl LocalVfs {
         let mut block = [0u8; BLOCK];
         self.read_block(crypt, reader, nonce, index, old, &mut block)?;
         let len = crypt::unit_len(index, new);
-        crypt
-            .cipher
-            .encrypt(nonce, index, &mut block[..len])
-            .map_err(cipher_error)?;
+        crypt.cipher.encrypt(nonce, index, &mut block[..len])?;
         Ok((block, len))
     }
 
@@ -1388,7 +1378,7 @@ impl LocalVfs {
                 crypt
                     .cipher
                     .decrypt(&nonce, first + (at / BLOCK) as u64, piece)
-                    .map_err(cipher_error)
+                    .map_err(VfsError::from)
             },
         )?;
         let head = span(start, offset);
@@ -1472,7 +1462,7 @@ impl LocalVfs {
         let written = crypt
             .cipher
             .encrypt(&nonce, first, &mut buf)
-            .map_err(cipher_error)
+            .map_err(VfsError::from)
             .and_then(|()| pwrite_all(fd, &buf, start));
         if recut {
             return self.undo_failed_growth(crypt, reader, fd, &nonce, old, written);

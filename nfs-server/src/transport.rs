@@ -13,7 +13,7 @@ use futures::StreamExt;
 use openefs_nfs_wire::rpc::{MAX_FRAGMENT_LEN, RecordDecoder, RecordError, fragment_header};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,10 +27,6 @@ use crate::tls::{Connection, WriteHalf};
 /// grant (so a client using all its slots is never throttled by us), small
 /// enough that one connection cannot hold unbounded memory.
 const CALLS_PER_CONNECTION: usize = 128;
-
-/// Replies gathered into one write at most (roughly): enough for a few
-/// READs of 1 MiB, so a slow reader does not make us queue without bound.
-const BATCH_BYTES: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -141,8 +137,7 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
     let encrypted = conn.encrypted;
     let (rd, wr) = (conn.reader, conn.writer);
     let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
-    let (tx, rx) = mpsc::channel::<Reply>(CALLS_PER_CONNECTION);
-    let writer = tokio::spawn(write_replies(wr, rx));
+    let replies = Arc::new(ReplySender::new(wr));
     let calls = TaskTracker::new();
     let in_flight = Arc::new(Semaphore::new(CALLS_PER_CONNECTION));
     loop {
@@ -172,25 +167,22 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
                 Err(_) => break,
             },
         };
-        let tx = tx.clone();
+        let replies = replies.clone();
         let server = server.clone();
         calls.spawn(
             async move {
                 if let Some(reply) = server.handle_call(record).await {
-                    // A closed writer means the peer went away; nothing to do.
-                    let _ = tx.send(reply).await;
+                    replies.send(reply).await;
                 }
                 drop(permit);
             }
             .in_current_span(),
         );
     }
+    // Each call sends its own reply before it ends, so once they have all
+    // ended every reply has been written.
     calls.close();
     calls.wait().await;
-    drop(tx);
-    if let Err(e) = writer.await {
-        warn!(error = %e, "reply writer task failed");
-    }
     debug!("connection closed");
 }
 
@@ -285,22 +277,67 @@ impl Buf for ReplyQueue {
     }
 }
 
-/// Sends replies as they complete. Replies that are ready together leave
-/// in one vectored write (a burst of completions shares one syscall).
-async fn write_replies(mut wr: WriteHalf, mut rx: mpsc::Receiver<Reply>) {
-    let mut queue = ReplyQueue::default();
-    while let Some(reply) = rx.recv().await {
-        queue.push(reply);
-        while queue.remaining() < BATCH_BYTES
-            && let Ok(more) = rx.try_recv()
-        {
-            queue.push(more);
+/// A connection's reply path. The call that completes writes its reply to
+/// the socket itself rather than handing it to a writer task: on a loaded
+/// machine every hand-off between tasks is a wake-up that waits for a CPU,
+/// and this one was paid by every RPC. Replies completed while another call
+/// is writing wait in `pending`, and the next writer sends all of them in
+/// one vectored write, so a burst of completions still shares one syscall.
+struct ReplySender {
+    pending: std::sync::Mutex<ReplyQueue>,
+    /// Held across the write (replies must not interleave on the wire);
+    /// `None` once a write failed: the peer is gone, later replies are
+    /// dropped.
+    writer: tokio::sync::Mutex<Option<Writer>>,
+}
+
+struct Writer {
+    half: WriteHalf,
+    /// The batch being written; swapped with `pending` so both buffers are
+    /// reused.
+    batch: ReplyQueue,
+}
+
+impl ReplySender {
+    fn new(half: WriteHalf) -> Self {
+        Self {
+            pending: std::sync::Mutex::default(),
+            writer: tokio::sync::Mutex::new(Some(Writer {
+                half,
+                batch: ReplyQueue::default(),
+            })),
         }
-        queue.seal();
-        if let Err(e) = wr.write_all_buf(&mut queue).await {
-            debug!(error = %e, "writing replies failed");
+    }
+
+    /// Queues `reply` and returns once it has been written (by this call or
+    /// by one that took the writer before it), or dropped because the
+    /// connection failed.
+    async fn send(&self, reply: Reply) {
+        self.with_pending(|q| q.push(reply));
+        let mut guard = self.writer.lock().await;
+        let Some(writer) = guard.as_mut() else {
+            return;
+        };
+        // An earlier writer may have sent ours already: then nothing waits.
+        self.with_pending(|q| std::mem::swap(q, &mut writer.batch));
+        if !writer.batch.has_remaining() {
             return;
         }
+        writer.batch.seal();
+        if let Err(e) = writer.half.write_all_buf(&mut writer.batch).await {
+            debug!(error = %e, "writing replies failed");
+            *guard = None;
+        }
+    }
+
+    fn with_pending<T>(&self, f: impl FnOnce(&mut ReplyQueue) -> T) -> T {
+        // A panic cannot leave the queue half-updated (push and swap do not
+        // panic midway), so a poisoned lock is still usable.
+        let mut queue = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut queue)
     }
 }
 

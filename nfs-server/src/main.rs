@@ -94,12 +94,27 @@ async fn open_data_key(config: &Config) -> Result<Option<Arc<DataKeys>>, String>
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> anyhow::Result<ExitCode> {
     let Command::Serve(args) = Cli::parse().command;
     let config = args.into_config()?;
     init_tracing(config.log_format);
     raise_open_file_limit();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = config.performance_mode.worker_threads(cores);
+    info!(
+        mode = config.performance_mode.api_name(),
+        cores, workers, "starting the runtime"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("nfsd-worker")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let Ok(keys) = open_data_key(&config).await else {
         return Ok(ExitCode::FAILURE);
     };

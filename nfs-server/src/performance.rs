@@ -1,17 +1,19 @@
 //! Performance modes (the FileSystem's `performanceMode`, fixed at start):
 //! how a call's blocking file system work is scheduled.
 //!
-//! - `general-purpose` (the default) runs each vfs call on the tokio worker
-//!   thread that is executing the RPC ([`tokio::task::block_in_place`]):
-//!   no hand-off to another thread and back, so one RPC crosses one thread
-//!   fewer on its way.
+//! - `general-purpose` (the default) runs each vfs call directly on the
+//!   tokio worker thread executing the RPC, as ganesha's worker threads do:
+//!   no hand-off to another thread and back. The runtime gets enough worker
+//!   threads ([`PerformanceMode::worker_threads`]) that calls blocked in a
+//!   slow system call (an fsync, a large directory) leave others to serve
+//!   the rest; an idle worker steals the tasks queued behind a blocked one.
 //! - `max-io` sends each vfs call to tokio's blocking pool
-//!   ([`tokio::task::spawn_blocking`]), as every mode did before: a worker
-//!   thread never blocks, at the price of two thread hand-offs per call.
+//!   ([`tokio::task::spawn_blocking`]): a worker thread never blocks, at the
+//!   price of two thread hand-offs per call.
 //!
-//! Both let other calls run while one blocks (`block_in_place` moves the
-//! worker's other tasks to another thread), so max-io adds no parallelism;
-//! on 2 cores it measured slower than general-purpose even with 16 clients
+//! `tokio::task::block_in_place`, the middle way, was general-purpose until
+//! it measured slower than a direct call: it hands the worker's run queue to
+//! another thread on every call, a thread wake-up per RPC
 //! (`docs/benchmarks.md`, "Performance modes").
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -41,6 +43,16 @@ impl PerformanceMode {
         }
     }
 
+    /// Worker threads of the runtime serving RPCs. general-purpose blocks
+    /// them, so it needs more than the cores: as many slow calls as there
+    /// are extra threads can block before fast ones wait.
+    pub fn worker_threads(self, cores: usize) -> usize {
+        match self {
+            Self::GeneralPurpose => (4 * cores).max(GENERAL_PURPOSE_MIN_WORKERS),
+            Self::MaxIo => cores,
+        }
+    }
+
     /// Runs the blocking `f` as this mode schedules it. `None` when `f`
     /// panicked, which the protocols answer with their SERVERFAULT.
     pub async fn run_blocking<T, F>(self, f: F) -> Option<T>
@@ -48,15 +60,16 @@ impl PerformanceMode {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        // block_in_place panics on a current-thread runtime (unit tests,
-        // embedders); there the blocking pool is the only choice.
-        let inline = self == Self::GeneralPurpose
+        // On a current-thread runtime (unit tests, embedders) a blocking
+        // call would stop every task; there the blocking pool is the only
+        // choice.
+        let direct = self == Self::GeneralPurpose
             && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
-        if inline {
+        if direct {
             // The vfs restores the thread's fsuid/fsgid/groups when each
             // call ends (its identity guard drops, also on a panic), so the
             // worker thread goes back to serving other tasks as the server.
-            return match tokio::task::block_in_place(|| catch_unwind(AssertUnwindSafe(f))) {
+            return match catch_unwind(AssertUnwindSafe(f)) {
                 Ok(r) => Some(r),
                 Err(_) => {
                     tracing::error!("vfs call panicked");
@@ -73,6 +86,9 @@ impl PerformanceMode {
         }
     }
 }
+
+/// Fewest worker threads in general-purpose, however few the cores.
+const GENERAL_PURPOSE_MIN_WORKERS: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -99,6 +115,13 @@ mod tests {
             .await;
         assert_ne!(pooled, Some(here));
         both_modes_run_and_survive_a_panic().await;
+    }
+
+    #[test]
+    fn general_purpose_has_workers_to_block() {
+        assert_eq!(PerformanceMode::GeneralPurpose.worker_threads(2), 16);
+        assert_eq!(PerformanceMode::GeneralPurpose.worker_threads(8), 32);
+        assert_eq!(PerformanceMode::MaxIo.worker_threads(2), 2);
     }
 
     #[tokio::test]

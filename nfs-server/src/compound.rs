@@ -21,13 +21,15 @@ use tracing::{Instrument, debug, debug_span};
 
 use crate::metrics::Outcome;
 use crate::ops;
+use crate::rpc::Reply;
 use crate::server::Server;
 use crate::settings::Settings;
 use crate::state::{ClientId, SlotUse};
 
 pub enum CompoundReply {
-    /// Encoded COMPOUND4res.
-    Results(Bytes),
+    /// Encoded COMPOUND4res, as the chunks it was built from (READ data
+    /// stays the buffer the file was read into).
+    Results(Reply),
     /// The COMPOUND header itself was unreadable.
     GarbageArgs,
 }
@@ -97,10 +99,10 @@ impl Ctx<'_> {
     }
 }
 
-fn encode_res(res: &Compound4Res) -> Bytes {
+fn encode_res(res: &Compound4Res) -> Reply {
     let mut enc = Encoder::new();
     res.encode(&mut enc);
-    enc.into_bytes()
+    enc.into_chunks()
 }
 
 /// Operations that may come without SEQUENCE, as the only operation.
@@ -202,7 +204,7 @@ pub async fn run_compound(
                     server
                         .metrics()
                         .op_done(name, Outcome::Replay, started.elapsed());
-                    return CompoundReply::Results(bytes);
+                    return CompoundReply::Results(vec![bytes]);
                 }
                 Err(e) => ResOp::Sequence(Err(e)),
             },
@@ -237,10 +239,15 @@ pub async fn run_compound(
     }
     let body = encode_res(&Compound4Res::new(tag, results));
     if let Some(s) = slot {
-        let keep = s.cache && body.len() <= s.max_cached as usize;
-        server
-            .state()
-            .finish_slot(&s.session, s.slot, s.seqid, keep.then(|| body.clone()));
+        let len: usize = body.iter().map(Bytes::len).sum();
+        // Only a reply the client asked to be cached is joined (a copy).
+        let keep = s.cache && len <= s.max_cached as usize;
+        server.state().finish_slot(
+            &s.session,
+            s.slot,
+            s.seqid,
+            keep.then(|| body.concat().into()),
+        );
     }
     CompoundReply::Results(body)
 }

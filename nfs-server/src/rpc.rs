@@ -42,9 +42,9 @@ fn encode_header(header: ReplyHeader) -> Reply {
 }
 
 /// Header followed by already encoded results.
-fn with_body(header: ReplyHeader, body: Bytes) -> Reply {
+fn with_body(header: ReplyHeader, body: Reply) -> Reply {
     let mut out = encode_header(header);
-    out.push(body);
+    out.extend(body);
     out
 }
 

@@ -324,7 +324,14 @@ impl ReplySender {
             return;
         }
         writer.batch.seal();
-        if let Err(e) = writer.half.write_all_buf(&mut writer.batch).await {
+        // The flush matters for TLS: a write may leave the last records'
+        // ciphertext buffered in the session when the socket is full, and
+        // nothing else would send it (plain TCP's flush does nothing).
+        let sent = match writer.half.write_all_buf(&mut writer.batch).await {
+            Ok(()) => writer.half.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             debug!(error = %e, "writing replies failed");
             *guard = None;
         }

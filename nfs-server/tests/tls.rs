@@ -2,14 +2,19 @@
 //! `--require-tls` and certificate reloading, over real loopback sockets
 //! against the server with the real `LocalVfs` (needs root).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use openefs_nfs_wire::nfs4::ops::Read4Args;
+use openefs_nfs_wire::nfs4::types::{Stateid4, Utf8Str};
 use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::{
     AUTH_NONE, AUTH_TLS, AcceptedBody, CallHeader, OpaqueAuth, ReplyHeader, ReplyStat,
@@ -22,6 +27,7 @@ use openefs_nfsd::transport::RecordCodec;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -369,5 +375,93 @@ async fn certificates_reload_when_their_files_change() {
             .is_err()
     );
     drop(files.dir);
+    s.stop().await;
+}
+
+/// A TCP stream whose reads take at most 2 KiB per millisecond: with a tiny
+/// receive buffer the server's socket stays full while it writes.
+struct SlowReader {
+    tcp: TcpStream,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl AsyncRead for SlowReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        ready!(self.pause.as_mut().poll(cx));
+        let mut bytes = [0u8; 2048];
+        let want = buf.remaining().min(bytes.len());
+        let mut small = ReadBuf::new(&mut bytes[..want]);
+        ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut small))?;
+        buf.put_slice(small.filled());
+        let next = tokio::time::Instant::now() + Duration::from_millis(1);
+        self.pause.as_mut().reset(next);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for SlowReader {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A reply larger than the socket can take at once reaches a client that
+/// reads slowly: the tail of a TLS write that found the socket full must
+/// still be sent (flushed) when nothing else is written after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_replies_reach_a_slow_reader_whole() {
+    let files = Files::new(None, false);
+    let s = files.serve().await;
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(s.dir.path().join("big.bin"), &data).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(s.addr).await.unwrap();
+    let slow = SlowReader {
+        tcp,
+        pause: Box::pin(tokio::time::sleep(Duration::ZERO)),
+    };
+    let name = ServerName::try_from("nfs.example.test").unwrap();
+    let tls = connector(&files.ca, None)
+        .connect(name, slow)
+        .await
+        .unwrap();
+    let mut c = Client::over(tls);
+    exercise(&mut c).await;
+    for round in 0..2 {
+        let read = c.compound(vec![
+            ArgOp::Putrootfh,
+            ArgOp::Lookup(Utf8Str::from("big.bin")),
+            ArgOp::Read(Read4Args {
+                stateid: Stateid4::ANONYMOUS,
+                offset: 0,
+                count: 1 << 20,
+            }),
+        ]);
+        let r = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the 1 MiB reply did not arrive whole"))
+            .unwrap();
+        let ResOp::Read(Ok(rd)) = &r[2] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(rd.data.as_bytes(), &data[..], "round {round}");
+    }
     s.stop().await;
 }

@@ -421,9 +421,12 @@ impl AsyncWrite for SlowReader {
     }
 }
 
-/// A reply larger than the socket can take at once reaches a client that
-/// reads slowly: the tail of a TLS write that found the socket full must
-/// still be sent (flushed) when nothing else is written after it.
+/// 1 MiB replies reach a client that reads slowly over TLS, whole. This is
+/// what the flush after each reply write protects (a TLS write that finds
+/// the socket full may keep its last records buffered); on the machine it
+/// was written on the server's send buffer took the whole reply, so the
+/// test passed without that flush too: it guards the behaviour, it does
+/// not reproduce the race.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_replies_reach_a_slow_reader_whole() {
     let files = Files::new(None, false);

@@ -14,6 +14,8 @@ apt_packages=(qemu-system-x86 busybox-static socat cpio kmod openssl patch pytho
 apt_packages+=(libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind)
 # The loopback ceiling of the benchmark's CI smoke run (e2e/tests/bench_smoke.rs).
 apt_packages+=(iperf3)
+# The TLS anchor of the benchmark's `--tls` smoke run (bench_smoke.rs).
+apt_packages+=(stunnel4)
 # To build nfsd: OpenSSL's AES-256-XTS encrypts contents at rest (openssl crate).
 apt_packages+=(libssl-dev pkg-config)
 bash "$root/.ci/apt-install.sh" "${apt_packages[@]}"

@@ -3,7 +3,7 @@
 //! must finish and report a figure of both servers for every scenario. No
 //! thresholds: the figures of a debug build on a shared machine mean nothing.
 //!
-//! Needs what `.ci/deps.sh` installs (nfs-ganesha, libnfs, iperf3) and fio
+//! Needs what `.ci/deps.sh` installs (nfs-ganesha, libnfs, iperf3, stunnel4) and fio
 //! from `e2e/scripts/fio.sh` (cached; built on first use).
 
 use std::process::Command;
@@ -23,15 +23,18 @@ const FIGURES: [&str; 8] = [
     "peak RSS (VmHWM)",
 ];
 
-/// The two compared figures of table row `name` (`| name | unit | nfsd |
-/// ganesha | …`, or plain and encrypted nfsd), if both are numbers.
-fn figures(report: &str, name: &str) -> Option<(f64, f64)> {
+/// The numbers in `columns` (0-based cells of `| name | unit | … |`; 3 and
+/// 4 are the two compared sides) of table row `name`, if all are numbers.
+fn figures(report: &str, name: &str, columns: &[usize]) -> Option<Vec<f64>> {
     report.lines().find_map(|line| {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() < 5 || cells[1] != name {
             return None;
         }
-        Some((cells[3].parse().ok()?, cells[4].parse().ok()?))
+        columns
+            .iter()
+            .map(|&c| cells.get(c)?.parse().ok())
+            .collect()
     })
 }
 
@@ -63,14 +66,23 @@ fn smoke_run(extra: &[&str]) -> Result<String> {
     Ok(report)
 }
 
-/// Every row of `names` has a positive number in both compared columns.
-fn ensure_figures(report: &str, names: &[&str]) -> Result<()> {
+/// Every row of `names` has a positive number in each of `columns`.
+fn ensure_columns(report: &str, names: &[&str], columns: &[usize]) -> Result<()> {
     for &name in names {
-        let (a, b) = figures(report, name)
-            .with_context(|| format!("no figures for {name:?} in the report:\n{report}"))?;
-        ensure!(a > 0.0 && b > 0.0, "{name}: {a}, {b}");
+        let values = figures(report, name, columns).with_context(|| {
+            format!(
+                "no figures for {name:?} in the report:
+{report}"
+            )
+        })?;
+        ensure!(values.iter().all(|&v| v > 0.0), "{name}: {values:?}");
     }
     Ok(())
+}
+
+/// Every row of `names` has a positive number on both compared sides.
+fn ensure_figures(report: &str, names: &[&str]) -> Result<()> {
+    ensure_columns(report, names, &[3, 4])
 }
 
 #[test]
@@ -94,5 +106,27 @@ fn encryption_bench_reports_every_figure() -> Result<()> {
             "CPU per GiB moved (data scenarios)",
             "peak RSS (VmHWM)",
         ],
+    )
+}
+
+/// `--tls`: one nfsd reached in plaintext, through `openefs-csi tls-proxy`
+/// and through stunnel4; the tunnels' costs have no plaintext column.
+#[test]
+fn tls_bench_reports_every_figure() -> Result<()> {
+    let report = smoke_run(&["--tls"])?;
+    ensure_columns(
+        &report,
+        &[
+            "seq write 1 MiB",
+            "seq read 1 MiB",
+            "rand read 4 KiB (1 job)",
+            "rand read 4 KiB (4 jobs)",
+        ],
+        &[3, 4, 5],
+    )?;
+    ensure_columns(
+        &report,
+        &["CPU per GiB moved (data scenarios)", "peak RSS (VmHWM)"],
+        &[4, 5],
     )
 }

@@ -25,6 +25,7 @@ use crate::command::output_within;
 use crate::fio;
 use crate::ganesha::Ganesha;
 use crate::libnfs::Server;
+use crate::netns::{NETNS_ADDR, ShapedLink};
 use crate::nfsd::{Nfsd, TlsFiles};
 use crate::qemu::free_loopback_port;
 use crate::stunnel::{self, Stunnel};
@@ -679,6 +680,9 @@ pub struct Options {
     pub params: Params,
     /// Parent of the export directories and the local-disk ceiling's file.
     pub dir: PathBuf,
+    /// [`run_tls`] only: put nfsd in a network namespace behind a link
+    /// shaped to this many Mbit/s ([`crate::netns`]) instead of on loopback.
+    pub link_mbit: Option<u32>,
 }
 
 impl Options {
@@ -978,8 +982,15 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
     let export = work.join("nfsd-export");
     std::fs::create_dir(&export)?;
     lay_out(&export.join(DATA_FILE), params.file_size, work)?;
-    let nfsd = Nfsd::start_with_tls(&export, work.join("nfsd.log"), &tls, &[])?;
-    let upstream = format!("127.0.0.1:{}", nfsd.port());
+    // Dropped after nfsd (declared before it): the namespace must outlive
+    // the server in it.
+    let link = opts.link_mbit.map(ShapedLink::create).transpose()?;
+    let nfsd_log = work.join("nfsd.log");
+    let nfsd = match &link {
+        Some(link) => Nfsd::start_with_tls_in(link.netns(), NETNS_ADDR, &export, nfsd_log, &tls)?,
+        None => Nfsd::start_with_tls(&export, nfsd_log, &tls, &[])?,
+    };
+    let upstream = nfsd.endpoint().to_string();
 
     let tunnels = work.join("tunnels");
     std::fs::create_dir(&tunnels)?;
@@ -1010,7 +1021,12 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
     // nfsd serves MOUNT on its NFS port, so one forwarded port carries both.
     let via = |port| Server::v3(port, port);
     let mut targets = [
-        Target::new(Side::Nfsd, nfsd.pid(), via(nfsd.port()), export.clone()),
+        Target::new(
+            Side::Nfsd,
+            nfsd.pid(),
+            via(nfsd.port()).at(*nfsd.endpoint().ip()),
+            export.clone(),
+        ),
         Target::new(Side::TlsProxy, proxy.pid(), via(proxy_port), export.clone()),
         Target::new(Side::Stunnel, stunnel.pid(), via(stunnel_port), export),
     ];

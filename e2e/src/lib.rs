@@ -9,6 +9,7 @@ pub mod fio;
 pub mod ganesha;
 pub mod libnfs;
 pub mod locks;
+pub mod netns;
 pub mod nfsd;
 /// Throwaway CAs (rcgen), shared with nfsd's TLS tests.
 #[path = "../../nfs-server/tests/common/pki.rs"]

@@ -7,6 +7,7 @@
 //! listing carries the same metadata: mode, links, owner, size.
 
 use std::ffi::OsStr;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub enum Version {
 #[derive(Clone, Copy, Debug)]
 pub struct Server {
     pub version: Version,
+    /// Where the server listens (127.0.0.1 unless [`Server::at`] says).
+    pub host: Ipv4Addr,
 }
 
 impl Server {
@@ -41,12 +44,19 @@ impl Server {
                 nfs_port,
                 mount_port,
             },
+            host: Ipv4Addr::LOCALHOST,
         }
+    }
+
+    /// The same server at `host` instead of loopback.
+    pub fn at(self, host: Ipv4Addr) -> Self {
+        Self { host, ..self }
     }
 
     pub fn v4(port: u16) -> Self {
         Self {
             version: Version::V4 { port },
+            host: Ipv4Addr::LOCALHOST,
         }
     }
 
@@ -62,7 +72,7 @@ impl Server {
 
     /// The export root, as `nfs-ls` and fio's `nfs_url` take it.
     pub fn root_url(&self) -> String {
-        format!("nfs://127.0.0.1/{}", self.query())
+        format!("nfs://{}/{}", self.host, self.query())
     }
 
     /// A file directly in the export root. libnfs splits a file URL at its
@@ -77,7 +87,7 @@ impl Server {
                 && !name.contains(['/', '?', '&', '#', '%']),
             "{name:?} must be a plain file name (libnfs URLs address the export root)"
         );
-        Ok(format!("nfs://127.0.0.1//{name}{}", self.query()))
+        Ok(format!("nfs://{}//{name}{}", self.host, self.query()))
     }
 }
 
@@ -207,6 +217,10 @@ mod tests {
         assert_eq!(
             Server::v4(4000).file_url("f").unwrap(),
             "nfs://127.0.0.1//f?version=4&nfsport=4000"
+        );
+        assert_eq!(
+            Server::v4(4000).at(Ipv4Addr::new(10, 0, 0, 2)).root_url(),
+            "nfs://10.0.0.2/?version=4&nfsport=4000"
         );
     }
 

@@ -12,11 +12,12 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::binaries::workspace_binary;
 use crate::pki;
-use crate::qemu::{free_loopback_port, wait_for_listener};
+use crate::qemu::{free_loopback_port, wait_for_listener_at};
 
 pub struct Nfsd {
     binary: PathBuf,
     export: PathBuf,
+    place: Place,
     port: u16,
     metrics_port: u16,
     args: Vec<String>,
@@ -36,6 +37,14 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// nfsd's flags serving TLS with these files.
+    fn args(&self) -> Vec<String> {
+        let (cert, key) = (self.cert.to_string_lossy(), self.key.to_string_lossy());
+        ["--tls-cert", &cert, "--tls-key", &key]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
     pub fn write(dir: &Path, ca_name: &str, names: &[&str]) -> Self {
         let ca = pki::Ca::new(ca_name);
         let leaf = ca.server(names);
@@ -48,7 +57,32 @@ impl TlsFiles {
     }
 }
 
+/// Where nfsd runs: on the host's loopback, or in a network namespace on an
+/// address of it (the benchmark's shaped link, [`crate::netns`]).
+#[derive(Clone, Debug)]
+struct Place {
+    netns: Option<String>,
+    addr: Ipv4Addr,
+}
+
 impl Nfsd {
+    /// As [`Nfsd::start_with_tls`], in network namespace `netns` listening
+    /// on `addr` (its metrics too: the host cannot reach the namespace's
+    /// loopback).
+    pub fn start_with_tls_in(
+        netns: &str,
+        addr: Ipv4Addr,
+        export: &Path,
+        log: PathBuf,
+        tls: &TlsFiles,
+    ) -> Result<Self> {
+        let place = Place {
+            netns: Some(netns.to_owned()),
+            addr,
+        };
+        Self::start_at(place, export, log, &tls.args())
+    }
+
     /// As [`Nfsd::start_with_args`], serving TLS with `tls` too.
     pub fn start_with_tls(
         export: &Path,
@@ -56,9 +90,9 @@ impl Nfsd {
         tls: &TlsFiles,
         args: &[&str],
     ) -> Result<Self> {
-        let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
-        let mut all = vec!["--tls-cert", &cert, "--tls-key", &key];
-        all.extend_from_slice(args);
+        let mut all = tls.args();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         Self::start_with_args(export, log, &all)
     }
 
@@ -69,14 +103,25 @@ impl Nfsd {
 
     /// As [`Nfsd::start`], with more command-line flags (e.g. `--lease-time`).
     pub fn start_with_args(export: &Path, log: PathBuf, args: &[&str]) -> Result<Self> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let place = Place {
+            netns: None,
+            addr: Ipv4Addr::LOCALHOST,
+        };
+        Self::start_at(place, export, log, &args)
+    }
+
+    fn start_at(place: Place, export: &Path, log: PathBuf, args: &[String]) -> Result<Self> {
         let binary = workspace_binary("openefs-nfsd", "openefs-nfsd")?;
+        // In a new namespace every port is free; the host's free ones are too.
         let port = free_loopback_port()?;
         let metrics_port = free_loopback_port()?;
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = Self::launch(&binary, export, port, metrics_port, &args, &log)?;
+        let args = args.to_vec();
+        let child = Self::launch(&binary, &place, export, port, metrics_port, &args, &log)?;
         Ok(Self {
             binary,
             export: export.to_owned(),
+            place,
             port,
             metrics_port,
             args,
@@ -87,6 +132,7 @@ impl Nfsd {
 
     fn launch(
         binary: &Path,
+        place: &Place,
         export: &Path,
         port: u16,
         metrics_port: u16,
@@ -94,21 +140,32 @@ impl Nfsd {
         log: &Path,
     ) -> Result<Child> {
         let log_file = File::options().create(true).append(true).open(log)?;
-        let mut child = Command::new(binary)
+        // `ip netns exec` execs the program, so the child's PID is nfsd's.
+        let mut command = match &place.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let addr = place.addr;
+        let mut child = command
             .arg("serve")
             .arg("--export")
             .arg(export)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{addr}:{port}"))
             .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{metrics_port}"))
+            .arg(format!("{addr}:{metrics_port}"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        if let Err(err) = wait_for_listener(port, &mut child, Duration::from_secs(30)) {
+        let listen = SocketAddrV4::new(addr, port);
+        if let Err(err) = wait_for_listener_at(listen, &mut child, Duration::from_secs(30)) {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
@@ -121,6 +178,11 @@ impl Nfsd {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `address:port` of the NFS listener.
+    pub fn endpoint(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.place.addr, self.port)
     }
 
     /// The server process's id (to SIGSTOP it as a hung server, or to read
@@ -149,6 +211,7 @@ impl Nfsd {
     pub fn start_again(&mut self) -> Result<()> {
         self.child = Self::launch(
             &self.binary,
+            &self.place,
             &self.export,
             self.port,
             self.metrics_port,
@@ -170,7 +233,7 @@ impl Nfsd {
 
     /// The Prometheus text of `GET /metrics`.
     pub fn metrics(&self) -> Result<String> {
-        scrape_metrics(self.metrics_port)
+        scrape_metrics_at(SocketAddrV4::new(self.place.addr, self.metrics_port))
     }
 
     /// `openefs_nfsd_operations_total{op=OP,status=STATUS}`, 0 when absent.
@@ -190,7 +253,10 @@ impl Nfsd {
 /// request with `Connection: close` on a blocking socket is all it takes; an
 /// HTTP client crate would add a runtime to these synchronous tests.
 pub fn scrape_metrics(port: u16) -> Result<String> {
-    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    scrape_metrics_at(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+fn scrape_metrics_at(addr: SocketAddrV4) -> Result<String> {
     let mut conn = TcpStream::connect(addr).context("connecting to the metrics endpoint")?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;

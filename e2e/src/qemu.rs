@@ -615,8 +615,18 @@ pub fn free_loopback_port() -> Result<u16> {
 /// Waits until something accepts TCP connections on `127.0.0.1:port`, or
 /// `child` exits, or `timeout` passes.
 pub fn wait_for_listener(port: u16, child: &mut Child, timeout: Duration) -> Result<()> {
+    wait_for_listener_at(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port), child, timeout)
+}
+
+/// As [`wait_for_listener`], on any address.
+pub fn wait_for_listener_at(
+    listen: SocketAddrV4,
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
+    let port = listen.port();
+    let addr = listen.into();
     loop {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
@@ -626,7 +636,7 @@ pub fn wait_for_listener(port: u16, child: &mut Child, timeout: Duration) -> Res
         }
         ensure!(
             Instant::now() < deadline,
-            "nothing listens on 127.0.0.1:{port} after {timeout:?}"
+            "nothing listens on {listen} after {timeout:?}"
         );
         thread::sleep(Duration::from_millis(100));
     }

@@ -113,9 +113,24 @@ fn encryption_bench_reports_every_figure() -> Result<()> {
 /// and through stunnel4; the tunnels' costs have no plaintext column.
 #[test]
 fn tls_bench_reports_every_figure() -> Result<()> {
-    let report = smoke_run(&["--tls"])?;
+    ensure_tls_figures(&smoke_run(&["--tls"])?)
+}
+
+/// `--tls --link-mbit`: the same with nfsd in a network namespace behind a
+/// shaped veth link (needs root, as CI runs).
+#[test]
+fn tls_bench_over_a_shaped_link_reports_every_figure() -> Result<()> {
+    let report = smoke_run(&["--tls", "--link-mbit", "1000"])?;
+    ensure!(
+        report.contains("shaped to 1000 Mbit/s"),
+        "the report does not name the link:\n{report}"
+    );
+    ensure_tls_figures(&report)
+}
+
+fn ensure_tls_figures(report: &str) -> Result<()> {
     ensure_columns(
-        &report,
+        report,
         &[
             "seq write 1 MiB",
             "seq read 1 MiB",
@@ -125,7 +140,7 @@ fn tls_bench_reports_every_figure() -> Result<()> {
         &[3, 4, 5],
     )?;
     ensure_columns(
-        &report,
+        report,
         &["CPU per GiB moved (data scenarios)", "peak RSS (VmHWM)"],
         &[4, 5],
     )

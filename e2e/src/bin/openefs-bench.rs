@@ -53,6 +53,13 @@ struct Cli {
     /// GiB.
     #[arg(long, env = "OPENEFS_BENCH_TLS", conflicts_with = "modes")]
     tls: bool,
+    /// With --tls: run nfsd in a network namespace of its own behind a veth
+    /// link shaped by tc's tbf to this many Mbit/s each way (e.g. 10000 for
+    /// a 10 GbE network), so the wire bounds plaintext as on a real network;
+    /// the client and the tunnels stay on the host. Needs root and iproute2;
+    /// adds no delay (this kernel has no netem).
+    #[arg(long, env = "OPENEFS_BENCH_LINK_MBIT", requires = "tls")]
+    link_mbit: Option<u32>,
     /// Instead of the full comparison, compare encryption at rest: nfsd
     /// storing plaintext and nfsd encrypting contents (a KEK file, AES-256-XTS),
     /// each on its own export: 1 MiB sequential throughput, 4 KiB random
@@ -115,6 +122,7 @@ fn main() -> Result<()> {
     let options = Options {
         params: params.clone(),
         dir: dir.clone(),
+        link_mbit: cli.link_mbit,
     };
     let (outcome, table) = if cli.tls {
         if std::env::var_os("OPENEFS_CSI").is_none() {
@@ -124,8 +132,14 @@ fn main() -> Result<()> {
             );
         }
         let outcome = bench::run_tls(&options)?;
+        let path = match cli.link_mbit {
+            Some(mbit) => format!(
+                "nfsd in a network namespace behind a veth link shaped to {mbit} Mbit/s each way"
+            ),
+            None => "all on loopback".into(),
+        };
         let table = format!(
-            "TLS: openefs-csi tls-proxy vs stunnel4 vs plaintext (one tunnel each):\n\n{}",
+            "TLS: openefs-csi tls-proxy vs stunnel4 vs plaintext (one tunnel each; {path}):\n\n{}",
             outcome.table.markdown_tls()
         );
         (outcome, table)

@@ -65,6 +65,13 @@ struct Place {
     addr: Ipv4Addr,
 }
 
+impl Place {
+    const LOOPBACK: Self = Self {
+        netns: None,
+        addr: Ipv4Addr::LOCALHOST,
+    };
+}
+
 impl Nfsd {
     /// As [`Nfsd::start_with_tls`], in network namespace `netns` listening
     /// on `addr` (its metrics too: the host cannot reach the namespace's
@@ -80,7 +87,7 @@ impl Nfsd {
             netns: Some(netns.to_owned()),
             addr,
         };
-        Self::start_at(place, export, log, &tls.args())
+        Self::start_at(place, export, log, tls.args())
     }
 
     /// As [`Nfsd::start_with_args`], serving TLS with `tls` too.
@@ -92,8 +99,7 @@ impl Nfsd {
     ) -> Result<Self> {
         let mut all = tls.args();
         all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        Self::start_with_args(export, log, &all)
+        Self::start_at(Place::LOOPBACK, export, log, all)
     }
 
     /// Serves `export`, logging to `log` (appended across restarts).
@@ -103,20 +109,15 @@ impl Nfsd {
 
     /// As [`Nfsd::start`], with more command-line flags (e.g. `--lease-time`).
     pub fn start_with_args(export: &Path, log: PathBuf, args: &[&str]) -> Result<Self> {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let place = Place {
-            netns: None,
-            addr: Ipv4Addr::LOCALHOST,
-        };
-        Self::start_at(place, export, log, &args)
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Self::start_at(Place::LOOPBACK, export, log, args)
     }
 
-    fn start_at(place: Place, export: &Path, log: PathBuf, args: &[String]) -> Result<Self> {
+    fn start_at(place: Place, export: &Path, log: PathBuf, args: Vec<String>) -> Result<Self> {
         let binary = workspace_binary("openefs-nfsd", "openefs-nfsd")?;
         // In a new namespace every port is free; the host's free ones are too.
         let port = free_loopback_port()?;
         let metrics_port = free_loopback_port()?;
-        let args = args.to_vec();
         let child = Self::launch(&binary, &place, export, port, metrics_port, &args, &log)?;
         Ok(Self {
             binary,

@@ -558,14 +558,12 @@ impl LocalVfs {
                 _ => return Err(VfsError::BadHandle),
             },
         };
-        let fd = sys::open_by_handle_at(self.mount_fd.as_fd(), &raw, OFlags::PATH).map_err(
-            |e| match e {
-                // The handle is authentic (the tag matched), so whatever the file
-                // system no longer finds is gone, not malformed.
-                Errno::STALE | Errno::NOENT | Errno::INVAL => VfsError::Stale,
-                e => VfsError::from_errno(e.raw_os_error(), "open_by_handle_at"),
-            },
-        )?;
+        let fd = open_by_handle_retrying(self.mount_fd.as_fd(), &raw).map_err(|e| match e {
+            // The handle is authentic (the tag matched), so whatever the file
+            // system no longer finds is gone, not malformed.
+            Errno::STALE | Errno::NOENT | Errno::INVAL => VfsError::Stale,
+            e => VfsError::from_errno(e.raw_os_error(), "open_by_handle_at"),
+        })?;
         let st = statx_fd(&fd)?;
         if st.stx_nlink == 0 {
             return Err(VfsError::Stale);
@@ -2239,6 +2237,26 @@ impl Vfs for LocalVfs {
             "deleted a directory tree"
         );
         removed.map_err(|(_, e)| removal(e))
+    }
+}
+
+/// `open_by_handle_at` (O_PATH), retried while it fails with ENOMEM: for a
+/// handle whose inode number the kernel is evicting or giving to a new
+/// file at that moment (the object was just removed), `iget_locked`
+/// returns NULL, which ext4 reports as ENOMEM. That state passes within
+/// microseconds, after which the answer is ESTALE; a real allocation
+/// failure still ENOMEM after the retries is returned as such.
+fn open_by_handle_retrying(mount: BorrowedFd<'_>, raw: &RawHandle) -> Result<OwnedFd, Errno> {
+    const RETRIES: u32 = 20;
+    let mut tries = 0;
+    loop {
+        match sys::open_by_handle_at(mount, raw, OFlags::PATH) {
+            Err(Errno::NOMEM) if tries < RETRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_micros(100 << tries.min(4)));
+            }
+            r => return r,
+        }
     }
 }
 

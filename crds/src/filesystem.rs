@@ -340,6 +340,13 @@ pub struct Policy {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub allowed_namespaces: Vec<String>,
+
+    /// Mutual TLS: TLS clients must present a certificate signed by caBundle
+    /// (the CSI driver's tls-proxy presents its node's), and rules may
+    /// grant or deny by the certificate's name, as EFS's file system policy
+    /// does by IAM principal. Absent: the server asks for no certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificates: Option<ClientCertificates>,
 }
 
 impl Default for Policy {
@@ -349,8 +356,53 @@ impl Default for Policy {
             read_only: false,
             require_tls: default_true(),
             allowed_namespaces: Vec::new(),
+            client_certificates: None,
         }
     }
+}
+
+/// Longest client CA bundle accepted (a few dozen certificates).
+pub const MAX_CLIENT_CA_BUNDLE: usize = 65536;
+/// Most client rules per file system.
+pub const MAX_CLIENT_RULES: usize = 64;
+
+/// Who may present client certificates, and what each client may do.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificates {
+    /// PEM certificates of the CAs that sign client certificates.
+    #[schemars(
+        length(min = 1, max = MAX_CLIENT_CA_BUNDLE),
+        regex(pattern = r"-----BEGIN CERTIFICATE-----")
+    )]
+    pub ca_bundle: String,
+
+    /// Overrides of readOnly and rootAccess for named clients; the first
+    /// rule naming a client applies, and clients no rule names get the
+    /// policy above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CLIENT_RULES))]
+    pub rules: Vec<ClientRule>,
+}
+
+/// What one client, named by its certificate, may do unlike the policy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.readOnly) || has(self.rootAccess)")
+    .message("a client rule must set readOnly, rootAccess or both"))]
+pub struct ClientRule {
+    /// The certificate's common name or one of its DNS names; "*" names
+    /// every client with a valid certificate.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[ -~]+$"))]
+    pub client: String,
+
+    /// Overrides the policy's readOnly for this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+
+    /// Overrides the policy's rootAccess for this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_access: Option<RootAccess>,
 }
 
 /// Treatment of clients connecting as root.

@@ -15,6 +15,7 @@ use openefs_csi::{
         tunnel::TlsConfig,
     },
     server, tls_proxy,
+    tls_proxy::spec::ClientCertificate,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -80,6 +81,19 @@ enum Command {
         /// container can read.
         #[arg(long, env = "OPENEFS_TLS_CA", requires = "tls_proxy_dir")]
         tls_ca: Option<PathBuf>,
+        /// The node's client certificate (PEM chain), which tunnels present
+        /// to file system servers that verify their clients (mTLS); the
+        /// server's policy may grant by its name. A path the tls-proxy
+        /// container can read; re-read for each connection.
+        #[arg(
+            long,
+            env = "OPENEFS_TLS_CLIENT_CERT",
+            requires_all = ["tls_proxy_dir", "tls_client_key"]
+        )]
+        tls_client_cert: Option<PathBuf>,
+        /// The private key of `--tls-client-cert` (PEM).
+        #[arg(long, env = "OPENEFS_TLS_CLIENT_KEY", requires = "tls_client_cert")]
+        tls_client_key: Option<PathBuf>,
         /// Loopback ports tunnels may use, `FIRST-LAST` (one per TLS volume
         /// staged on the node).
         #[arg(long, env = "OPENEFS_TLS_PORT_RANGE", default_value = "20049-20448", value_parser = parse_port_range)]
@@ -234,6 +248,8 @@ async fn main() -> Result<()> {
             stat_timeout,
             tls_proxy_dir,
             tls_ca,
+            tls_client_cert,
+            tls_client_key,
             tls_port_range,
         } => {
             if node_id.is_empty() {
@@ -259,6 +275,9 @@ async fn main() -> Result<()> {
                         proxy_dir,
                         ca: tls_ca,
                         ports: tls_port_range,
+                        client_certificate: tls_client_cert
+                            .zip(tls_client_key)
+                            .map(|(cert, key)| ClientCertificate { cert, key }),
                     }),
                 },
                 Arc::new(KernelMounter),

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openefs_csi::tls_proxy::metrics::Metrics;
-use openefs_csi::tls_proxy::spec::{TunnelSpec, write as write_tunnel};
+use openefs_csi::tls_proxy::spec::{ClientCertificate, TunnelSpec, write as write_tunnel};
 use openefs_csi::tls_proxy::{ProxyConfig, run};
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,18 +22,35 @@ use tokio_util::sync::CancellationToken;
 mod pki;
 use pki::{Ca, Leaf, write};
 
-/// A TLS server on loopback echoing every byte back; serves until dropped.
-async fn echo_server(leaf: &Leaf) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from_pem_slice(leaf.cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
-            )
-            .unwrap();
+/// A TLS server on loopback echoing every byte back, requiring a client
+/// certificate signed by `clients` when given; serves until dropped.
+async fn echo_server(
+    leaf: &Leaf,
+    clients: Option<&Ca>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap();
+    let builder = match clients {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+                .unwrap();
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(leaf.cert.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
+        )
+        .unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -141,6 +159,68 @@ impl Proxy {
     }
 }
 
+/// Writes to the tunnel and expects the connection closed with nothing
+/// echoed.
+async fn assert_nothing_comes_back(port: u16) {
+    let mut s = connect(port).await;
+    s.write_all(b"hello").await.unwrap();
+    let mut buf = [0; 5];
+    let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "bytes came back through a refused tunnel");
+}
+
+#[tokio::test]
+async fn presents_the_client_certificate_a_server_requires() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tunnels");
+    std::fs::create_dir(&state).unwrap();
+    let ca = Ca::new("fs CA");
+    let clients = Ca::new("node CA");
+    let node = clients.client("node-a");
+    let (server, _echo) = echo_server(&ca.server(&["fs-1.openefs.svc"]), Some(&clients)).await;
+    let with_cert = TunnelSpec {
+        local_port: free_port(),
+        server: server.to_string(),
+        server_name: "fs-1.openefs.svc".into(),
+        ca: write(dir.path(), "ca.crt", &ca.pem),
+        client_certificate: Some(ClientCertificate {
+            cert: write(dir.path(), "node.crt", &node.cert),
+            key: write(dir.path(), "node.key", &node.key),
+        }),
+    };
+    let without = TunnelSpec {
+        local_port: free_port(),
+        client_certificate: None,
+        ..with_cert.clone()
+    };
+    let unreadable = TunnelSpec {
+        local_port: free_port(),
+        client_certificate: Some(ClientCertificate {
+            cert: dir.path().join("missing.crt"),
+            key: dir.path().join("node.key"),
+        }),
+        ..with_cert.clone()
+    };
+    write_tunnel(&state, "with-cert", &with_cert).unwrap();
+    write_tunnel(&state, "without", &without).unwrap();
+    write_tunnel(&state, "unreadable", &unreadable).unwrap();
+
+    let proxy = start_proxy(&state);
+    round_trip(with_cert.local_port, 1 << 20).await;
+    assert_nothing_comes_back(without.local_port).await;
+    assert_nothing_comes_back(unreadable.local_port).await;
+    wait_metric(
+        &proxy.metrics,
+        "openefs_tls_proxy_handshake_failures_total{tunnel=\"unreadable\"}",
+        1.0,
+    )
+    .await;
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn forwards_verifies_restarts_and_follows_the_state_dir() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,12 +228,13 @@ async fn forwards_verifies_restarts_and_follows_the_state_dir() {
     std::fs::create_dir(&state).unwrap();
     let ca = Ca::new("fs CA");
     let ca_path = write(dir.path(), "ca.crt", &ca.pem);
-    let (server, _echo) = echo_server(&ca.server(&["fs-1.openefs.svc"])).await;
+    let (server, _echo) = echo_server(&ca.server(&["fs-1.openefs.svc"]), None).await;
     let good = TunnelSpec {
         local_port: free_port(),
         server: server.to_string(),
         server_name: "fs-1.openefs.svc".into(),
         ca: ca_path.clone(),
+        client_certificate: None,
     };
     // The same server, but the tunnel expects another name: refused.
     let wrong_name = TunnelSpec {
@@ -188,14 +269,7 @@ async fn forwards_verifies_restarts_and_follows_the_state_dir() {
     )
     .await;
     // The untrusted name: the local connection is closed, nothing echoed.
-    let mut s = connect(wrong_name.local_port).await;
-    s.write_all(b"hello").await.unwrap();
-    let mut buf = [0; 5];
-    let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
-        .await
-        .expect("closed in time")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "bytes came back through an unverified tunnel");
+    assert_nothing_comes_back(wrong_name.local_port).await;
     wait_metric(
         &proxy.metrics,
         "openefs_tls_proxy_handshake_failures_total{tunnel=\"wrong-name\"}",

@@ -1003,6 +1003,7 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
             server: upstream.clone(),
             server_name: TLS_SERVER_NAME.into(),
             ca: ca_path.clone(),
+            client_certificate: None,
         },
     )?;
     let mut proxy = TlsProxy::start(&tunnels, work.join("tls-proxy.log"))?;

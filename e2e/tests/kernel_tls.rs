@@ -2,17 +2,23 @@
 //! kernel under qemu): the guest mounts `openefs-csi tls-proxy`'s loopback
 //! port (a hard NFSv4.1 mount, the default), the proxy carries the traffic
 //! inside TLS 1.3 to `openefs-nfsd --require-tls`, verifying its
-//! certificate against the file system's CA and name. Files written by the
-//! guest must arrive intact; then, during a stream of fsynced appends, the
+//! certificate against the file system's CA and name and presenting the
+//! node's client certificate (mTLS). nfsd squashes root except for a client
+//! rule naming that certificate, so the guest's root can write into the
+//! root-owned export only if nfsd matched the rule to the certificate the
+//! proxy presented. Files written by the guest must arrive intact, owned by
+//! root; then, during a stream of fsynced appends, the
 //! host SIGKILLs the proxy and starts it again from its state directory:
 //! the stream carries on with no failed write and the file holds exactly
 //! what was acknowledged. The workload is `e2e/guest/tls.sh`.
 
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use openefs_csi::tls_proxy::spec::{TunnelSpec, write as write_tunnel};
+use openefs_csi::tls_proxy::spec::{ClientCertificate, TunnelSpec, write as write_tunnel};
 use openefs_e2e::nfsd::{Nfsd, TlsFiles};
+use openefs_e2e::pki;
 use openefs_e2e::qemu::{KernelClient, RunOptions, free_loopback_port};
 use openefs_e2e::tls_proxy::TlsProxy;
 use sha2::{Digest, Sha256};
@@ -20,6 +26,8 @@ use sha2::{Digest, Sha256};
 const WORKLOAD: &str = include_str!("../guest/tls.sh");
 const SERVER_NAME: &str = "fs-tls.openefs.test";
 const TUNNEL: &str = "vol-tls";
+/// The common name of the node's client certificate.
+const NODE_NAME: &str = "node-e2e";
 /// The longest wait for one acknowledged append across the proxy restart;
 /// the kernel's reconnect backoff dominates (the figure is printed).
 const MAX_PAUSE_S: f64 = 30.0;
@@ -41,11 +49,30 @@ fn kernel_client_through_tls_proxy_survives_proxy_restart() -> Result<()> {
     std::fs::create_dir(&tls)?;
     let tls = TlsFiles::write(&tls, "openefs e2e CA", &[SERVER_NAME]);
     let ca_path = tls.ca_cert.clone();
+    // The node's identity, from the same CA for brevity (what the chart's
+    // node certificate Secret holds).
+    let node = tls.ca.client(NODE_NAME);
+    let client_certificate = ClientCertificate {
+        cert: pki::write(dir.path(), "node.crt", &node.cert),
+        key: pki::write(dir.path(), "node.key", &node.key),
+    };
+    let config = dir.path().join("nfsd.toml");
+    std::fs::write(
+        &config,
+        format!("[[client-rule]]\nclient = \"{NODE_NAME}\"\nroot-squash = false\n"),
+    )?;
     let nfsd = Nfsd::start_with_tls(
         &export,
         dir.path().join("nfsd.log"),
         &tls,
-        &["--require-tls"],
+        &[
+            "--require-tls",
+            "--root-squash",
+            "--tls-client-ca",
+            &ca_path.to_string_lossy(),
+            "--config",
+            &config.to_string_lossy(),
+        ],
     )?;
     let state = dir.path().join("tunnels");
     std::fs::create_dir(&state)?;
@@ -58,6 +85,7 @@ fn kernel_client_through_tls_proxy_survives_proxy_restart() -> Result<()> {
             server: format!("127.0.0.1:{}", nfsd.port()),
             server_name: SERVER_NAME.into(),
             ca: ca_path,
+            client_certificate: Some(client_certificate),
         },
     )?;
     let mut proxy = TlsProxy::start(&state, dir.path().join("proxy.log"))?;
@@ -103,7 +131,14 @@ fn kernel_client_through_tls_proxy_survives_proxy_restart() -> Result<()> {
     out.ensure_ok(&expected)
         .with_context(|| format!("{}\n{}", nfsd.log_tail(), proxy.log_tail()))?;
     for size in sizes {
-        let data = std::fs::read(export.join(format!("f{size}")))?;
+        let path = export.join(format!("f{size}"));
+        let owner = std::fs::metadata(&path)?.uid();
+        ensure!(
+            owner == 0,
+            "f{size} is owned by uid {owner}: the client rule for {NODE_NAME} did not apply\n{}",
+            nfsd.log_tail()
+        );
+        let data = std::fs::read(&path)?;
         ensure!(
             data.len() == size,
             "f{size} is {} bytes on the host",

@@ -28,8 +28,11 @@ use tracing::{info, warn};
 
 use crate::encryption::{KeyError, KeyRecord};
 use crate::server::Server;
-use crate::settings::{AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
+use crate::settings::{
+    AccessPoints, ClientRule, ClientRules, NOBODY, Policy, Settings, ThroughputMode,
+};
 use crate::stable::replace_file;
+use crate::tls::Tls;
 use openefs_vfs::{AccessPoint, CreationInfo, DeleteTreeError, Identity, VfsError};
 
 /// Where the admin API listens and how callers prove who they are.
@@ -155,7 +158,7 @@ impl Admin for AdminService {
         let bytes = settings.encode_to_vec();
         let validated = settings_from_api(settings).map_err(Status::invalid_argument)?;
         validated
-            .check(self.server.tls().is_some())
+            .check(self.server.tls().map(Tls::settings))
             .map_err(Status::failed_precondition)?;
         if let Some(dir) = self.server.config().state_dir.clone() {
             tokio::task::spawn_blocking(move || replace_file(&dir, APPLIED_FILE, &bytes))
@@ -375,6 +378,18 @@ pub fn settings_from_api(s: api::Settings) -> Result<Settings, String> {
             require_tls: policy.require_tls,
             anon_uid: policy.anon_uid.unwrap_or(NOBODY),
             anon_gid: policy.anon_gid.unwrap_or(NOBODY),
+            client_rules: ClientRules::new(
+                policy
+                    .client_rules
+                    .into_iter()
+                    .map(|r| ClientRule {
+                        client: r.client,
+                        read_only: r.read_only,
+                        root_squash: r.root_squash,
+                    })
+                    .collect(),
+            )
+            .map_err(|e| e.to_string())?,
         },
         throughput: match s.throughput {
             Some(t) => throughput_from_api(t)?,
@@ -453,6 +468,17 @@ pub fn settings_to_api(s: &Settings) -> api::Settings {
             require_tls: s.policy.require_tls,
             anon_uid: Some(s.policy.anon_uid),
             anon_gid: Some(s.policy.anon_gid),
+            client_rules: s
+                .policy
+                .client_rules
+                .as_slice()
+                .iter()
+                .map(|r| api::ClientRule {
+                    client: r.client.clone(),
+                    read_only: r.read_only,
+                    root_squash: r.root_squash,
+                })
+                .collect(),
         }),
         throughput: Some(throughput_to_api(s.throughput)),
         access_points: s
@@ -504,6 +530,19 @@ mod tests {
             max_bytes: Some(5 << 30),
         }])
         .unwrap();
+        s.policy.client_rules = ClientRules::new(vec![
+            ClientRule {
+                client: "backup".into(),
+                read_only: Some(false),
+                root_squash: None,
+            },
+            ClientRule {
+                client: "*".into(),
+                read_only: None,
+                root_squash: Some(true),
+            },
+        ])
+        .unwrap();
         assert_eq!(settings_from_api(settings_to_api(&s)), Ok(s));
         let unset = api::Settings {
             policy: Some(api::Policy::default()),
@@ -525,9 +564,17 @@ mod tests {
         use api::throughput::Mode;
         let policy = Some(api::Policy::default());
         assert!(refused(None, Mode::Elastic, 0).contains("policy"));
-        assert!(refused(policy, Mode::Unspecified, 0).contains("mode is required"));
-        assert!(refused(policy, Mode::Provisioned, 0).contains("at least 1"));
-        assert!(refused(policy, Mode::Bursting, 5).contains("only for PROVISIONED"));
+        assert!(refused(policy.clone(), Mode::Unspecified, 0).contains("mode is required"));
+        assert!(refused(policy.clone(), Mode::Provisioned, 0).contains("at least 1"));
+        assert!(refused(policy.clone(), Mode::Bursting, 5).contains("only for PROVISIONED"));
+        let empty_rule = api::Policy {
+            client_rules: vec![api::ClientRule {
+                client: "node-a".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(refused(Some(empty_rule), Mode::Elastic, 0).contains("overrides nothing"));
         let twice = api::AccessPoint {
             id: "x".into(),
             ..Default::default()

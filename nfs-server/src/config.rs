@@ -12,7 +12,10 @@ use openefs_kms::{KmsError, socket_path};
 use crate::admin::AdminSettings;
 use crate::encryption::{EncryptionSettings, KeySource};
 use crate::performance::PerformanceMode;
-use crate::settings::{AccessPointError, AccessPoints, NOBODY, Policy, Settings, ThroughputMode};
+use crate::settings::{
+    AccessPointError, AccessPoints, ClientRule, ClientRuleError, ClientRules, NOBODY, Policy,
+    Settings, ThroughputMode,
+};
 use crate::tls::TlsSettings;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -160,6 +163,17 @@ struct FileConfig {
     /// `[[access-point]]` tables.
     #[serde(default)]
     access_point: Vec<FileAccessPoint>,
+    /// `[[client-rule]]` tables, in order.
+    #[serde(default)]
+    client_rule: Vec<FileClientRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileClientRule {
+    client: String,
+    read_only: Option<bool>,
+    root_squash: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +277,11 @@ pub enum ConfigError {
     RateNotProvisioned,
     #[error(transparent)]
     AccessPoint(#[from] AccessPointError),
+    #[error(transparent)]
+    ClientRule(#[from] ClientRuleError),
+    /// Settings this server cannot apply ([`Settings::check`]).
+    #[error("{0}")]
+    Settings(String),
     #[error("kek-file and kms-endpoint exclude each other: the data key has one key source")]
     TwoKeySources,
     #[error("invalid kms-endpoint: {0}")]
@@ -414,6 +433,9 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err(ConfigError::TlsIncomplete("TLS")),
         };
+        settings
+            .check(tls.as_ref())
+            .map_err(ConfigError::Settings)?;
         let listen = self
             .listen
             .or(file.listen)
@@ -494,6 +516,16 @@ impl SettingsFlags {
                 require_tls: self.require_tls || file.require_tls.unwrap_or(false),
                 anon_uid: self.anon_uid.or(file.anon_uid).unwrap_or(NOBODY),
                 anon_gid: self.anon_gid.or(file.anon_gid).unwrap_or(NOBODY),
+                client_rules: ClientRules::new(
+                    file.client_rule
+                        .iter()
+                        .map(|r| ClientRule {
+                            client: r.client.clone(),
+                            read_only: r.read_only,
+                            root_squash: r.root_squash,
+                        })
+                        .collect(),
+                )?,
             },
             throughput: throughput_mode(
                 self.throughput_mode.or(file.throughput_mode),
@@ -598,6 +630,69 @@ mod tests {
             ),
             (65534, 65534, 1024)
         );
+    }
+
+    #[test]
+    fn client_rules_come_from_the_file_in_order_and_need_a_client_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("nfsd.toml");
+        let rules = concat!(
+            "[[client-rule]]\nclient = \"backup.example\"\nread-only = false\n",
+            "[[client-rule]]\nclient = \"*\"\nroot-squash = true\n",
+        );
+        std::fs::write(
+            &cfg,
+            format!(
+                "export = {:?}\nlisten = \"127.0.0.1:2049\"\nread-only = true\n{rules}",
+                dir.path()
+            ),
+        )
+        .unwrap();
+        let args = || ServeArgs {
+            config: Some(cfg.clone()),
+            tls_cert: Some("/etc/openefs/tls/tls.crt".into()),
+            tls_key: Some("/etc/openefs/tls/tls.key".into()),
+            ..Default::default()
+        };
+        let err = args().into_config().unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Settings(m) if m.contains("--tls-client-ca")),
+            "{err}"
+        );
+        let c = ServeArgs {
+            tls_client_ca: Some("/etc/openefs/tls/ca.crt".into()),
+            ..args()
+        }
+        .into_config()
+        .unwrap();
+        let rules = c.settings.policy.client_rules.as_slice();
+        assert_eq!(
+            rules,
+            [
+                ClientRule {
+                    client: "backup.example".into(),
+                    read_only: Some(false),
+                    root_squash: None
+                },
+                ClientRule {
+                    client: "*".into(),
+                    read_only: None,
+                    root_squash: Some(true)
+                },
+            ]
+        );
+        std::fs::write(
+            &cfg,
+            format!(
+                "export = {:?}\nlisten = \"127.0.0.1:2049\"\n[[client-rule]]\nclient = \"a\"\n",
+                dir.path()
+            ),
+        )
+        .unwrap();
+        assert!(matches!(
+            c.reload_settings(),
+            Err(ConfigError::ClientRule(ClientRuleError::Empty(_)))
+        ));
     }
 
     #[test]

@@ -72,8 +72,10 @@ fn proc_reply(xid: u32, reply: ProcReply) -> Reply {
 }
 
 impl Server {
-    /// Handles one RPC record; `None` means send nothing (not a call).
-    pub async fn handle_call(&self, record: Bytes) -> Option<Reply> {
+    /// Handles one RPC record under `settings` (the connection's: one
+    /// snapshot for the whole call, which sees the settings before or after
+    /// a change, never a mix); `None` means send nothing (not a call).
+    pub async fn handle_call(&self, record: Bytes, settings: Arc<Settings>) -> Option<Reply> {
         let mut dec = Decoder::new(record);
         let header = match CallHeader::decode(&mut dec) {
             Ok(h) => h,
@@ -104,9 +106,6 @@ impl Server {
             if !(low..=high).contains(&header.vers) {
                 return Some(encode_header(ReplyHeader::prog_mismatch(xid, low, high)));
             }
-            // One snapshot for the whole call: it sees the settings before
-            // or after a change, never a mix.
-            let settings = self.settings();
             let identity = match credential_identity(&settings.policy, &header) {
                 Ok(id) => id,
                 Err(stat) => return Some(encode_header(ReplyHeader::auth_error(xid, stat))),

@@ -180,7 +180,7 @@ impl Server {
     /// Replaces the runtime settings; refused (the old ones stay) when this
     /// server cannot apply them ([`Settings::check`]).
     pub fn apply_settings(&self, settings: Settings) -> Result<(), String> {
-        settings.check(self.tls.is_some())?;
+        settings.check(self.tls.as_deref().map(Tls::settings))?;
         // Not the whole value: thousands of access points make no log line.
         info!(
             policy = ?settings.policy,
@@ -494,7 +494,7 @@ pub async fn run_with_keys(
     if let (Some(_), Some(dir)) = (&config.admin, &config.state_dir)
         && let Some(applied) = load_applied(dir)?
     {
-        match applied.check(config.tls.is_some()) {
+        match applied.check(config.tls.as_ref()) {
             Ok(()) => {
                 info!("starting with the settings last applied through the admin API");
                 config.settings = applied;

@@ -13,6 +13,8 @@ use std::collections::HashSet;
 use openefs_vfs::{AccessPoint, Identity};
 use tokio::sync::watch;
 
+use crate::tls::TlsSettings;
+
 pub use crate::throughput::ThroughputMode;
 
 /// Uid and gid of AUTH_NONE callers and squashed root unless configured.
@@ -35,6 +37,7 @@ impl Default for Settings {
                 require_tls: false,
                 anon_uid: NOBODY,
                 anon_gid: NOBODY,
+                client_rules: ClientRules::default(),
             },
             throughput: ThroughputMode::default(),
             access_points: AccessPoints::default(),
@@ -43,16 +46,40 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// What a server with (`tls_served`) or without TLS material can apply.
-    pub fn check(&self, tls_served: bool) -> Result<(), String> {
-        if self.policy.require_tls && !tls_served {
+    /// What a server with or without TLS material (`tls`) can apply.
+    pub fn check(&self, tls: Option<&TlsSettings>) -> Result<(), String> {
+        if self.policy.require_tls && tls.is_none() {
             return Err(
                 "policy.requireTls needs the server's TLS certificate and key (--tls-cert, \
                  --tls-key); refusing settings that would refuse every client"
                     .to_owned(),
             );
         }
+        let verifies_clients = tls.is_some_and(|t| t.client_ca.is_some());
+        if !self.policy.client_rules.is_empty() && !verifies_clients {
+            return Err(
+                "policy client rules need client certificates verified against --tls-client-ca; \
+                 without it no rule could ever apply"
+                    .to_owned(),
+            );
+        }
         Ok(())
+    }
+
+    /// The settings a connection whose verified client certificate bears
+    /// `client_names` works under: the first client rule naming it
+    /// overrides the file system-wide policy; `None` when no rule applies
+    /// (the settings as they are).
+    pub fn for_client(&self, client_names: &[String]) -> Option<(&ClientRule, Settings)> {
+        let rule = self.policy.client_rules.matching(client_names)?;
+        let mut settings = self.clone();
+        if let Some(read_only) = rule.read_only {
+            settings.policy.read_only = read_only;
+        }
+        if let Some(root_squash) = rule.root_squash {
+            settings.policy.root_squash = root_squash;
+        }
+        Some((rule, settings))
     }
 }
 
@@ -160,6 +187,79 @@ pub struct Policy {
     pub require_tls: bool,
     pub anon_uid: u32,
     pub anon_gid: u32,
+    /// Overrides for TLS clients named by their verified certificates.
+    pub client_rules: ClientRules,
+}
+
+/// What one TLS client, named by its verified certificate (mTLS), may do
+/// unlike the file system-wide policy: EFS grants write and root access
+/// per IAM principal; a client certificate is our principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRule {
+    /// The certificate's common name or one of its DNS names; `*` matches
+    /// every verified client certificate.
+    pub client: String,
+    /// Overrides the policy's `read_only`; `None` keeps it.
+    pub read_only: Option<bool>,
+    /// Overrides the policy's `root_squash`; `None` keeps it.
+    pub root_squash: Option<bool>,
+}
+
+/// The client rules, in order (the first that names a client applies);
+/// only [`ClientRules::new`] makes one, so every `Policy` holds valid rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientRules(Vec<ClientRule>);
+
+/// Longest client name a rule may give (a DNS name's limit).
+const MAX_CLIENT_NAME: usize = 253;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientRuleError {
+    #[error(
+        "client rule {0:?}: the client must be 1 to 253 printable ASCII characters (a common name, a DNS name, or *)"
+    )]
+    BadClient(String),
+    #[error("client rule {0:?} overrides nothing: give read-only, root-squash or both")]
+    Empty(String),
+}
+
+impl ClientRules {
+    pub fn new(rules: Vec<ClientRule>) -> Result<Self, ClientRuleError> {
+        for rule in &rules {
+            let name_ok = !rule.client.is_empty()
+                && rule.client.len() <= MAX_CLIENT_NAME
+                && rule
+                    .client
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() || b == b' ');
+            if !name_ok {
+                return Err(ClientRuleError::BadClient(rule.client.clone()));
+            }
+            if rule.read_only.is_none() && rule.root_squash.is_none() {
+                return Err(ClientRuleError::Empty(rule.client.clone()));
+            }
+        }
+        Ok(Self(rules))
+    }
+
+    pub fn as_slice(&self) -> &[ClientRule] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first rule naming one of `client_names` (or `*`, when there is a
+    /// verified certificate at all).
+    fn matching(&self, client_names: &[String]) -> Option<&ClientRule> {
+        if client_names.is_empty() {
+            return None;
+        }
+        self.0
+            .iter()
+            .find(|r| r.client == "*" || client_names.contains(&r.client))
+    }
 }
 
 impl Policy {
@@ -304,6 +404,81 @@ mod tests {
             (user.uid, user.gid, user.groups),
             (1000, 65534, vec![65534, 5])
         );
+    }
+
+    fn rule(client: &str, read_only: Option<bool>, root_squash: Option<bool>) -> ClientRule {
+        ClientRule {
+            client: client.into(),
+            read_only,
+            root_squash,
+        }
+    }
+
+    #[test]
+    fn client_rules_are_validated() {
+        for client in ["", "a\tb", "ä", &"x".repeat(254)] {
+            assert_eq!(
+                ClientRules::new(vec![rule(client, Some(true), None)]),
+                Err(ClientRuleError::BadClient(client.into())),
+                "{client:?}"
+            );
+        }
+        assert_eq!(
+            ClientRules::new(vec![rule("node-a", None, None)]),
+            Err(ClientRuleError::Empty("node-a".into()))
+        );
+        assert!(ClientRules::new(vec![rule("system:node:a b", None, Some(false))]).is_ok());
+    }
+
+    #[test]
+    fn the_first_rule_naming_a_client_overrides_the_policy() {
+        let mut s = Settings::default();
+        s.policy.read_only = true;
+        s.policy.root_squash = true;
+        s.policy.client_rules = ClientRules::new(vec![
+            rule("backup.example", Some(false), None),
+            rule("admin", Some(false), Some(false)),
+            rule("*", None, Some(false)),
+        ])
+        .unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        // A DNS name of the certificate matches; the rule leaves root squashed.
+        let (r, backup) = s.for_client(&names(&["CN x", "backup.example"])).unwrap();
+        assert_eq!(r.client, "backup.example");
+        assert!(!backup.policy.read_only && backup.policy.root_squash);
+        let (_, admin) = s.for_client(&names(&["admin"])).unwrap();
+        assert!(!admin.policy.read_only && !admin.policy.root_squash);
+        // "*": any other verified certificate.
+        let (r, other) = s.for_client(&names(&["someone"])).unwrap();
+        assert_eq!(r.client, "*");
+        assert!(other.policy.read_only && !other.policy.root_squash);
+        // No certificate: the file system-wide policy.
+        assert!(s.for_client(&[]).is_none());
+        // Only the policy changes.
+        assert_eq!(backup.access_points, s.access_points);
+    }
+
+    #[test]
+    fn client_rules_need_client_certificates() {
+        let mut s = Settings::default();
+        s.policy.client_rules = ClientRules::new(vec![rule("a", Some(true), None)]).unwrap();
+        let tls = |client_ca: Option<&str>| TlsSettings {
+            cert: "c".into(),
+            key: "k".into(),
+            client_ca: client_ca.map(Into::into),
+        };
+        assert!(s.check(None).is_err());
+        assert!(
+            s.check(Some(&tls(None)))
+                .unwrap_err()
+                .contains("--tls-client-ca")
+        );
+        assert!(s.check(Some(&tls(Some("ca")))).is_ok());
+        s.policy.require_tls = true;
+        s.policy.client_rules = ClientRules::default();
+        assert!(s.check(None).unwrap_err().contains("requireTls"));
+        assert!(s.check(Some(&tls(None))).is_ok());
     }
 
     #[test]

@@ -244,9 +244,54 @@ pub struct Connection {
     pub writer: WriteHalf,
     /// Whether the records travel inside TLS.
     pub encrypted: bool,
-    /// The subject of the client certificate verified against
-    /// `--tls-client-ca` (mTLS), for the log and for access policy.
-    pub client_subject: Option<String>,
+    /// The client certificate verified against `--tls-client-ca` (mTLS).
+    pub client: Option<ClientCertificate>,
+}
+
+/// What a verified client certificate says about its holder: the subject
+/// for the log, the names for the policy's client rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject DN, e.g. `CN=node-a, O=openefs`.
+    pub subject: String,
+    /// The subject's common names, then its DNS subject alternative names.
+    pub names: Vec<String>,
+}
+
+impl ClientCertificate {
+    /// Reads a certificate rustls already verified; never fails, as the
+    /// log line needs some subject (an unparsable one has no names, so no
+    /// client rule applies to it).
+    pub fn of(cert: &CertificateDer<'_>) -> Self {
+        use x509_parser::extensions::GeneralName;
+        let parsed = match x509_parser::parse_x509_certificate(cert) {
+            Ok((_, parsed)) => parsed,
+            Err(e) => {
+                return Self {
+                    subject: format!("<unparsable subject: {e}>"),
+                    names: Vec::new(),
+                };
+            }
+        };
+        let common_names = parsed
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_owned));
+        let dns_names = parsed
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .into_iter()
+            .flat_map(|san| san.value.general_names.iter())
+            .filter_map(|name| match name {
+                GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                _ => None,
+            });
+        Self {
+            subject: parsed.subject().to_string(),
+            names: common_names.chain(dns_names).collect(),
+        }
+    }
 }
 
 impl Connection {
@@ -263,7 +308,7 @@ impl Connection {
             reader,
             writer: Box::new(wr),
             encrypted: false,
-            client_subject: None,
+            client: None,
         }
     }
 }
@@ -409,15 +454,15 @@ async fn handshake(
             return None;
         }
     };
-    let client_subject = stream
+    let client = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .map(|cert| subject_of(cert));
-    match &client_subject {
-        Some(subject) => {
-            info!(%peer, client = %subject, "TLS connection, client certificate verified")
+        .map(ClientCertificate::of);
+    match &client {
+        Some(c) => {
+            info!(%peer, client = %c.subject, names = ?c.names, "TLS connection, client certificate verified")
         }
         None => debug!("TLS connection"),
     }
@@ -426,17 +471,8 @@ async fn handshake(
         reader: Box::new(rd),
         writer: Box::new(wr),
         encrypted: true,
-        client_subject,
+        client,
     })
-}
-
-/// The subject DN of a certificate rustls already verified; never fails, as
-/// the log line and policy need some name.
-fn subject_of(cert: &CertificateDer<'_>) -> String {
-    match x509_parser::parse_x509_certificate(cert) {
-        Ok((_, parsed)) => parsed.subject().to_string(),
-        Err(e) => format!("<unparsable subject: {e}>"),
-    }
 }
 
 #[cfg(test)]
@@ -444,6 +480,28 @@ mod tests {
     use super::*;
     use openefs_nfs_wire::rpc::{ReplyStat, parse_fragment_header};
     use openefs_nfs_wire::xdr::XdrDecode;
+
+    #[test]
+    fn a_client_certificate_is_named_by_its_common_name_and_dns_names() {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["node-a.example".into(), "10.0.0.1".into()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "node-a");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "openefs");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let client = ClientCertificate::of(cert.der());
+        assert_eq!(client.names, ["node-a", "node-a.example"]);
+        assert!(client.subject.contains("CN=node-a"), "{}", client.subject);
+
+        let garbage = ClientCertificate::of(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3]));
+        assert!(garbage.names.is_empty());
+        assert!(garbage.subject.starts_with("<unparsable"));
+    }
 
     fn call(flavor: u32, proc_: u32) -> Bytes {
         let mut enc = Encoder::new();

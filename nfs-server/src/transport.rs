@@ -21,7 +21,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::rpc::Reply;
 use crate::server::Server;
-use crate::tls::{Connection, WriteHalf};
+use crate::settings::Settings;
+use crate::tls::{ClientCertificate, Connection, WriteHalf};
 
 /// Calls of one connection executing at once. Above the session slot count we
 /// grant (so a client using all its slots is never throttled by us), small
@@ -133,8 +134,9 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>, shutdown: Cancell
 }
 
 async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: CancellationToken) {
-    debug!(encrypted = conn.encrypted, client = ?conn.client_subject, "connection opened");
+    debug!(encrypted = conn.encrypted, client = ?conn.client, "connection opened");
     let encrypted = conn.encrypted;
+    let mut settings = ConnectionSettings::new(conn.client, &server);
     let (rd, wr) = (conn.reader, conn.writer);
     let mut reader = FramedRead::new(rd, RecordCodec::new(server.config().max_record()));
     let replies = Arc::new(ReplySender::new(wr));
@@ -169,9 +171,10 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
         };
         let replies = replies.clone();
         let server = server.clone();
+        let settings = settings.current(&server);
         calls.spawn(
             async move {
-                if let Some(reply) = server.handle_call(record).await {
+                if let Some(reply) = server.handle_call(record, settings).await {
                     replies.send(reply).await;
                 }
                 drop(permit);
@@ -184,6 +187,54 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
     calls.close();
     calls.wait().await;
     debug!("connection closed");
+}
+
+/// The settings a connection's calls work under: the server's, with the
+/// policy's client rule for the connection's client certificate applied.
+/// Derived again only when the server's settings change, not per call.
+struct ConnectionSettings {
+    /// The names of the verified client certificate; empty without one.
+    client_names: Vec<String>,
+    /// The server's settings `effective` was derived from.
+    base: Arc<Settings>,
+    effective: Arc<Settings>,
+}
+
+impl ConnectionSettings {
+    fn new(client: Option<ClientCertificate>, server: &Server) -> Self {
+        let client_names = client.map(|c| c.names).unwrap_or_default();
+        let base = server.settings();
+        let effective = Self::derive(&base, &client_names);
+        Self {
+            client_names,
+            base,
+            effective,
+        }
+    }
+
+    fn current(&mut self, server: &Server) -> Arc<Settings> {
+        let base = server.settings();
+        if !Arc::ptr_eq(&self.base, &base) {
+            self.effective = Self::derive(&base, &self.client_names);
+            self.base = base;
+        }
+        self.effective.clone()
+    }
+
+    fn derive(base: &Arc<Settings>, client_names: &[String]) -> Arc<Settings> {
+        match base.for_client(client_names) {
+            Some((rule, effective)) => {
+                info!(
+                    rule = %rule.client,
+                    read_only = effective.policy.read_only,
+                    root_squash = effective.policy.root_squash,
+                    "a client rule of the policy applies to this connection"
+                );
+                Arc::new(effective)
+            }
+            None => base.clone(),
+        }
+    }
 }
 
 /// Replies waiting to be sent, as one [`Buf`] over their chunks: record

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use openefs_nfs_wire::nfs4::ops::Read4Args;
+use openefs_nfs_wire::nfs4::ops::{Create4Args, CreateType4, Read4Args};
 use openefs_nfs_wire::nfs4::types::{Stateid4, Utf8Str};
 use openefs_nfs_wire::nfs4::*;
 use openefs_nfs_wire::rpc::{
@@ -21,7 +22,8 @@ use openefs_nfs_wire::rpc::{
     STARTTLS_VERIFIER, fragment_header,
 };
 use openefs_nfs_wire::xdr::{Decoder, Encoder, Opaque, XdrDecode, XdrEncode};
-use openefs_nfsd::client::Client;
+use openefs_nfsd::client::{Client, ClientError};
+use openefs_nfsd::settings::{ClientRule, ClientRules};
 use openefs_nfsd::tls::{ALPN_SUNRPC, Tls, TlsSettings, read_roots};
 use openefs_nfsd::transport::RecordCodec;
 use rustls::ClientConfig;
@@ -337,6 +339,89 @@ async fn mtls_verifies_client_certificates() {
         .await
         .unwrap();
     exercise(&mut Client::over(tls)).await;
+    s.stop().await;
+}
+
+/// The policy's client rules follow the verified client certificate: a
+/// read-only, root-squashing file system lets one client write and another
+/// write as root, and a rule removed at runtime stops applying to a
+/// connection already open.
+#[tokio::test]
+async fn client_rules_apply_to_the_verified_client() {
+    let clients = Ca::new("openefs client CA");
+    let files = Files::new(Some(&clients), true);
+    let s = files.serve().await;
+    // Squashed root creates as nobody: let it.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let rule = |client: &str, read_only, root_squash| ClientRule {
+        client: client.into(),
+        read_only,
+        root_squash,
+    };
+    let mut settings = (*s.server.settings()).clone();
+    settings.policy.read_only = true;
+    settings.policy.root_squash = true;
+    settings.policy.client_rules = ClientRules::new(vec![
+        rule("writer", Some(false), None),
+        rule("admin", Some(false), Some(false)),
+    ])
+    .unwrap();
+    s.server.apply_settings(settings.clone()).unwrap();
+
+    let connect = |cn: &str| {
+        let leaf = clients.client(cn);
+        let connector = connector(&files.ca, Some(&leaf));
+        async move {
+            let mut c = Client::over(tls_connect(s.addr, &connector).await.unwrap());
+            exercise(&mut c).await;
+            c
+        }
+    };
+    let mkdir = |name: &str| {
+        ArgOp::Create(Create4Args {
+            objtype: CreateType4::Dir,
+            objname: Utf8Str::from(name),
+            createattrs: Fattr4::default(),
+        })
+    };
+    let rofs = |r: Result<Vec<ResOp>, ClientError>| {
+        matches!(
+            r,
+            Err(ClientError::Op {
+                op: OP_CREATE,
+                status: Nfs4Error::Rofs
+            })
+        )
+    };
+    let owner = |name: &str| std::fs::metadata(s.dir.path().join(name)).unwrap().uid();
+
+    let mut reader = connect("reader").await;
+    assert!(rofs(
+        reader.compound(vec![ArgOp::Putrootfh, mkdir("r")]).await
+    ));
+    let mut writer = connect("writer").await;
+    writer
+        .compound(vec![ArgOp::Putrootfh, mkdir("w")])
+        .await
+        .unwrap();
+    assert_eq!(owner("w"), 65534, "root stays squashed for writer");
+    let mut admin = connect("admin").await;
+    admin
+        .compound(vec![ArgOp::Putrootfh, mkdir("a")])
+        .await
+        .unwrap();
+    assert_eq!(owner("a"), 0, "admin keeps root");
+
+    settings.policy.client_rules =
+        ClientRules::new(vec![rule("admin", Some(false), Some(false))]).unwrap();
+    s.server.apply_settings(settings).unwrap();
+    assert!(rofs(
+        writer.compound(vec![ArgOp::Putrootfh, mkdir("w2")]).await
+    ));
+    admin
+        .compound(vec![ArgOp::Putrootfh, mkdir("a2")])
+        .await
+        .unwrap();
     s.stop().await;
 }
 

@@ -19,11 +19,12 @@ use serde::Serialize;
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
 /// The golden cases: `<case>.filesystem.yaml` in, `<case>.objects.yaml` out.
-const CASES: [&str; 4] = [
+const CASES: [&str; 5] = [
     "defaults",
     "provisioned",
     "encrypted-secret",
     "encrypted-kms",
+    "mtls",
 ];
 
 fn golden_dir() -> PathBuf {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::volume::Endpoint;
-use crate::tls_proxy::spec::{self, TunnelSpec};
+use crate::tls_proxy::spec::{self, ClientCertificate, TunnelSpec};
 use crate::tls_proxy::tunnel::trust_roots;
 
 /// The CA file of a tunnel, beside its `<name>.json` (the proxy reads only
@@ -32,6 +32,9 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
     /// Loopback ports tunnels may listen on.
     pub ports: RangeInclusive<u16>,
+    /// The node's client certificate, presented to servers that verify
+    /// their clients (mTLS), at paths the proxy can read.
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 /// Why a tunnel could not be set up or removed.
@@ -136,6 +139,7 @@ impl TlsConfig {
             server: endpoint.authority(),
             server_name: endpoint.host.clone(),
             ca,
+            client_certificate: self.client_certificate.clone(),
         };
         let port = match existing.get(&name) {
             Some(Ok(current)) => {
@@ -235,6 +239,7 @@ mod tests {
             proxy_dir: dir.to_owned(),
             ca: Some("/etc/openefs/tls/ca.crt".into()),
             ports,
+            client_certificate: None,
         }
     }
 
@@ -286,6 +291,26 @@ mod tests {
         );
         let files = spec::read_dir(dir.path()).unwrap();
         assert_eq!(files["fs-a"].as_ref().unwrap().server, "fs-a2.ns.svc:2049");
+        assert_eq!(files["fs-a"].as_ref().unwrap().client_certificate, None);
+        // The node got a client certificate: the tunnel presents it.
+        let node_cert = ClientCertificate {
+            cert: "/etc/openefs/client/tls.crt".into(),
+            key: "/etc/openefs/client/tls.key".into(),
+        };
+        let tls = TlsConfig {
+            client_certificate: Some(node_cert.clone()),
+            ..tls
+        };
+        assert_eq!(
+            tls.ensure_tunnel("fs-a", &endpoint("fs-a2.ns.svc:2049"), None)
+                .unwrap(),
+            a
+        );
+        let files = spec::read_dir(dir.path()).unwrap();
+        assert_eq!(
+            files["fs-a"].as_ref().unwrap().client_certificate,
+            Some(node_cert)
+        );
         assert!(tls.remove_tunnel("fs-a").unwrap());
         assert!(!tls.remove_tunnel("fs-a").unwrap());
         assert!(!has_tunnel(dir.path(), "fs-a"));

@@ -22,6 +22,21 @@ pub struct TunnelSpec {
     /// PEM CA bundle the server certificate must chain to; re-read for each
     /// new connection, so a rotated CA needs no proxy restart.
     pub ca: PathBuf,
+    /// The certificate presented to servers that verify their clients
+    /// (mTLS); absent: none is presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate and its key, as PEM files; re-read for each new
+/// connection, so a renewed certificate needs no proxy restart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Why a tunnel file could not be used.
@@ -120,16 +135,30 @@ mod tests {
             server: "fs-1.openefs.svc:2049".into(),
             server_name: "fs-1.openefs.svc".into(),
             ca: "/etc/openefs/tls/ca.crt".into(),
+            client_certificate: None,
         };
         write(dir.path(), "vol-a", &spec).unwrap();
+        let with_cert = TunnelSpec {
+            client_certificate: Some(ClientCertificate {
+                cert: "/etc/openefs/client/tls.crt".into(),
+                key: "/etc/openefs/client/tls.key".into(),
+            }),
+            ..spec.clone()
+        };
+        write(dir.path(), "vol-d", &with_cert).unwrap();
         std::fs::write(dir.path().join("vol-b.json"), "{\"localPort\": 1}").unwrap();
         std::fs::write(dir.path().join(".vol-c.json.tmp"), "{").unwrap();
         std::fs::write(dir.path().join("README"), "not a tunnel").unwrap();
         let text = std::fs::read_to_string(dir.path().join("vol-a.json")).unwrap();
         assert!(text.contains("\"localPort\": 20049"), "{text}");
+        assert!(!text.contains("clientCertificate"), "{text}");
         let found = read_dir(dir.path()).unwrap();
-        assert_eq!(found.keys().collect::<Vec<_>>(), ["vol-a", "vol-b"]);
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            ["vol-a", "vol-b", "vol-d"]
+        );
         assert_eq!(found["vol-a"].as_ref().unwrap(), &spec);
+        assert_eq!(found["vol-d"].as_ref().unwrap(), &with_cert);
         assert!(matches!(found["vol-b"], Err(SpecError::Parse { .. })));
         assert!(matches!(
             read_dir(&dir.path().join("missing")),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::metrics::{Direction, Metrics};
-use super::spec::TunnelSpec;
+use super::spec::{ClientCertificate, TunnelSpec};
 
 /// Copy buffer per direction per connection: with the rustls buffers this
 /// bounds a connection's memory; a slow side stops the reads of the other
@@ -47,6 +47,16 @@ pub enum ForwardError {
         /// The bundle.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// The client certificate or its key could not be read or used.
+    #[error("client certificate {cert:?} / key {key:?}: {reason}")]
+    ClientCertificate {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What is wrong with them.
         reason: String,
     },
     /// `serverName` is neither a DNS name nor an IP address.
@@ -127,7 +137,7 @@ async fn forward(
     metrics: &Metrics,
     stop: CancellationToken,
 ) -> Result<(), ForwardError> {
-    let connector = connector(&spec.ca)?;
+    let connector = connector(&spec.ca, spec.client_certificate.as_ref())?;
     let server_name = ServerName::try_from(spec.server_name.clone())
         .map_err(|_| ForwardError::ServerName(spec.server_name.clone()))?;
     let connect_err = |source| ForwardError::Connect {
@@ -179,10 +189,11 @@ pub fn trust_roots(pem: &[u8]) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// A client config trusting `ca` only, TLS 1.3, ALPN "sunrpc". Built per
-/// connection: reading a small PEM file is cheap next to a handshake, and
-/// a rotated CA takes effect without a restart.
-fn connector(ca: &Path) -> Result<TlsConnector, ForwardError> {
+/// A client config trusting `ca` only, presenting `client` when set, TLS
+/// 1.3, ALPN "sunrpc". Built per connection: reading small PEM files is
+/// cheap next to a handshake, and a rotated CA or renewed client
+/// certificate takes effect without a restart.
+fn connector(ca: &Path, client: Option<&ClientCertificate>) -> Result<TlsConnector, ForwardError> {
     let ca_err = |reason: String| ForwardError::Ca {
         path: ca.to_owned(),
         reason,
@@ -190,13 +201,41 @@ fn connector(ca: &Path) -> Result<TlsConnector, ForwardError> {
     let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
     let roots = trust_roots(&pem).map_err(ca_err)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ca_err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some(client) => {
+            let client_err = |reason: String| ForwardError::ClientCertificate {
+                cert: client.cert.clone(),
+                key: client.key.clone(),
+                reason,
+            };
+            let (chain, key) = read_client_certificate(client).map_err(client_err)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| client_err(e.to_string()))?
+        }
+    };
     config.alpn_protocols = vec![ALPN_SUNRPC.to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn read_client_certificate(
+    client: &ClientCertificate,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("reading {path:?}: {e}"));
+    let chain = CertificateDer::pem_slice_iter(&read(&client.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in the certificate file".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&read(&client.key)?).map_err(|e| format!("key: {e}"))?;
+    Ok((chain, key))
 }
 
 /// A stream counting the bytes read from it into a metric as they pass,

@@ -38,8 +38,8 @@ use openefs_crds::{AccessPoint, DeletionPolicy, FileSystem, FileSystemId, Perfor
 
 use super::service_name;
 use super::settings::{
-    ADMIN_PATH, ADMIN_PORT, ADMIN_TOKEN_KEY, CONFIG_KEY, CONFIG_PATH, admin_secret_name,
-    config_map_name,
+    ADMIN_PATH, ADMIN_PORT, ADMIN_TOKEN_KEY, CLIENT_CA_KEY, CONFIG_KEY, CONFIG_PATH,
+    admin_secret_name, config_map_name,
 };
 use crate::{error::Error, identity};
 
@@ -280,6 +280,11 @@ pub fn objects(
         config_map: super::settings::config_map(
             &factory,
             &super::settings::nfsd_settings(fs, access_points),
+            fs.spec
+                .policy
+                .client_certificates
+                .as_ref()
+                .map(|c| c.ca_bundle.as_str()),
         )?,
         headless_service: headless_service(&id, meta(&headless_name, true)),
         service: service(&id, meta(service_name(&id), true)),
@@ -379,7 +384,7 @@ fn service(id: &FileSystemId, metadata: ObjectMeta) -> Service {
 
 fn nfsd_args(fs: &FileSystem) -> Vec<String> {
     let tls_file = |name: &str| format!("{TLS_PATH}/{name}");
-    vec![
+    let mut args = vec![
         "serve".to_owned(),
         "--export".to_owned(),
         EXPORT_PATH.to_owned(),
@@ -409,7 +414,15 @@ fn nfsd_args(fs: &FileSystem) -> Vec<String> {
             PerformanceMode::MaxIo => "max-io",
         }
         .to_owned(),
-    ]
+    ];
+    // An argument: which clients must show a certificate is decided at the
+    // handshake, before any settings apply; the bundle's content may change
+    // at runtime (nfsd re-reads it).
+    if fs.spec.policy.client_certificates.is_some() {
+        args.push("--tls-client-ca".to_owned());
+        args.push(format!("{CONFIG_PATH}/{CLIENT_CA_KEY}"));
+    }
+    args
 }
 
 fn nfsd_container(

@@ -814,7 +814,7 @@ async fn settings_are_pushed_to_a_ready_server_with_the_stored_token() {
     let decoded: ByteString = serde_json::from_value(json!(stored)).unwrap();
     assert_eq!(pushed_token.as_bytes(), decoded.0.as_slice());
     assert_eq!(token(&api), stored, "the token is made once");
-    let policy = settings.policy.unwrap();
+    let policy = settings.policy.clone().unwrap();
     assert!(policy.root_squash && policy.read_only);
     // Only the access point of this file system, by its id.
     let [web] = settings.access_points.as_slice() else {

@@ -40,6 +40,10 @@ pub const ADMIN_TOKEN_KEY: &str = "token";
 pub const CONFIG_PATH: &str = "/etc/openefs/config";
 /// The settings ConfigMap's key (and file name): nfsd's `--config` file.
 pub const CONFIG_KEY: &str = "nfsd.toml";
+/// The settings ConfigMap's key (and file name) for the client CA bundle of
+/// `policy.clientCertificates`: nfsd's `--tls-client-ca`, re-read when it
+/// changes.
+pub const CLIENT_CA_KEY: &str = "client-ca.crt";
 
 /// `True` once nfsd confirmed the settings of the current spec.
 pub const SETTINGS_APPLIED: &str = "SettingsApplied";
@@ -89,6 +93,16 @@ pub fn nfsd_settings(fs: &FileSystem, access_points: &[AccessPoint]) -> api::Set
             require_tls: policy.require_tls,
             anon_uid: None,
             anon_gid: None,
+            client_rules: policy
+                .client_certificates
+                .iter()
+                .flat_map(|c| &c.rules)
+                .map(|r| api::ClientRule {
+                    client: r.client.clone(),
+                    read_only: r.read_only,
+                    root_squash: r.root_access.map(|a| a == RootAccess::Squash),
+                })
+                .collect(),
         }),
         throughput: Some(throughput(fs)),
         access_points: aps,
@@ -158,6 +172,18 @@ struct ConfigFile<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     provisioned_throughput_mibps: Option<u32>,
     access_point: Vec<ConfigAccessPoint<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    client_rule: Vec<ConfigClientRule<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfigClientRule<'a> {
+    client: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_squash: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -192,7 +218,7 @@ struct ConfigCreationInfo {
 /// `settings` as nfsd's config file (its runtime keys).
 pub fn config_toml(settings: &api::Settings) -> Result<String, toml::ser::Error> {
     use api::throughput::Mode;
-    let policy = settings.policy.unwrap_or_default();
+    let policy = settings.policy.clone().unwrap_or_default();
     let throughput = settings.throughput.unwrap_or_default();
     let file = ConfigFile {
         root_squash: policy.root_squash,
@@ -226,6 +252,15 @@ pub fn config_toml(settings: &api::Settings) -> Result<String, toml::ser::Error>
                 max_bytes: ap.max_bytes,
             })
             .collect(),
+        client_rule: policy
+            .client_rules
+            .iter()
+            .map(|r| ConfigClientRule {
+                client: &r.client,
+                read_only: r.read_only,
+                root_squash: r.root_squash,
+            })
+            .collect(),
     };
     Ok(format!(
         "# Written by the openefs operator; nfsd reads it at its first start.\n{}",
@@ -233,13 +268,23 @@ pub fn config_toml(settings: &api::Settings) -> Result<String, toml::ser::Error>
     ))
 }
 
-pub fn config_map(factory: &MetaFactory, settings: &api::Settings) -> Result<ConfigMap, Error> {
+/// nfsd's config file and, with `policy.clientCertificates`, the client CA
+/// bundle (public certificates, so a ConfigMap).
+pub fn config_map(
+    factory: &MetaFactory,
+    settings: &api::Settings,
+    client_ca_bundle: Option<&str>,
+) -> Result<ConfigMap, Error> {
+    let mut data = BTreeMap::from([(
+        CONFIG_KEY.to_owned(),
+        config_toml(settings).map_err(Error::RenderConfig)?,
+    )]);
+    if let Some(pem) = client_ca_bundle {
+        data.insert(CLIENT_CA_KEY.to_owned(), pem.to_owned());
+    }
     Ok(ConfigMap {
         metadata: factory.meta(&config_map_name(factory.id()), true),
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.to_owned(),
-            config_toml(settings).map_err(Error::RenderConfig)?,
-        )])),
+        data: Some(data),
         ..ConfigMap::default()
     })
 }
@@ -556,12 +601,49 @@ mod tests {
                  "throughputMode": "provisioned", "provisionedThroughputMiBps": 20}"#),
             &[],
         );
-        let p = s.policy.unwrap();
+        let p = s.policy.clone().unwrap();
         assert!(p.root_squash && p.read_only);
+        assert!(p.client_rules.is_empty());
         assert_eq!(s.throughput.unwrap().provisioned_mibps, 20);
         let toml = config_toml(&s).unwrap();
         assert!(
             toml.contains("root-squash = true\nread-only = true\nrequire-tls = true\nthroughput-mode = \"provisioned\"\nprovisioned-throughput-mibps = 20\n"),
+            "{toml}"
+        );
+        assert!(!toml.contains("client-rule"), "{toml}");
+    }
+
+    #[test]
+    fn client_rules_reach_nfsd_in_order() {
+        let s = nfsd_settings(
+            &fs(r#"{"policy": {"readOnly": true, "clientCertificates": {
+                 "caBundle": "-----BEGIN CERTIFICATE-----\n",
+                 "rules": [{"client": "backup", "readOnly": false},
+                           {"client": "*", "rootAccess": "squash"},
+                           {"client": "admin", "rootAccess": "allow"}]}}}"#),
+            &[],
+        );
+        let rules = &s.policy.as_ref().unwrap().client_rules;
+        let rule = |client: &str, read_only, root_squash| api::ClientRule {
+            client: client.into(),
+            read_only,
+            root_squash,
+        };
+        assert_eq!(
+            rules,
+            &[
+                rule("backup", Some(false), None),
+                rule("*", None, Some(true)),
+                rule("admin", None, Some(false)),
+            ]
+        );
+        let toml = config_toml(&s).unwrap();
+        assert!(
+            toml.contains(concat!(
+                "[[client-rule]]\nclient = \"backup\"\nread-only = false\n\n",
+                "[[client-rule]]\nclient = \"*\"\nroot-squash = true\n\n",
+                "[[client-rule]]\nclient = \"admin\"\nroot-squash = false\n"
+            )),
             "{toml}"
         );
     }

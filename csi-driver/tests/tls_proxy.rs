@@ -211,6 +211,12 @@ async fn presents_the_client_certificate_a_server_requires() {
     let proxy = start_proxy(&state);
     round_trip(with_cert.local_port, 1 << 20).await;
     assert_nothing_comes_back(without.local_port).await;
+    wait_metric(
+        &proxy.metrics,
+        "openefs_tls_proxy_handshake_failures_total{tunnel=\"without\"}",
+        1.0,
+    )
+    .await;
     assert_nothing_comes_back(unreadable.local_port).await;
     wait_metric(
         &proxy.metrics,

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{AlertDescription, ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
@@ -58,6 +58,19 @@ pub enum ForwardError {
         key: PathBuf,
         /// What is wrong with them.
         reason: String,
+    },
+    /// The server refused the client certificate presented, or asked for
+    /// one and got none.
+    #[error(
+        "{server} refused this node's TLS client certificate ({alert:?}): does the tunnel present one \
+         (node plugin --tls-client-cert) signed by a CA of the file system's \
+         policy.clientCertificates.caBundle?"
+    )]
+    ClientRefused {
+        /// The server address.
+        server: String,
+        /// The alert it sent.
+        alert: AlertDescription,
     },
     /// `serverName` is neither a DNS name nor an IP address.
     #[error("invalid server name {0:?}")]
@@ -169,10 +182,38 @@ async fn forward(
         _ = stop.cancelled() => debug!("tunnel closed: dropping the connection"),
         r = tokio::io::copy_bidirectional_with_sizes(&mut local, &mut remote, BUFFER, BUFFER) => match r {
             Ok((up, down)) => debug!(up, down, "connection closed"),
-            Err(e) => info!(error = %e, "connection ended"),
+            Err(e) => match refusal(&e) {
+                Some(alert) => {
+                    return Err(ForwardError::ClientRefused {
+                        server: spec.server.clone(),
+                        alert,
+                    })
+                }
+                None => info!(error = %e, "connection ended"),
+            },
         },
     }
     Ok(())
+}
+
+/// The alert with which a server refused this client's certificate (or its
+/// lack of one). TLS 1.3 finishes the client's side of the handshake before
+/// the server has checked the client certificate, so the refusal arrives as
+/// the answer to the first bytes sent, not as a failed handshake.
+fn refusal(e: &io::Error) -> Option<AlertDescription> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(
+            alert @ (AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnknownCA
+            | AlertDescription::AccessDenied),
+        ) => Some(*alert),
+        _ => None,
+    }
 }
 
 /// The certificates of a PEM CA bundle as trust anchors; at least one.

@@ -171,10 +171,14 @@ async fn forward(
         }
     }
     let tcp = BufReader::with_capacity(TLS_READ_BUFFER, tcp);
-    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
+    let mut tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
         .await
         .map_err(|_| handshake_err(io::ErrorKind::TimedOut.into()))?
         .map_err(handshake_err)?;
+    // rustls takes at most 64 KiB of plaintext per write by default, so a
+    // copy-buffer-full of data went out in four writev calls; one suffices
+    // (measured: 9 % less proxy CPU per GiB written). Still bounded.
+    tls.get_mut().1.set_buffer_limit(Some(BUFFER));
     debug!(server = %spec.server, "TLS connection established");
     let mut local = Counted::new(local, metrics.bytes(name, Direction::ToServer));
     let mut remote = Counted::new(tls, metrics.bytes(name, Direction::ToClient));

@@ -45,6 +45,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OPENEFS_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// TOML file with the same keys as these flags (kebab-case); flags win.
+    /// Also `[[access-point]]` and `[[client-rule]]` tables (docs/nfsd.md).
     #[arg(long, env = "OPENEFS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Map uid 0 of clients to the anonymous uid/gid.
@@ -90,7 +91,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OPENEFS_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: TLS clients must present a certificate it signed
-    /// (mTLS), e.g. /etc/openefs/tls/ca.crt.
+    /// (mTLS), e.g. /etc/openefs/tls/ca.crt; the config file's
+    /// `[[client-rule]]` tables then grant by the certificate's name.
     #[arg(long, env = "OPENEFS_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// Refuse plaintext RPC connections (needs --tls-cert and --tls-key).

@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::rpc::Reply;
 use crate::server::Server;
-use crate::settings::Settings;
+use crate::settings::{ClientRule, Settings};
 use crate::tls::{ClientCertificate, Connection, WriteHalf};
 
 /// Calls of one connection executing at once. Above the session slot count we
@@ -198,42 +198,51 @@ struct ConnectionSettings {
     /// The server's settings `effective` was derived from.
     base: Arc<Settings>,
     effective: Arc<Settings>,
+    /// The client rule behind `effective`, to log changes only: the
+    /// operator re-applies unchanged settings on every reconcile.
+    rule: Option<ClientRule>,
 }
 
 impl ConnectionSettings {
     fn new(client: Option<ClientCertificate>, server: &Server) -> Self {
-        let client_names = client.map(|c| c.names).unwrap_or_default();
         let base = server.settings();
-        let effective = Self::derive(&base, &client_names);
-        Self {
-            client_names,
+        let mut this = Self {
+            client_names: client.map(|c| c.names).unwrap_or_default(),
+            effective: base.clone(),
             base,
-            effective,
-        }
+            rule: None,
+        };
+        this.derive();
+        this
     }
 
     fn current(&mut self, server: &Server) -> Arc<Settings> {
         let base = server.settings();
         if !Arc::ptr_eq(&self.base, &base) {
-            self.effective = Self::derive(&base, &self.client_names);
             self.base = base;
+            self.derive();
         }
         self.effective.clone()
     }
 
-    fn derive(base: &Arc<Settings>, client_names: &[String]) -> Arc<Settings> {
-        match base.for_client(client_names) {
-            Some((rule, effective)) => {
-                info!(
-                    rule = %rule.client,
+    fn derive(&mut self) {
+        let (rule, effective) = match self.base.for_client(&self.client_names) {
+            Some((rule, effective)) => (Some(rule.clone()), Arc::new(effective)),
+            None => (None, self.base.clone()),
+        };
+        if rule != self.rule {
+            match &rule {
+                Some(r) => info!(
+                    rule = %r.client,
                     read_only = effective.policy.read_only,
                     root_squash = effective.policy.root_squash,
                     "a client rule of the policy applies to this connection"
-                );
-                Arc::new(effective)
+                ),
+                None => info!("no client rule of the policy applies to this connection any more"),
             }
-            None => base.clone(),
         }
+        self.rule = rule;
+        self.effective = effective;
     }
 }
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use openefs_csi::tls_proxy::metrics::Metrics;
 use openefs_csi::tls_proxy::spec::{ClientCertificate, TunnelSpec, write as write_tunnel};
+use openefs_csi::tls_proxy::tunnel::trust_roots;
 use openefs_csi::tls_proxy::{ProxyConfig, run};
+use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,10 +35,7 @@ async fn echo_server(
         .unwrap();
     let builder = match clients {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            roots
-                .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
-                .unwrap();
+            let roots = trust_roots(ca.pem.as_bytes()).unwrap();
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .unwrap();

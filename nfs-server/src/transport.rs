@@ -155,13 +155,6 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
                 break;
             }
         };
-        // A policy switched to requireTls ends plaintext connections too;
-        // the client reconnects, and only TLS gets through.
-        if !encrypted && server.settings().policy.require_tls {
-            warn!("closing a plaintext connection: the policy now requires TLS");
-            server.metrics().plaintext_refused();
-            break;
-        }
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
             p = in_flight.clone().acquire_owned() => match p {
@@ -169,9 +162,17 @@ async fn run_connection(conn: Connection, server: Arc<Server>, shutdown: Cancell
                 Err(_) => break,
             },
         };
+        // The call's one snapshot of the settings also decides whether it
+        // is served at all: a policy switched to requireTls ends plaintext
+        // connections too; the client reconnects, and only TLS gets through.
+        let settings = settings.current(&server);
+        if !encrypted && settings.policy.require_tls {
+            warn!("closing a plaintext connection: the policy now requires TLS");
+            server.metrics().plaintext_refused();
+            break;
+        }
         let replies = replies.clone();
         let server = server.clone();
-        let settings = settings.current(&server);
         calls.spawn(
             async move {
                 if let Some(reply) = server.handle_call(record, settings).await {

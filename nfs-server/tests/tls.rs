@@ -342,6 +342,16 @@ async fn mtls_verifies_client_certificates() {
     s.stop().await;
 }
 
+/// Creates the directory `name` in the export root as `client`.
+async fn mkdir(client: &mut Client, name: &str) -> Result<Vec<ResOp>, ClientError> {
+    let create = ArgOp::Create(Create4Args {
+        objtype: CreateType4::Dir,
+        objname: Utf8Str::from(name),
+        createattrs: Fattr4::default(),
+    });
+    client.compound(vec![ArgOp::Putrootfh, create]).await
+}
+
 /// The policy's client rules follow the verified client certificate: a
 /// read-only, root-squashing file system lets one client write and another
 /// write as root, and a rule removed at runtime stops applying to a
@@ -377,13 +387,6 @@ async fn client_rules_apply_to_the_verified_client() {
             c
         }
     };
-    let mkdir = |name: &str| {
-        ArgOp::Create(Create4Args {
-            objtype: CreateType4::Dir,
-            objname: Utf8Str::from(name),
-            createattrs: Fattr4::default(),
-        })
-    };
     let rofs = |r: Result<Vec<ResOp>, ClientError>| {
         matches!(
             r,
@@ -396,32 +399,19 @@ async fn client_rules_apply_to_the_verified_client() {
     let owner = |name: &str| std::fs::metadata(s.dir.path().join(name)).unwrap().uid();
 
     let mut reader = connect("reader").await;
-    assert!(rofs(
-        reader.compound(vec![ArgOp::Putrootfh, mkdir("r")]).await
-    ));
+    assert!(rofs(mkdir(&mut reader, "r").await));
     let mut writer = connect("writer").await;
-    writer
-        .compound(vec![ArgOp::Putrootfh, mkdir("w")])
-        .await
-        .unwrap();
+    mkdir(&mut writer, "w").await.unwrap();
     assert_eq!(owner("w"), 65534, "root stays squashed for writer");
     let mut admin = connect("admin").await;
-    admin
-        .compound(vec![ArgOp::Putrootfh, mkdir("a")])
-        .await
-        .unwrap();
+    mkdir(&mut admin, "a").await.unwrap();
     assert_eq!(owner("a"), 0, "admin keeps root");
 
     settings.policy.client_rules =
         ClientRules::new(vec![rule("admin", Some(false), Some(false))]).unwrap();
     s.server.apply_settings(settings).unwrap();
-    assert!(rofs(
-        writer.compound(vec![ArgOp::Putrootfh, mkdir("w2")]).await
-    ));
-    admin
-        .compound(vec![ArgOp::Putrootfh, mkdir("a2")])
-        .await
-        .unwrap();
+    assert!(rofs(mkdir(&mut writer, "w2").await));
+    mkdir(&mut admin, "a2").await.unwrap();
     s.stop().await;
 }
 

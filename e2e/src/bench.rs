@@ -47,6 +47,9 @@ pub struct Params {
     /// Concurrent clients (fio jobs, one libnfs connection each) of the
     /// random-I/O scenarios.
     pub jobs: u32,
+    /// Calls each client keeps in flight on its connection in the
+    /// random-I/O scenarios.
+    pub iodepth: u32,
     /// Concurrent clients of the performance-mode comparison's aggregate
     /// IOPS runs ([`run_modes`]).
     pub many_jobs: u32,
@@ -65,6 +68,7 @@ impl Params {
             repeats: 3,
             file_size: 2 << 30,
             jobs: 4,
+            iodepth: 1,
             many_jobs: 16,
             meta_files: 10_000,
             meta_file_size: 4096,
@@ -78,6 +82,7 @@ impl Params {
             repeats: 1,
             file_size: 64 << 20,
             jobs: 4,
+            iodepth: 1,
             many_jobs: 16,
             meta_files: 500,
             meta_file_size: 4096,
@@ -144,14 +149,16 @@ impl Scenario {
     }
 
     /// fio's job options for this scenario against the export at `nfs_url`.
-    /// iodepth stays 1: fio 3.33's nfs engine (libnfs 4.0) fails with more
-    /// than one I/O in flight, so concurrency comes from jobs, each with its
-    /// own libnfs context and TCP connection.
+    /// Sequential runs keep one call in flight; random ones
+    /// `params.iodepth`, which is 1 but in the TLS comparison's queued run:
+    /// fio 3.33's nfs engine (libnfs 4.0) fails writes and verification
+    /// with more in flight (docs/testing.md), so concurrency mostly comes
+    /// from jobs, each with its own libnfs context and TCP connection.
     pub fn fio_args(self, nfs_url: &str, params: &Params) -> Vec<String> {
-        let (bs, jobs) = if self.is_random() {
-            ("4k", params.jobs)
+        let (bs, jobs, iodepth) = if self.is_random() {
+            ("4k", params.jobs, params.iodepth)
         } else {
-            ("1m", 1)
+            ("1m", 1, 1)
         };
         let mut args = vec![
             format!("--name={}", self.rw()),
@@ -162,7 +169,7 @@ impl Scenario {
             format!("--bs={bs}"),
             format!("--size={}", params.file_size),
             format!("--numjobs={jobs}"),
-            "--iodepth=1".into(),
+            format!("--iodepth={iodepth}"),
             "--group_reporting".into(),
             "--time_based".into(),
             format!("--runtime={}s", params.runtime.as_secs().max(1)),
@@ -902,7 +909,7 @@ pub fn run_modes(opts: &Options) -> Result<Outcome> {
             for &i in &order {
                 let side = targets[i].side;
                 fio_phase(&mut targets[i], scenario, p, scratch.path(), |dir| {
-                    record_per_jobs(&mut table, side, scenario, p.jobs, dir)
+                    record_per_jobs(&mut table, side, scenario, (p.jobs, p.iodepth), dir)
                 })
                 .with_context(|| format!("{} against {}", scenario.name(), side.label()))
                 .with_context(|| log(side))?;
@@ -933,7 +940,7 @@ fn record_per_jobs(
     table: &mut Table,
     side: Side,
     scenario: Scenario,
-    jobs: u32,
+    (jobs, iodepth): (u32, u32),
     dir: &fio::Direction,
 ) {
     if !scenario.is_random() {
@@ -950,12 +957,21 @@ fn record_per_jobs(
         1 => "1 job".to_owned(),
         n => format!("{n} jobs"),
     };
-    let name = format!("{} ({jobs})", scenario.name());
+    let name = match iodepth {
+        1 => format!("{} ({jobs})", scenario.name()),
+        n => format!("{} ({jobs}, {n} in flight)", scenario.name()),
+    };
     table.record(&name, "IOPS", Better::Higher, side, dir.iops);
     if let Some(us) = dir.clat_percentile_us(50.0) {
         table.record(&format!("{name} p50"), "µs", Better::Lower, side, us);
     }
 }
+
+/// Calls in flight on the one connection of the TLS comparison's queued
+/// run: the way the kernel client uses a connection (many RPCs at once,
+/// up to its session's slots), where a tunnel carries several calls per
+/// read and wake-up instead of one.
+const TLS_QUEUE_DEPTH: u32 = 16;
 
 /// The name nfsd's certificate is issued for, which the proxy and stunnel
 /// verify.
@@ -966,8 +982,9 @@ const TLS_SERVER_NAME: &str = "fs-bench.openefs.test";
 /// by the same libnfs client three ways: plaintext to nfsd's port, through
 /// `openefs-csi tls-proxy` (one tunnel), and through stunnel4 in client mode
 /// (one tunnel, configured alike: [`crate::stunnel`]). 1 MiB sequential
-/// write and read (1 job), 4 KiB random read of 1 job and of
-/// `params.jobs` jobs; the three take turns as in [`run`]. The CPU and
+/// write and read (1 job), 4 KiB random read of 1 job, of `params.jobs`
+/// jobs and of 1 job with [`TLS_QUEUE_DEPTH`] calls in flight; the three
+/// take turns as in [`run`]. The CPU and
 /// memory figures are the tunnel process's (proxy or stunnel), not nfsd's.
 pub fn run_tls(opts: &Options) -> Result<Outcome> {
     let params = &opts.params;
@@ -1040,11 +1057,17 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
         jobs: 1,
         ..params.clone()
     };
+    let queued = Params {
+        jobs: 1,
+        iodepth: TLS_QUEUE_DEPTH,
+        ..params.clone()
+    };
     let runs = [
         (Scenario::SeqWrite, params),
         (Scenario::SeqRead, params),
         (Scenario::RandRead, &lone),
         (Scenario::RandRead, params),
+        (Scenario::RandRead, &queued),
     ];
     let mut table = take_turns(&mut targets, &runs, params.repeats, work, log)?;
     // Plaintext has no tunnel process: its CPU and memory (nfsd's) would
@@ -1167,7 +1190,7 @@ fn take_turns(
             for &i in &order {
                 let side = targets[i].side;
                 fio_phase(&mut targets[i], scenario, p, work, |dir| {
-                    record_per_jobs(&mut table, side, scenario, p.jobs, dir)
+                    record_per_jobs(&mut table, side, scenario, (p.jobs, p.iodepth), dir)
                 })
                 .with_context(|| format!("{} against {}", scenario.name(), side.label()))
                 .with_context(|| log(side))?;
@@ -1617,6 +1640,32 @@ mod tests {
     }
 
     #[test]
+    fn random_rows_name_their_clients_and_calls_in_flight() {
+        let dir = fio::Direction {
+            io_bytes: 4096,
+            bw_bytes: 4096,
+            iops: 1.0,
+            runtime: 1000,
+            clat_ns: None,
+        };
+        let mut t = Table::default();
+        for shape in [(1, 1), (4, 1), (1, 16)] {
+            record_per_jobs(&mut t, Side::Nfsd, Scenario::RandRead, shape, &dir);
+        }
+        record_per_jobs(&mut t, Side::Nfsd, Scenario::SeqRead, (1, 16), &dir);
+        let names: Vec<&str> = t.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rand read 4 KiB (1 job)",
+                "rand read 4 KiB (4 jobs)",
+                "rand read 4 KiB (1 job, 16 in flight)",
+                "seq read 1 MiB",
+            ]
+        );
+    }
+
+    #[test]
     fn fio_args_follow_the_scenario() {
         let p = Params::quick();
         let seq = Scenario::SeqRead.fio_args("nfs://h/?version=3", &p);
@@ -1629,6 +1678,14 @@ mod tests {
         assert!(rand.contains(&"--bs=4k".to_string()), "{rand:?}");
         assert!(rand.contains(&"--numjobs=4".to_string()), "{rand:?}");
         assert!(rand.contains(&"--iodepth=1".to_string()), "{rand:?}");
+        let queued = Params {
+            iodepth: 16,
+            ..p.clone()
+        };
+        let rand = Scenario::RandRead.fio_args("nfs://h/", &queued);
+        assert!(rand.contains(&"--iodepth=16".to_string()), "{rand:?}");
+        let seq = Scenario::SeqWrite.fio_args("nfs://h/", &queued);
+        assert!(seq.contains(&"--iodepth=1".to_string()), "{seq:?}");
         assert!(rand.contains(&"--norandommap".to_string()), "{rand:?}");
         assert!(rand.contains(&"--nfs_url=nfs://h/".to_string()), "{rand:?}");
     }

@@ -49,8 +49,8 @@ struct Cli {
     /// nfsd with a TLS certificate, reached in plaintext, through
     /// `openefs-csi tls-proxy` (OPENEFS_CSI names the binary) and through
     /// stunnel4: 1 MiB sequential throughput, 4 KiB random read IOPS and
-    /// p50 latency (1 job and the usual jobs), the tunnels' RSS and CPU per
-    /// GiB.
+    /// p50 latency (1 job, the usual jobs, and 1 job with 16 calls in
+    /// flight as the kernel client keeps), the tunnels' RSS and CPU per GiB.
     #[arg(long, env = "OPENEFS_BENCH_TLS", conflicts_with = "modes")]
     tls: bool,
     /// With --tls: run nfsd in a network namespace of its own behind a veth

@@ -50,6 +50,11 @@ pub struct Params {
     /// Calls each client keeps in flight on its connection in the
     /// random-I/O scenarios.
     pub iodepth: u32,
+    /// Whether `--tls` adds its queued run ([`TLS_QUEUE_DEPTH`] calls in
+    /// flight). Not in smoke runs: fio 3.33's nfs engine at depth has hung
+    /// once (the CI smoke run over a 1 Gbit/s link through stunnel: the
+    /// job in `poll` with its socket gone), and a smoke run must not.
+    pub tls_queued_run: bool,
     /// Concurrent clients of the performance-mode comparison's aggregate
     /// IOPS runs ([`run_modes`]).
     pub many_jobs: u32,
@@ -69,6 +74,7 @@ impl Params {
             file_size: 2 << 30,
             jobs: 4,
             iodepth: 1,
+            tls_queued_run: true,
             many_jobs: 16,
             meta_files: 10_000,
             meta_file_size: 4096,
@@ -83,6 +89,7 @@ impl Params {
             file_size: 64 << 20,
             jobs: 4,
             iodepth: 1,
+            tls_queued_run: false,
             many_jobs: 16,
             meta_files: 500,
             meta_file_size: 4096,
@@ -1062,13 +1069,15 @@ pub fn run_tls(opts: &Options) -> Result<Outcome> {
         iodepth: TLS_QUEUE_DEPTH,
         ..params.clone()
     };
-    let runs = [
+    let mut runs = vec![
         (Scenario::SeqWrite, params),
         (Scenario::SeqRead, params),
         (Scenario::RandRead, &lone),
         (Scenario::RandRead, params),
-        (Scenario::RandRead, &queued),
     ];
+    if params.tls_queued_run {
+        runs.push((Scenario::RandRead, &queued));
+    }
     let mut table = take_turns(&mut targets, &runs, params.repeats, work, log)?;
     // Plaintext has no tunnel process: its CPU and memory (nfsd's) would
     // not compare with the tunnels'.

@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 /// Runs `cmd` to completion and returns its output, whatever the exit status.
 /// Once `timeout` has passed it is killed together with the processes it
 /// forked (fio runs each job in a child process that holds the pipes): the
-/// command runs in a process group of its own, and that group is killed.
+/// command runs in a process group of its own, and that group is killed;
+/// so is what is left of the group when the command exits.
 pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
@@ -28,7 +29,13 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = match wait_until(&mut child, Instant::now() + timeout) {
-        Ok(Some(status)) => status,
+        Ok(Some(status)) => {
+            // What the command left running in its group would hold the
+            // pipes open and the reads below forever: fio's main process
+            // gives up on a job stuck in libnfs and exits without it.
+            kill_group(&mut child);
+            status
+        }
         Ok(None) => {
             kill_group(&mut child);
             let stderr = join(stderr);
@@ -51,8 +58,10 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
 
 fn kill_group(child: &mut Child) {
     if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) has no memory-safety preconditions; the group id is
-        // our own child's PID, which stays reserved until we reap it below.
+        // SAFETY: kill(2) has no memory-safety preconditions. The group id
+        // is our child's PID: reserved until we reap it below, or, if it was
+        // reaped already, still the id of its group while any member lives
+        // (and ESRCH when none does).
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
     let _ = child.kill();
@@ -101,6 +110,19 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn kills_what_a_finished_command_left_holding_the_pipes() {
+        let started = Instant::now();
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo done; sleep 60 & exit 0"]),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(out.stdout, b"done\n");
+        assert!(out.status.success());
     }
 
     #[test]

@@ -916,7 +916,7 @@ pub fn run_modes(opts: &Options) -> Result<Outcome> {
             for &i in &order {
                 let side = targets[i].side;
                 fio_phase(&mut targets[i], scenario, p, scratch.path(), |dir| {
-                    record_per_jobs(&mut table, side, scenario, (p.jobs, p.iodepth), dir)
+                    record_per_jobs(&mut table, side, scenario, p, dir)
                 })
                 .with_context(|| format!("{} against {}", scenario.name(), side.label()))
                 .with_context(|| log(side))?;
@@ -942,12 +942,12 @@ pub fn run_modes(opts: &Options) -> Result<Outcome> {
 
 /// Records one fio run of [`run_modes`] and [`run_tls`]: MB/s of a
 /// sequential scenario; IOPS and p50 latency of a random one, named with
-/// its client count.
+/// its client count and, when above one, the calls each keeps in flight.
 fn record_per_jobs(
     table: &mut Table,
     side: Side,
     scenario: Scenario,
-    (jobs, iodepth): (u32, u32),
+    params: &Params,
     dir: &fio::Direction,
 ) {
     if !scenario.is_random() {
@@ -960,11 +960,11 @@ fn record_per_jobs(
         );
         return;
     }
-    let jobs = match jobs {
+    let jobs = match params.jobs {
         1 => "1 job".to_owned(),
         n => format!("{n} jobs"),
     };
-    let name = match iodepth {
+    let name = match params.iodepth {
         1 => format!("{} ({jobs})", scenario.name()),
         n => format!("{} ({jobs}, {n} in flight)", scenario.name()),
     };
@@ -1199,7 +1199,7 @@ fn take_turns(
             for &i in &order {
                 let side = targets[i].side;
                 fio_phase(&mut targets[i], scenario, p, work, |dir| {
-                    record_per_jobs(&mut table, side, scenario, (p.jobs, p.iodepth), dir)
+                    record_per_jobs(&mut table, side, scenario, p, dir)
                 })
                 .with_context(|| format!("{} against {}", scenario.name(), side.label()))
                 .with_context(|| log(side))?;
@@ -1658,10 +1658,15 @@ mod tests {
             clat_ns: None,
         };
         let mut t = Table::default();
-        for shape in [(1, 1), (4, 1), (1, 16)] {
-            record_per_jobs(&mut t, Side::Nfsd, Scenario::RandRead, shape, &dir);
+        let shape = |jobs, iodepth| Params {
+            jobs,
+            iodepth,
+            ..Params::quick()
+        };
+        for p in [shape(1, 1), shape(4, 1), shape(1, 16)] {
+            record_per_jobs(&mut t, Side::Nfsd, Scenario::RandRead, &p, &dir);
         }
-        record_per_jobs(&mut t, Side::Nfsd, Scenario::SeqRead, (1, 16), &dir);
+        record_per_jobs(&mut t, Side::Nfsd, Scenario::SeqRead, &shape(1, 16), &dir);
         let names: Vec<&str> = t.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
@@ -1687,16 +1692,22 @@ mod tests {
         assert!(rand.contains(&"--bs=4k".to_string()), "{rand:?}");
         assert!(rand.contains(&"--numjobs=4".to_string()), "{rand:?}");
         assert!(rand.contains(&"--iodepth=1".to_string()), "{rand:?}");
+        assert!(rand.contains(&"--norandommap".to_string()), "{rand:?}");
+        assert!(rand.contains(&"--nfs_url=nfs://h/".to_string()), "{rand:?}");
         let queued = Params {
             iodepth: 16,
             ..p.clone()
         };
-        let rand = Scenario::RandRead.fio_args("nfs://h/", &queued);
-        assert!(rand.contains(&"--iodepth=16".to_string()), "{rand:?}");
-        let seq = Scenario::SeqWrite.fio_args("nfs://h/", &queued);
-        assert!(seq.contains(&"--iodepth=1".to_string()), "{seq:?}");
-        assert!(rand.contains(&"--norandommap".to_string()), "{rand:?}");
-        assert!(rand.contains(&"--nfs_url=nfs://h/".to_string()), "{rand:?}");
+        let queued_rand = Scenario::RandRead.fio_args("nfs://h/", &queued);
+        assert!(
+            queued_rand.contains(&"--iodepth=16".to_string()),
+            "{queued_rand:?}"
+        );
+        let queued_seq = Scenario::SeqWrite.fio_args("nfs://h/", &queued);
+        assert!(
+            queued_seq.contains(&"--iodepth=1".to_string()),
+            "{queued_seq:?}"
+        );
     }
 
     #[test]
